@@ -1,0 +1,53 @@
+"""The ``mrmd-monitor`` command: parse the configuration, set up logging, run.
+
+``main(argv)`` returns the exit status instead of exiting, so tests can call
+it; ``main_entry()`` is the console script.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Optional, Sequence
+
+from . import __version__
+from .config import PROG, ParserExit, describe, load_config
+from .errors import ConfigError
+from .logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+EXIT_USAGE = 2
+
+
+def _fail(reason) -> int:
+    text = " ".join(str(reason).split())
+    sys.stderr.write(f"{PROG}: error: {text}\n")
+    sys.stderr.flush()
+    return EXIT_USAGE
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        config = load_config(sys.argv[1:] if argv is None else list(argv))
+    except ParserExit as done:  # --help or --version, already printed
+        sys.stdout.flush()
+        return int(done.code or 0)
+    except ConfigError as exc:
+        return _fail(exc)
+
+    try:
+        setup_logging(config)
+    except ConfigError as exc:
+        return _fail(exc)
+
+    log.info("mrmd-monitor %s starting with %s", __version__, describe(config))
+
+    from .daemon import Daemon  # imported here: the CLI must work without it for --help
+
+    status = Daemon(config).run()
+    return 0 if status is None else int(status)
+
+
+def main_entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Output blocks in the markdown text: finding them, placing them after their
+cell, and turning a change of rendered output into a minimal edit.
+
+Pure string logic. Positions are code-point indices into ``str(text)``;
+``Edit`` carries UTF-8 byte offsets, which is what pycrdt's Text uses for
+insert and delete (NOTES.md): convert only at the very end, with
+``byte_offset``.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+FENCE = "```"
+# A zero-width space in front of an output line that would otherwise read as a
+# code fence: the block cannot be closed early by the program's own output, and
+# a person sees the same characters.
+FENCE_ESCAPE = "\u200b"
+_FENCE_LINE = re.compile(r"^( {0,3})(`{3,}|~{3,})")
+
+
+def byte_offset(s: str, index: int) -> int:
+    return len(s[:index].encode("utf-8"))
+
+
+def byte_len(s: str) -> int:
+    return len(s.encode("utf-8"))
+
+
+def escape_line(line: str) -> str:
+    if _FENCE_LINE.match(line):
+        return FENCE_ESCAPE + line
+    return line
+
+
+@dataclass(frozen=True)
+class Block:
+    marker_start: int    # the first backtick of ```output:<id>
+    content_start: int   # just after the marker line's newline
+    content_end: int     # start of the closing fence line (== content_start when empty)
+    end: int             # just after the closing fence (or len(text) if it is missing)
+    closed: bool
+
+
+def _line_start_find(text: str, needle: str, start: int = 0) -> int:
+    """Index of ``needle`` at the start of a line, or -1."""
+    i = text.find(needle, start)
+    while i != -1:
+        if i == 0 or text[i - 1] == "\n":
+            return i
+        i = text.find(needle, i + 1)
+    return -1
+
+
+def find_block(text: str, exec_id: str, kind: str = "output") -> Optional[Block]:
+    marker = "%s%s:%s" % (FENCE, kind, exec_id)
+    start = 0
+    while True:
+        i = _line_start_find(text, marker, start)
+        if i == -1:
+            return None
+        line_end = text.find("\n", i)
+        if line_end == -1:
+            # Marker on the last line, no newline yet: content starts at the end.
+            if text[i + len(marker):].strip() == "":
+                return Block(i, len(text), len(text), len(text), False)
+            return None
+        if text[i + len(marker):line_end].strip() == "":
+            break
+        start = i + 1  # a longer id that shares our prefix
+    content_start = line_end + 1
+    if text.startswith(FENCE, content_start):
+        close = content_start
+    else:
+        close = text.find("\n" + FENCE, content_start - 1)
+        close = -1 if close == -1 else close + 1
+    if close == -1:
+        return Block(i, content_start, len(text), len(text), False)
+    close_end = text.find("\n", close)
+    close_end = len(text) if close_end == -1 else close_end
+    return Block(i, content_start, close, close_end, True)
+
+
+@dataclass(frozen=True)
+class Cell:
+    start: int   # the opening fence
+    end: int     # just after the closing fence's backticks
+
+
+_OPEN_FENCE = re.compile(r"^(`{3,})([^`\n]*)$", re.M)
+
+
+def iter_cells(text: str):
+    """Fenced code blocks, as (Cell, info string, code)."""
+    pos = 0
+    while True:
+        m = _OPEN_FENCE.search(text, pos)
+        if not m:
+            return
+        ticks, info = m.group(1), m.group(2).strip()
+        body_start = m.end() + 1
+        close_re = re.compile(r"^%s`*[ \t]*$" % ticks, re.M)
+        c = close_re.search(text, body_start) if body_start <= len(text) else None
+        if not c:
+            return
+        code = text[body_start:c.start()]
+        if code.endswith("\n"):
+            code = code[:-1]
+        yield Cell(m.start(), c.start() + len(c.group(0).rstrip())), info, code
+        pos = c.end()
+
+
+def find_cell(text: str, code: str, language: str, cell_id: Optional[str] = None) -> Optional[Cell]:
+    """The code cell an execution belongs to: the one naming ``cell_id`` in its
+    fence line when there is one, else the first whose code and language match."""
+    by_code = None
+    code = code.rstrip("\n")
+    for cell, info, body in iter_cells(text):
+        if info.startswith("output:") or info.startswith("stdin:"):
+            continue
+        words = info.replace("{", " ").replace("}", " ").replace("#", " ").replace("=", " ").split()
+        if cell_id and cell_id in words:
+            return cell
+        lang = words[0] if words else ""
+        if by_code is None and body == code and (lang == language or not language):
+            by_code = cell
+    return by_code
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Delete ``delete`` bytes at byte offset ``at``, then insert ``insert`` there."""
+    at: int
+    delete: int
+    insert: str
+
+
+def place_block(text: str, exec_id: str, cell: Optional[Cell]) -> Tuple[Edit, int]:
+    """The edit that gives ``exec_id`` an empty output block right after its cell,
+    replacing an output block that already sits there (a re-run) instead of
+    stacking a second one. Without a cell the block goes at the end.
+
+    Returns the edit and the code-point index where the new block's content starts.
+    """
+    new = "%soutput:%s\n%s" % (FENCE, exec_id, FENCE)
+    if cell is None:
+        sep = "" if text.endswith("\n\n") or not text else ("\n" if text.endswith("\n") else "\n\n")
+        at = len(text)
+        return Edit(byte_len(text), 0, sep + new), at + len(sep) + len(new) - len(FENCE)
+    after = text[cell.end:]
+    m = re.match(r"\n\n(%soutput:[^\n]*)\n" % FENCE, after)
+    if m:
+        old_id = m.group(1)[len(FENCE) + len("output:"):].strip()
+        old = find_block(text, old_id)
+        if old is not None and old.marker_start == cell.end + 2:
+            start = old.marker_start
+            return (Edit(byte_offset(text, start), byte_len(text[start:old.end]), new),
+                    start + len(new) - len(FENCE))
+    at = cell.end
+    return Edit(byte_offset(text, at), 0, "\n\n" + new), at + 2 + len(new) - len(FENCE)
+
+
+def common_prefix_len(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n
+    while lo < hi:  # binary search on slice equality: C speed, O(n log n) worst case
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def common_suffix_len(a: str, b: str, limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid:] == b[len(b) - mid:]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class BlockContent:
+    """What the monitor has written into one output block, line by line.
+
+    The terminal renderer says which lines changed; this turns that into one
+    edit of the block that touches only the changed part, so a browser's
+    cursor and concurrent typing elsewhere are left alone.
+    """
+
+    def __init__(self):
+        self._lines: List[str] = [""]   # escaped rendered lines
+        self._text = ""                 # the block content as written
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    @staticmethod
+    def _join(lines: Sequence[str]) -> str:
+        body = "\n".join(lines)
+        # A block's closing fence needs a line of its own.
+        if lines and lines[-1] != "":
+            body += "\n"
+        return body
+
+    def reset(self):
+        self._lines = [""]
+        self._text = ""
+
+    def apply(self, first: int, new_lines: Sequence[str]) -> Tuple[int, str, str]:
+        """Replace lines[first:] with new_lines. Returns (char offset in the
+        content where the change starts, removed text, inserted text), trimmed to
+        the smallest span."""
+        escaped = [escape_line(line) for line in new_lines]
+        first = min(first, len(self._lines))
+        prefix = sum(len(line) + 1 for line in self._lines[:first])
+        old_tail = self._text[prefix:]
+        lines = self._lines[:first] + escaped
+        if not lines:
+            lines = [""]
+        new_text = self._join(lines)
+        new_tail = new_text[prefix:]
+        self._lines = lines
+        self._text = new_text
+        cp = common_prefix_len(old_tail, new_tail)
+        cs = common_suffix_len(old_tail, new_tail, min(len(old_tail), len(new_tail)) - cp)
+        return (prefix + cp, old_tail[cp:len(old_tail) - cs], new_tail[cp:len(new_tail) - cs])
+
+    def replace_all(self, lines: Sequence[str]) -> str:
+        self._lines = [escape_line(line) for line in lines] or [""]
+        self._text = self._join(self._lines)
+        return self._text
+
+
+def content_edit(text: str, block: Block, expected: str, change: Tuple[int, str, str]) -> Optional[Edit]:
+    """The edit for one flush, if the block still holds exactly ``expected``
+    (what we wrote before this change); None means the block was changed by
+    someone else and must be rewritten whole."""
+    actual = text[block.content_start:block.content_end]
+    if actual != expected:
+        return None
+    offset, removed, inserted = change
+    base = byte_offset(text, block.content_start) + byte_len(expected[:offset])
+    return Edit(base, byte_len(removed), inserted)
+
+
+def rewrite_edit(text: str, block: Block, content: str) -> Edit:
+    """Replace the block's whole content (used when someone else changed it,
+    or when a re-run starts with the old output still there)."""
+    start = byte_offset(text, block.content_start)
+    old = text[block.content_start:block.content_end]
+    insert = content
+    if not block.closed:
+        insert = content + FENCE
+    return Edit(start, byte_len(old), insert)

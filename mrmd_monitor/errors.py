@@ -1,0 +1,52 @@
+"""The exception tree. Each error carries what an operator needs to act on it."""
+
+
+class MonitorError(Exception):
+    """Root of every error mrmd-monitor raises on purpose."""
+
+
+class ConfigError(MonitorError):
+    """A configuration value is missing or invalid."""
+
+
+class SyncError(MonitorError):
+    """The connection to the sync server failed or broke."""
+
+    def __init__(self, message, *, doc=None, url=None):
+        super().__init__(message)
+        self.doc = doc
+        self.url = url
+
+
+class ProtocolError(SyncError):
+    """The sync server sent bytes we cannot decode."""
+
+
+class MrpError(MonitorError):
+    """A call to an MRP runtime failed.
+
+    ``str(error)`` is written into the document for the notebook author, so it
+    must read as a sentence a person understands.
+    """
+
+    def __init__(self, message, *, runtime_url=None, execution_id=None, status_code=None):
+        super().__init__(message)
+        self.runtime_url = runtime_url
+        self.execution_id = execution_id
+        self.status_code = status_code
+
+
+class RuntimeUnavailable(MrpError):
+    """The runtime could not be reached (refused, DNS, connect timeout)."""
+
+
+class RuntimeHTTPError(MrpError):
+    """The runtime answered with an HTTP error status."""
+
+
+class StreamError(MrpError):
+    """The event stream was malformed, stalled, or ended early."""
+
+
+class Cancelled(MrpError):
+    """The stream was closed on purpose (cancel or shutdown)."""

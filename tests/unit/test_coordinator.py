@@ -1,0 +1,253 @@
+"""The coordinator on a real pycrdt document, with a second pycrdt document as
+the browser and a recording stand-in for the worker pool (the pool and the
+runtime are tested for real in the end-to-end tests)."""
+
+from types import SimpleNamespace
+
+import pytest
+from pycrdt import Doc, Map, Text
+
+from mrmd_monitor import messages as m
+from mrmd_monitor.coordinator import Coordinator
+
+ME = 7
+BROWSER = 3_000_000_000
+CELL = "# Notes ✓ 😀 é 中\n\n```python\nprint('hi')\n```\n\nEnd.\n"
+
+
+class Pool:
+    def __init__(self):
+        self.calls = []
+        self.ahead = 0
+
+    def reserve(self, exec_id, key, order):
+        self.calls.append(("reserve", exec_id, key))
+
+    def submit(self, exec_id, job):
+        self.calls.append(("submit", exec_id))
+        return self.ahead
+
+    def cancel(self, exec_id, interrupt=True):
+        self.calls.append(("cancel", exec_id))
+
+    def send_input(self, exec_id, url, text, post):
+        self.calls.append(("input", exec_id, text))
+
+    def names(self, kind):
+        return [c[1] for c in self.calls if c[0] == kind]
+
+
+class Clock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+class World:
+    def __init__(self, block_wait=1.0):
+        self.mon = Doc(client_id=ME)
+        self.br = Doc(client_id=BROWSER)
+        self.br_text = self.br.get("content", type=Text)
+        self.br_map = self.br.get("executions", type=Map)
+        self.pool = Pool()
+        self.clock = Clock()
+        self.posted = []
+        self.changed = set()
+        self.mon_map = self.mon.get("executions", type=Map)  # observers die with their type
+        self.sub = self.mon_map.observe(lambda e: self.changed.update(e.keys))
+        cfg = SimpleNamespace(block_wait=block_wait, flush_interval=0.05)
+        self.co = Coordinator(self.mon, me=ME, pool=self.pool, post=self.posted.append,
+                              config=cfg, clock=self.clock, now_ms=lambda: 1_700_000_000_123)
+
+    def to_monitor(self):
+        self.changed.clear()
+        self.mon.apply_update(self.br.get_update(self.mon.get_state()))
+        keys = list(self.changed)
+        self.co.on_entries_changed(keys)
+
+    def to_browser(self):
+        self.br.apply_update(self.mon.get_update(self.br.get_state()))
+
+    def request(self, exec_id, code="print('hi')", **extra):
+        entry = {"id": exec_id, "cellId": None, "code": code, "language": "python",
+                 "runtimeUrl": "http://127.0.0.1:9/mrp/v1", "session": "s", "status": "requested",
+                 "requestedBy": BROWSER, "requestedAt": 1_700_000_000_000, "claimedBy": None,
+                 "claimedAt": None, "outputBlockReady": False, "outputPosition": None,
+                 "startedAt": None, "completedAt": None, "stdinRequest": None,
+                 "stdinResponse": None, "result": None, "error": None, "displayData": []}
+        entry.update(extra)
+        self.br_map[exec_id] = entry
+        self.to_monitor()
+
+    def entry(self, exec_id):
+        self.to_browser()
+        return self.br_map.get(exec_id)
+
+    def text(self):
+        self.to_browser()
+        return str(self.br_text)
+
+    def browser_set(self, exec_id, **changes):
+        self.to_browser()
+        self.br_map[exec_id] = {**self.br_map[exec_id], **changes}
+        self.to_monitor()
+
+
+@pytest.fixture
+def w():
+    world = World()
+    world.br_text += CELL
+    world.to_monitor()
+    return world
+
+
+def test_claims_requested_entry_with_whole_object_and_ints(w):
+    w.request("e1")
+    e = w.entry("e1")
+    assert e["status"] == "claimed" and e["claimedBy"] == ME
+    assert e["claimedAt"] == 1_700_000_000_123
+    assert e["code"] == "print('hi')" and e["displayData"] == []
+    assert w.pool.names("reserve") == ["e1"]
+    assert w.mon.get("executions", type=Map)["e1"]["requestedBy"] == BROWSER
+
+
+def test_browser_ready_arms_and_output_lands_in_block(w):
+    w.request("e1")
+    w.br_text.insert(len(CELL.encode()) - len("\n\nEnd.\n"), "\n\n```output:e1\n```")
+    w.browser_set("e1", status="ready", outputBlockReady=True)
+    assert w.pool.names("submit") == ["e1"]
+    w.co.on_message(m.RunStarted("e1"))
+    assert w.entry("e1")["status"] == "running"
+    w.co.on_message(m.OutputChunk("e1", "stdout", "hi\r\n"))
+    w.co.tick()
+    assert w.text() == CELL.replace("```\n\nEnd", "```\n\n```output:e1\nhi\n```\n\nEnd")
+    w.co.on_message(m.RunFinished("e1", result={"success": True, "stdout": "hi\r\n",
+                                                "executionCount": 1}))
+    e = w.entry("e1")
+    assert e["status"] == "completed" and e["result"] == {"success": True, "executionCount": 1}
+    assert not w.co.runs
+
+
+def test_headless_block_after_deadline(w):
+    w.request("e1")
+    w.co.tick()
+    assert w.pool.names("submit") == []
+    w.clock.t += 1.01
+    w.co.tick()
+    assert w.pool.names("submit") == ["e1"]
+    assert "```\n\n```output:e1\n```\n\nEnd." in w.text()
+    e = w.entry("e1")
+    assert e["status"] == "ready" and e["outputBlockReady"] is True
+
+
+def test_throttled_flush_progress_bar_one_line(w):
+    w.request("e1")
+    w.clock.t += 2
+    w.co.tick()
+    w.co.on_message(m.RunStarted("e1"))
+    w.co.on_message(m.OutputChunk("e1", "stdout", "0%"))
+    w.co.tick()
+    assert "```output:e1\n0%\n```" in w.text()
+    for i in range(1, 101):
+        w.co.on_message(m.OutputChunk("e1", "stdout", "\r%d%%" % i))
+    w.co.tick()
+    assert "```output:e1\n0%\n```" in w.text()  # within the flush interval: not yet
+    w.clock.t += 0.05
+    w.co.tick()
+    assert "```output:e1\n100%\n```" in w.text()
+
+
+def test_cancel_stops_writes_and_keeps_status(w):
+    w.request("e1")
+    w.clock.t += 2
+    w.co.tick()
+    w.co.on_message(m.RunStarted("e1"))
+    w.co.on_message(m.OutputChunk("e1", "stdout", "line 1\n"))
+    w.co.tick()
+    w.co.on_message(m.OutputChunk("e1", "stdout", "line 2\n"))
+    w.browser_set("e1", status="cancelled")
+    assert ("cancel", "e1") in w.pool.calls
+    w.co.on_message(m.OutputChunk("e1", "stdout", "line 3\n"))
+    w.co.on_message(m.RunFinished("e1", cancelled=True))
+    w.clock.t += 1
+    w.co.tick()
+    assert "```output:e1\nline 1\n```" in w.text()
+    assert w.entry("e1")["status"] == "cancelled"
+
+
+def test_concurrent_browser_write_wins_then_monitor_reapplies(w):
+    w.request("e1")
+    w.clock.t += 2
+    w.co.tick()
+    w.to_browser()
+    # The browser answers from a stale copy while the monitor writes running.
+    stale = dict(w.br_map["e1"])
+    w.co.on_message(m.RunStarted("e1"))
+    w.br_map["e1"] = {**stale, "stdinResponse": {"text": "x\n", "respondedAt": 1}}
+    w.to_monitor()
+    e = w.entry("e1")
+    assert e["status"] == "running"
+
+
+def test_stdin_round_trip_never_keeps_answer(w):
+    w.request("e1")
+    w.clock.t += 2
+    w.co.tick()
+    w.co.on_message(m.RunStarted("e1"))
+    w.co.on_message(m.StdinRequested("e1", "Name: ", False))
+    req = w.entry("e1")["stdinRequest"]
+    assert req["prompt"] == "Name: " and req["password"] is False
+    w.browser_set("e1", stdinResponse={"text": "Ada\n", "respondedAt": 5})
+    assert ("input", "e1", "Ada\n") in w.pool.calls
+    e = w.entry("e1")
+    assert e["stdinRequest"] is None and e["stdinResponse"] is None
+
+
+def test_error_shown_once_in_block(w):
+    w.request("e1")
+    w.clock.t += 2
+    w.co.tick()
+    w.co.on_message(m.RunStarted("e1"))
+    w.co.on_message(m.RunFinished("e1", error={"type": "RuntimeUnavailable",
+                                               "message": "cannot reach the runtime",
+                                               "traceback": []}))
+    assert "```output:e1\nRuntimeUnavailable: cannot reach the runtime\n```" in w.text()
+    e = w.entry("e1")
+    assert e["status"] == "error" and e["error"]["type"] == "RuntimeUnavailable"
+
+
+def test_invalid_request_marked_error(w):
+    w.request("bad", code=None)
+    e = w.entry("bad")
+    assert e["status"] == "error" and "no code" in e["error"]["message"]
+    assert w.pool.calls == []
+
+
+def test_garbage_entries_ignored(w):
+    w.br_map["junk"] = "not an object"
+    w.br_map["junk2"] = {"status": "weird"}
+    w.to_monitor()
+    assert w.pool.calls == [] and not w.co.runs
+
+
+def test_claims_in_request_order_within_one_update(w):
+    for i, t in [(3, 30), (1, 10), (2, 20)]:
+        w.br_map["e%d" % i] = {"id": "e%d" % i, "code": "x", "runtimeUrl": "http://127.0.0.1:9",
+                               "status": "requested", "requestedAt": t}
+    w.to_monitor()
+    assert w.pool.names("reserve") == ["e1", "e2", "e3"]
+
+
+def test_settle_on_stop(w):
+    w.request("e1")
+    w.request("e2", code="x = 1")
+    w.clock.t += 2
+    w.co.tick()
+    w.co.on_message(m.RunStarted("e1"))
+    w.co.on_message(m.OutputChunk("e1", "stdout", "partial"))
+    w.co.settle("the monitor was stopped")
+    assert w.entry("e1")["status"] == "error"
+    assert w.entry("e2")["status"] == "requested" and w.entry("e2")["claimedBy"] is None
+    assert "partial\n[mrmd-monitor: the monitor was stopped; the output above is kept]\n" in w.text()
