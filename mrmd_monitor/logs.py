@@ -89,6 +89,9 @@ def setup_logging(config) -> None:
             old.close()
     root.addHandler(handler)
     root.setLevel(_level(config.log_level))
+    # One line per HTTP connection and per SSE event drowns our own debug log.
+    for noisy in ("urllib3", "sseclient"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.captureWarnings(True)
 
 

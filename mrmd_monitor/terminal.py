@@ -1,0 +1,341 @@
+"""Turn a raw pseudo-terminal stream into the text a person would see.
+
+A runtime's stdout/stderr come from a pty: lines end in ``\\r\\n``, progress
+bars redraw with ``\\r``, tracebacks carry ANSI colours. ``TerminalRenderer``
+interprets that stream chunk by chunk and remembers the lowest line changed
+since the last ``take_changes()``, so the caller can rewrite only the tail of
+an output block instead of the whole block.
+
+The model is a terminal of unlimited height with no fixed screen. Where a real
+terminal's behaviour depends on a screen size, these choices apply:
+
+* LF moves to column 0 of the next line (a pty's ``onlcr``), so CR LF is just
+  a newline. ``\\r`` only moves the cursor; it never erases.
+* A column is one code point. Wide characters (CJK, emoji) and combining marks
+  each count as one column; they pass through unchanged.
+* ``ESC[H`` / ``ESC[f`` rows are relative to a virtual screen of 24 rows whose
+  top line is ``max(0, line_count - 24)``; rows are clamped to 1..24.
+* Downward moves (``ESC[B``, ``ESC[E``) create the lines they reach, but move
+  at most 24 rows per sequence so a garbage count cannot allocate without
+  bound.
+* ``ESC[1J`` empties the lines above the cursor (they stay, so line indices
+  are stable) and blanks the current line up to the cursor. ``ESC[2J`` and
+  ``ESC[3J`` clear everything to a single empty line with the cursor at 0,0:
+  without a screen there is nothing to keep, and output written after a
+  ``clear`` should start at the top of the block.
+* ``ESC 7`` / ``ESC 8`` save and restore the cursor; other two-character
+  escapes, OSC strings, SGR, private modes and unknown CSI finals are dropped.
+* A stray ESC followed by a printable character drops both; followed by a
+  control character, only the ESC goes and the control still acts.
+* C0 controls other than LF, CR, BS, TAB and ESC are dropped. C1 code points
+  (U+0080-U+009F) are kept as text: a UTF-8 terminal does not act on them.
+* A line is cut at ``max_line_chars``: writes past that column are dropped
+  until the cursor comes back (``\\r``, a newline, a cursor move).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import List, Optional, Tuple
+
+__all__ = ["TerminalRenderer", "SCREEN_ROWS"]
+
+SCREEN_ROWS = 24
+
+# Plain runs are found with a bare character class, which the regex engine
+# scans far faster than it can try an alternation at every position; LF is
+# not in it, so runs of whole lines reach the bulk path in _text.
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+
+# Matched where _CONTROL found something; group numbers are the dispatch keys
+# (match.lastindex).
+_SPECIAL = re.compile(
+    r"\x1b\[([0-?]*)([ -/]*)([@-~])"                      # 1-3 CSI params, intermediates, final
+    r"|(\x1b\][^\x07\x1b]*(?:\x07|\x1b\\|(?=\x1b[^\\])))"  # 4 OSC; a new ESC aborts it
+    r"|\x1b([0-Z\\^-~]|[ -/]+[0-~])"                       # 5 two-character escapes
+    r"|(\r)"                                               # 6
+    r"|(\x08)"                                             # 7
+    r"|(\t)"                                               # 8
+    r"|(\x1b)"                                             # 9 ESC that starts nothing known
+    r"|([\x00-\x07\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]+)"       # 10 controls we drop
+)
+_CSI, _OSC, _ESC2, _CR, _BS, _TAB, _LONE_ESC, _DROP = 3, 4, 5, 6, 7, 8, 9, 10
+
+# What a sequence cut by a chunk boundary can look like; matched at a lone ESC.
+_INCOMPLETE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*\x1b?|[ -/]*)\Z")
+
+# An unfinished CSI longer than this is garbage, not a sequence still arriving.
+_MAX_PENDING = 256
+# Longer counts are clamped before int(), which refuses over 4300 digits;
+# every use clamps them far lower anyway.
+_MAX_DIGITS = 9
+
+
+class TerminalRenderer:
+    """Render a pty's output stream into lines, reporting which lines changed."""
+
+    def __init__(self, tab_size: int = 8, max_line_chars: int = 100_000):
+        if tab_size < 1:
+            raise ValueError(f"tab_size must be at least 1, not {tab_size!r}")
+        if max_line_chars < 1:
+            raise ValueError(f"max_line_chars must be at least 1, not {max_line_chars!r}")
+        self._tab_size = tab_size
+        self._max = max_line_chars
+        self._lines: List[str] = [""]
+        self._row = 0
+        self._col = 0
+        self._saved = (0, 0)
+        self._pending = ""
+        self._dirty: Optional[int] = None
+
+    # -- public API ---------------------------------------------------------
+
+    def feed(self, data: str) -> None:
+        """Interpret raw terminal text.
+
+        Chunks may be cut anywhere, including inside an escape sequence: an
+        incomplete sequence is held until the next feed.
+        """
+        if self._pending:
+            data = self._pending + data
+            self._pending = ""
+        if not data:
+            return
+        # LF already returns the carriage, so CR LF is LF; folding the pair
+        # lets typical output reach _text as whole runs of lines.
+        data = data.replace("\r\n", "\n")
+        search = _CONTROL.search
+        match = _SPECIAL.match
+        pos = 0
+        while True:
+            found = search(data, pos)
+            if found is None:
+                break
+            start = found.start()
+            if start > pos:
+                self._text(data[pos:start])
+            m = match(data, start)
+            pos = m.end()
+            kind = m.lastindex
+            if kind == _CSI:
+                final = m.group(3)
+                if final != "m":
+                    self._csi(m.group(1), m.group(2), final)
+            elif kind == _CR:
+                self._col = 0
+            elif kind == _BS:
+                if self._col > 0:
+                    self._col -= 1
+            elif kind == _TAB:
+                self._tab()
+            elif kind == _ESC2:
+                self._escape(m.group(5))
+            elif kind == _LONE_ESC:
+                if _INCOMPLETE.match(data, start):
+                    self._hold(data[start:])
+                    return
+                # Skip the unrecognised byte too, unless it is a control: a
+                # newline must still break the line.
+                if " " <= data[pos:pos + 1] != "\x7f":
+                    pos += 1
+            # _OSC and _DROP: nothing to do.
+        if pos < len(data):
+            self._text(data[pos:])
+
+    def lines(self) -> List[str]:
+        """The rendered lines: ``"hi\\n"`` is ``["hi", ""]``, no output is ``[""]``."""
+        return list(self._lines)
+
+    def text(self) -> str:
+        return "\n".join(self._lines)
+
+    @property
+    def line_count(self) -> int:
+        return len(self._lines)
+
+    def take_changes(self) -> Optional[Tuple[int, List[str]]]:
+        """Lines changed since the previous call (or since creation).
+
+        Returns ``(first, lines()[first:])``, where ``first`` is the lowest line
+        modified, or None if nothing changed. The returned lines replace
+        everything from ``first`` to the end, so lines removed by ``ESC[J``
+        show up as a shorter tail; when lines were only removed, ``first`` is
+        ``line_count`` and the tail is empty. Rewriting a line with the text it
+        already had is not a change.
+        """
+        first = self._dirty
+        if first is None:
+            return None
+        self._dirty = None
+        return first, self._lines[first:]
+
+    # -- text ---------------------------------------------------------------
+
+    def _text(self, seg: str) -> None:
+        if "\n" not in seg:
+            self._write(seg)
+            return
+        parts = seg.split("\n")
+        if parts[0]:
+            self._write(parts[0])
+        lines = self._lines
+        if self._row != len(lines) - 1:
+            # The cursor was moved up: each line overwrites an existing one.
+            for part in parts[1:]:
+                self._newline()
+                if part:
+                    self._write(part)
+            return
+        new = parts[1:]
+        limit = self._max
+        if max(map(len, new)) > limit:
+            new = [part[:limit] for part in new]
+        first = len(lines)
+        lines.extend(new)
+        self._row = len(lines) - 1
+        self._col = len(parts[-1])
+        self._mark(first)
+
+    def _write(self, text: str) -> None:
+        col = self._col
+        end = col + len(text)
+        self._col = end
+        limit = self._max
+        if col >= limit:
+            return
+        row = self._row
+        line = self._lines[row]
+        n = len(line)
+        if col == n:
+            new = line + text
+        elif col > n:
+            new = line + " " * (col - n) + text
+        else:
+            new = line[:col] + text + line[end:]
+        if len(new) > limit:
+            new = new[:limit]
+        if col < n and new == line:
+            return
+        self._lines[row] = new
+        self._mark(row)
+
+    def _newline(self) -> None:
+        self._col = 0
+        self._goto_row(self._row + 1)
+
+    def _tab(self) -> None:
+        size = self._tab_size
+        stop = (self._col // size + 1) * size
+        self._col = stop
+        line = self._lines[self._row]
+        width = min(stop, self._max)
+        if len(line) < width:
+            self._lines[self._row] = line + " " * (width - len(line))
+            self._mark(self._row)
+
+    # -- escape sequences ---------------------------------------------------
+
+    def _hold(self, seq: str) -> None:
+        if seq[1:2] == "]":
+            # An OSC body is dropped anyway; keep only what decides how it ends.
+            seq = "\x1b]\x1b" if len(seq) > 2 and seq[-1] == "\x1b" else "\x1b]"
+        elif len(seq) > _MAX_PENDING:
+            seq = ""
+        self._pending = seq
+
+    def _escape(self, code: str) -> None:
+        if code == "7":
+            self._saved = (self._row, self._col)
+        elif code == "8":
+            row, col = self._saved
+            # The saved line may have been erased since.
+            self._row = min(row, len(self._lines) - 1)
+            self._col = col
+
+    def _csi(self, params: str, intermediates: str, final: str) -> None:
+        if intermediates or (params and params[0] in "<=>?"):
+            return
+        args = [_number(p) for p in params.split(";")] if params else []
+        first = args[0] if args else 0
+        count = first or 1
+        if final == "K":
+            self._erase_line(first)
+        elif final == "A":
+            self._row = max(0, self._row - count)
+        elif final == "B":
+            self._goto_row(self._row + min(count, SCREEN_ROWS))
+        elif final == "C":
+            self._col += count
+        elif final == "D":
+            self._col = max(0, self._col - count)
+        elif final == "G":
+            self._col = count - 1
+        elif final == "H" or final == "f":
+            row = min(count, SCREEN_ROWS)
+            col = args[1] if len(args) > 1 and args[1] else 1
+            top = max(0, len(self._lines) - SCREEN_ROWS)
+            self._goto_row(top + row - 1)
+            self._col = col - 1
+        elif final == "J":
+            self._erase_display(first)
+        elif final == "E":
+            self._goto_row(self._row + min(count, SCREEN_ROWS))
+            self._col = 0
+        elif final == "F":
+            self._row = max(0, self._row - count)
+            self._col = 0
+
+    def _goto_row(self, row: int) -> None:
+        lines = self._lines
+        if row >= len(lines):
+            first = len(lines)
+            lines.extend([""] * (row + 1 - first))
+            self._mark(first)
+        self._row = row
+
+    def _erase_line(self, mode: int) -> None:
+        row, col = self._row, self._col
+        line = self._lines[row]
+        if mode == 0:
+            new = line[:col]
+        elif mode == 1:
+            new = " " * min(col + 1, len(line)) + line[col + 1:]
+        elif mode == 2:
+            new = ""
+        else:
+            return
+        if new != line:
+            self._lines[row] = new
+            self._mark(row)
+
+    def _erase_display(self, mode: int) -> None:
+        lines = self._lines
+        if mode == 0:
+            self._erase_line(0)
+            if len(lines) > self._row + 1:
+                del lines[self._row + 1:]
+                self._mark(self._row + 1)
+        elif mode == 1:
+            for i in range(self._row):
+                if lines[i]:
+                    lines[i] = ""
+                    self._mark(i)
+            self._erase_line(1)
+        elif mode == 2 or mode == 3:
+            if lines != [""]:
+                lines[:] = [""]
+                self._mark(0)
+            self._row = self._col = 0
+
+    def _mark(self, row: int) -> None:
+        if self._dirty is None or row < self._dirty:
+            self._dirty = row
+
+
+def _number(param: str) -> int:
+    """One CSI parameter; empty or unparseable means "default" (0)."""
+    if not param.isdigit():
+        return 0
+    if len(param) > _MAX_DIGITS:
+        return 10 ** _MAX_DIGITS
+    return int(param)
