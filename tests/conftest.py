@@ -1,0 +1,179 @@
+"""Shared fixtures: real sync server, runtime, browser peers and monitors, plus a thread-leak check."""
+
+import itertools
+import re
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+# Make `mrmd_monitor` and `tests.support` importable however pytest is started
+# (`pytest` as well as `python -m pytest`, from any directory).
+_REPO_ROOT = str(Path(__file__).resolve().parents[1])
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+from tests.support.peer import BrowserPeer
+from tests.support.procs import (
+    READER_THREAD_PREFIX,
+    MissingNodeModules,
+    MonitorProcess,
+    Runtime,
+    SyncServer,
+    require_node_modules,
+)
+from tests.support.waiting import wait_until
+
+_MONITORS_KEY = pytest.StashKey[list]()
+_PEERS_KEY = pytest.StashKey[list]()
+_REPORTS_KEY = pytest.StashKey[dict]()
+
+
+# ---------------------------------------------------------------------- reports
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    item.stash.setdefault(_REPORTS_KEY, {})[report.when] = report
+    if report.failed and report.when in ("setup", "call"):
+        # Attach the logs of the processes the test started, as they are at the failure.
+        for monitor in item.stash.get(_MONITORS_KEY, []):
+            report.sections.append(("monitor log: %s (pid %s)" % (monitor.name, monitor.pid), monitor.log_text()))
+        for peer in item.stash.get(_PEERS_KEY, []):
+            report.sections.append(("peer log: %s (pid %s)" % (peer.name, peer.pid), peer.tail_text(200)))
+
+
+def _test_failed(node):
+    reports = node.stash.get(_REPORTS_KEY, {})
+    return any(r.failed for r in reports.values())
+
+
+def _slug(node):
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", node.name)[:60]
+
+
+def _need_node():
+    try:
+        require_node_modules()
+    except MissingNodeModules as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+# ---------------------------------------------------------------------- processes
+@pytest.fixture
+def sync_server(tmp_path):
+    """A fresh npm y-websocket server on a free port (``.url``, ``.port``, ``.restart()``)."""
+    _need_node()
+    server = SyncServer(log_path=tmp_path / "logs" / "sync-server.log")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def runtime(tmp_path_factory):
+    """One mrmd-python for the whole session (``.url`` = ``http://127.0.0.1:P/mrp/v1``).
+
+    It is slow to start: tests share it and isolate themselves with unique MRP
+    sessions and variable names.
+    """
+    base = tmp_path_factory.mktemp("mrmd-python")
+    rt = Runtime(workdir=base / "work", log_path=base / "mrmd-python.log")
+    try:
+        rt.start()
+        yield rt
+    finally:
+        rt.stop()
+
+
+_doc_counter = itertools.count(1)
+
+
+@pytest.fixture
+def doc_name(request):
+    """A document name unique to this test."""
+    return "doc-%d-%s-%s" % (next(_doc_counter), _slug(request.node)[:40], uuid.uuid4().hex[:8])
+
+
+@pytest.fixture
+def peer_factory(request, tmp_path):
+    """``peer_factory(sync_url, doc, auto_block=True, wait_synced=True, name=None) -> BrowserPeer``.
+
+    Every peer is closed (its process killed if needed) in teardown.
+    """
+    _need_node()
+    peers = request.node.stash.setdefault(_PEERS_KEY, [])
+
+    def make(sync_url, doc, auto_block=True, wait_synced=True, name=None, **kwargs):
+        n = len(peers) + 1
+        name = name or "peer-%d" % n
+        peer = BrowserPeer(sync_url, doc, auto_block=auto_block, wait_synced=False, name=name,
+                           log_path=tmp_path / "logs" / ("%s.log" % name), **kwargs)
+        peers.append(peer)
+        if wait_synced:
+            peer.wait_synced()
+        return peer
+
+    try:
+        yield make
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+@pytest.fixture
+def monitor_factory(request, tmp_path):
+    """``monitor_factory(sync_url, docs, extra_args=(), wait_ready=True, env=None) -> MonitorProcess``.
+
+    ``docs`` is a document name or a list of them. Every monitor is stopped in
+    teardown (SIGTERM, then SIGKILL after 10 s); when the test failed, each
+    monitor's full log is printed (and attached to the failure report).
+    """
+    monitors = request.node.stash.setdefault(_MONITORS_KEY, [])
+
+    def make(sync_url, docs, extra_args=(), wait_ready=True, env=None, timeout=None):
+        name = "monitor-%d" % (len(monitors) + 1)
+        monitor = MonitorProcess(sync_url, docs, extra_args=extra_args, env=env, name=name,
+                                 log_path=tmp_path / "logs" / ("%s.log" % name))
+        monitors.append(monitor)
+        monitor.start(wait_ready=wait_ready, timeout=timeout)
+        return monitor
+
+    try:
+        yield make
+    finally:
+        for monitor in monitors:
+            monitor.stop()
+        if _test_failed(request.node):
+            for monitor in monitors:
+                print("\n===== %s log (%s, exit code %s) =====\n%s"
+                      % (monitor.name, monitor.log_path, monitor.returncode, monitor.log_text()))
+
+
+# ---------------------------------------------------------------------- leaks
+def _own_threads(before_ids):
+    return [t for t in threading.enumerate()
+            if t.ident not in before_ids and t.is_alive()
+            and (not t.daemon or t.name.startswith(READER_THREAD_PREFIX))]
+
+
+@pytest.fixture(autouse=True)
+def no_thread_leak():
+    """Fail a test that leaves threads of its own running.
+
+    Counted: new non-daemon threads, and the (daemon) reader threads of managed
+    processes. Threads of session fixtures started before the test don't count.
+    """
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    leaked = None
+    try:
+        wait_until(lambda: not _own_threads(before), timeout=5.0, interval=0.05)
+    except AssertionError:
+        leaked = ", ".join("%s(daemon=%s)" % (t.name, t.daemon) for t in _own_threads(before))
+    if leaked:
+        pytest.fail("the test left threads running: %s" % leaked, pytrace=False)

@@ -1,0 +1,311 @@
+"""The monitor end to end: a real npm y-websocket server, real yjs browser
+peers (tests/js/peer.mjs), the real mrmd-python runtime, and the monitor as
+its own process. Each test asserts what a notebook author would see: the
+document's text and the entry's final status."""
+
+import signal
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+FINAL = ("completed", "error", "cancelled")
+
+
+def cell(code, lang="python"):
+    return "```%s\n%s\n```" % (lang, code)
+
+
+def block(exec_id, content=""):
+    return "```output:%s\n%s```" % (exec_id, content)
+
+
+def block_content(text, exec_id):
+    start = text.index("```output:%s\n" % exec_id) + len("```output:%s\n" % exec_id)
+    return text[start:text.index("```", start)]
+
+
+def uid():
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def setup(sync_server, runtime, doc_name, peer_factory, monitor_factory):
+    """Server, runtime, one monitor and one browser on a fresh document."""
+    class Env:
+        pass
+    env = Env()
+    env.server, env.runtime, env.doc = sync_server, runtime, doc_name
+    env.monitor = monitor_factory(sync_server.url, doc_name)
+    env.browser = peer_factory(sync_server.url, doc_name)
+    env.peers = peer_factory
+    env.monitors = monitor_factory
+    return env
+
+
+@pytest.fixture
+def own_runtime(tmp_path):
+    """A runtime of this test's own, for runs the test abandons: mrmd-python's
+    interrupt is best effort (NOTES.md), and a loop left running there would
+    print into the next test's output."""
+    from tests.support.procs import Runtime
+    rt = Runtime(workdir=tmp_path / "rt", log_path=tmp_path / "logs" / "own-runtime.log")
+    try:
+        rt.start()
+        yield rt
+    finally:
+        rt.stop()
+
+
+@pytest.fixture
+def abandon(setup, own_runtime):
+    setup.runtime = own_runtime
+    return setup
+
+
+def run_cell(env, peer, code, exec_id=None, timeout=30, **kw):
+    exec_id = exec_id or "exec-" + uid()
+    peer.request(exec_id, code, env.runtime.url, **kw)
+    entry = peer.wait_entry(exec_id, FINAL, timeout=timeout)
+    return exec_id, entry
+
+
+def test_hello_world(setup):
+    b = setup.browser
+    b.set_text("# Hello\n\n" + cell("print('hello world')") + "\n\nThe end.\n")
+    exec_id, entry = run_cell(setup, b, "print('hello world')")
+    assert entry["status"] == "completed"
+    assert entry["claimedBy"] is not None and entry["outputBlockReady"] is True
+    assert isinstance(entry["completedAt"], int) and entry["startedAt"] <= entry["completedAt"]
+    assert entry["result"]["success"] is True
+    assert b.text() == ("# Hello\n\n" + cell("print('hello world')") + "\n\n"
+                        + block(exec_id, "hello world\n") + "\n\nThe end.\n")
+
+
+def test_five_thousand_lines_in_order(setup):
+    b = setup.browser
+    code = "for i in range(5000):\n    print('line', i)"
+    b.set_text(cell(code) + "\n")
+    exec_id, entry = run_cell(setup, b, code, timeout=60)
+    assert entry["status"] == "completed"
+    expected = "".join("line %d\n" % i for i in range(5000))
+    assert b.text() == cell(code) + "\n\n" + block(exec_id, expected) + "\n"
+
+
+def test_progress_bar_collapses_to_one_line(setup):
+    b = setup.browser
+    code = ("import sys, time\nfor i in range(101):\n"
+            "    sys.stdout.write('\\rprogress %3d%%' % i); sys.stdout.flush(); time.sleep(0.005)\n"
+            "print()\nprint('done')")
+    b.set_text(cell(code) + "\n")
+    exec_id, entry = run_cell(setup, b, code)
+    assert entry["status"] == "completed"
+    assert b.text() == cell(code) + "\n\n" + block(exec_id, "progress 100%\ndone\n") + "\n"
+
+
+def test_stdin_answered_by_browser(setup):
+    b = setup.browser
+    var = "name_" + uid()
+    code = "%s = input('Your name: ')\nprint('Hi', %s)" % (var, var)
+    b.set_text(cell(code) + "\n")
+    exec_id = "exec-" + uid()
+    b.request(exec_id, code, setup.runtime.url)
+    entry = b.wait_entry(exec_id, lambda e: e and e.get("stdinRequest"), timeout=30)
+    assert entry["status"] == "running"
+    assert entry["stdinRequest"]["prompt"] == "Your name: "
+    assert entry["stdinRequest"]["password"] is False
+    # The editor shows a temporary stdin block while it waits.
+    assert "```stdin:%s" % exec_id in b.text()
+    b.answer_stdin(exec_id, "Ada")
+    entry = b.wait_entry(exec_id, FINAL, timeout=30)
+    assert entry["status"] == "completed"
+    assert entry["stdinRequest"] is None and entry["stdinResponse"] is None
+    assert b.text() == cell(code) + "\n\n" + block(exec_id, "Your name: Ada\nHi Ada\n") + "\n"
+    assert "Ada" not in setup.monitor.log_text()  # answers never reach the log
+
+
+def test_error_with_traceback_in_block(setup):
+    b = setup.browser
+    code = "def f():\n    return 1 / 0\nf()"
+    b.set_text(cell(code) + "\n")
+    exec_id, entry = run_cell(setup, b, code)
+    assert entry["status"] == "error"
+    assert entry["error"]["type"] == "ZeroDivisionError"
+    assert entry["error"]["message"] == "division by zero"
+    assert any("return 1 / 0" in line for line in entry["error"]["traceback"])
+    text = b.text()
+    content = text[text.index("```output:%s\n" % exec_id):]
+    assert "ZeroDivisionError: division by zero\n" in content
+    assert "return 1 / 0" in content
+    assert "\x1b" not in content  # colours dropped
+    assert text.endswith("```\n")
+
+
+def test_cancel_printing_loop(abandon):
+    setup = abandon
+    b = setup.browser
+    code = "import time\nfor i in range(200):\n    print('tick', i, flush=True)\n    time.sleep(0.05)"
+    marker = "print('marker after cancel')"
+    b.set_text(cell(code) + "\n\n" + cell(marker) + "\n")
+    exec_id = "exec-" + uid()
+    b.request(exec_id, code, setup.runtime.url)
+    b.wait_text("tick 5\n", timeout=30)
+    assert b.cancel(exec_id)
+    setup.monitor.wait_for_line("%s was cancelled" % exec_id, timeout=10)
+    # The monitor's updates reach us in the order it sent them: once the
+    # output of a run it started after seeing the cancel is here, so is
+    # everything it wrote for the cancelled run.
+    run_cell(setup, b, marker)
+    text = b.wait_text("marker after cancel\n")
+    entry = b.entry(exec_id)
+    assert entry["status"] == "cancelled"
+    content = block_content(text, exec_id)
+    n = content.count("\n")
+    assert n >= 6
+    assert content == "".join("tick %d\n" % i for i in range(n))  # kept, in order, whole lines
+    # Nothing is written for the cancelled run afterwards, although the
+    # runtime goes on printing (its interrupt is best effort, NOTES.md; those
+    # lines even reach the marker run's stream).
+    with pytest.raises(AssertionError):
+        wait_until(lambda: block_content(b.text(), exec_id) != content, timeout=1.5)
+
+
+def test_three_cells_at_once_in_order(setup):
+    b = setup.browser
+    v = "v_" + uid()
+    codes = ["%s = 1\nprint(%s)" % (v, v), "%s = %s + 1\nprint(%s)" % (v, v, v),
+             "%s = %s * 10\nprint(%s)" % (v, v, v)]
+    b.set_text("\n\n".join(cell(c) for c in codes) + "\n")
+    ids = ["exec-%s-%d" % (uid(), i) for i in range(3)]
+    for exec_id, code in zip(ids, codes):
+        b.request(exec_id, code, setup.runtime.url)
+    entries = [b.wait_entry(i, FINAL, timeout=30) for i in ids]
+    assert [e["status"] for e in entries] == ["completed"] * 3
+    assert entries[0]["startedAt"] <= entries[1]["startedAt"] <= entries[2]["startedAt"]
+    assert entries[0]["completedAt"] <= entries[1]["startedAt"]
+    assert entries[1]["completedAt"] <= entries[2]["startedAt"]
+    expected = "\n\n".join(cell(c) + "\n\n" + block(i, out)
+                           for c, i, out in zip(codes, ids, ["1\n", "2\n", "20\n"])) + "\n"
+    assert b.text() == expected
+
+
+def test_headless_run_without_browser_block(sync_server, runtime, doc_name, peer_factory,
+                                            monitor_factory):
+    monitor_factory(sync_server.url, doc_name, extra_args=["--block-wait", "0.3"])
+    b = peer_factory(sync_server.url, doc_name, auto_block=False)
+    code = "print('nobody made my block')"
+    b.set_text("Intro\n\n" + cell(code) + "\n\n```output:old-run\nstale output\n```\n\nOutro\n")
+    exec_id = "exec-" + uid()
+    b.request(exec_id, code, runtime.url)
+    entry = b.wait_entry(exec_id, FINAL, timeout=30)
+    assert entry["status"] == "completed" and entry["outputBlockReady"] is True
+    # The old output block of that cell is replaced, not stacked.
+    assert b.text() == ("Intro\n\n" + cell(code) + "\n\n" + block(exec_id, "nobody made my block\n")
+                        + "\n\nOutro\n")
+
+
+def test_browser_leaves_mid_run_late_joiner_sees_all(setup):
+    b = setup.browser
+    code = "import time\nfor i in range(40):\n    print('row', i, flush=True)\n    time.sleep(0.05)"
+    b.set_text(cell(code) + "\n")
+    exec_id = "exec-" + uid()
+    b.request(exec_id, code, setup.runtime.url)
+    b.wait_entry(exec_id, "running", timeout=30)
+    b.wait_text("row 2\n", timeout=30)
+    b.close()  # the author closes the browser
+    # Nobody watches while the run goes on; the monitor keeps writing.
+    setup.monitor.wait_for_line("%s completed" % exec_id, timeout=30)
+    late = setup.peers(setup.server.url, setup.doc, name="late")
+    assert late.entry(exec_id)["status"] == "completed"
+    expected = "".join("row %d\n" % i for i in range(40))
+    assert late.text() == cell(code) + "\n\n" + block(exec_id, expected) + "\n"
+
+
+def test_non_ascii_above_the_cell(setup):
+    b = setup.browser
+    code = "print('naïve ✓ 中文 😀')"
+    head = "# Über ✓ 😀 é 中\n\nEmoji 👩‍👩‍👧 and 中文 text, é à ü.\n\n"
+    b.set_text(head + cell(code) + "\n\nAfter ✓\n")
+    exec_id, entry = run_cell(setup, b, code)
+    assert entry["status"] == "completed"
+    assert b.text() == head + cell(code) + "\n\n" + block(exec_id, "naïve ✓ 中文 😀\n") + "\n\nAfter ✓\n"
+
+
+def test_typing_above_while_output_streams(setup):
+    b = setup.browser
+    code = "import time\nfor i in range(60):\n    print('out', i, flush=True)\n    time.sleep(0.02)"
+    b.set_text("Paragraph: \n\n" + cell(code) + "\n")
+    exec_id = "exec-" + uid()
+    b.request(exec_id, code, setup.runtime.url)
+    b.wait_text("out 1\n", timeout=30)
+    typed = "typed while streaming ✓ é 😀"
+    b.type_after("Paragraph: ", typed, delay_ms=15)
+    entry = b.wait_entry(exec_id, FINAL, timeout=30)
+    assert entry["status"] == "completed"
+    expected = "".join("out %d\n" % i for i in range(60))
+    assert b.text() == ("Paragraph: " + typed + "\n\n" + cell(code) + "\n\n"
+                        + block(exec_id, expected) + "\n")
+
+
+def test_output_with_backtick_fences(setup):
+    b = setup.browser
+    code = "print('```')\nprint('```python')\nprint('x')\nprint('~~~')"
+    b.set_text(cell(code) + "\n\nText after.\n")
+    exec_id, entry = run_cell(setup, b, code)
+    assert entry["status"] == "completed"
+    zw = "\u200b"
+    assert b.text() == (cell(code) + "\n\n"
+                        + block(exec_id, zw + "```\n" + zw + "```python\nx\n" + zw + "~~~\n")
+                        + "\n\nText after.\n")
+
+
+def test_rerun_replaces_block(setup):
+    b = setup.browser
+    v = "r_" + uid()
+    code = "%s = globals().get(%r, 0) + 1\nprint('run', %s)" % (v, v, v)
+    b.set_text(cell(code) + "\n")
+    first, _ = run_cell(setup, b, code)
+    second, entry = run_cell(setup, b, code)
+    assert entry["status"] == "completed"
+    assert b.text() == cell(code) + "\n\n" + block(second, "run 2\n") + "\n"
+
+
+def test_awareness_announces_monitor(setup):
+    states = wait_until(lambda: [s for _, s in setup.browser.awareness()
+                                 if isinstance(s, dict) and s.get("type") == "monitor"], timeout=10)
+    assert states[0]["name"] == "mrmd-monitor" and states[0]["color"]
+
+
+def test_sigterm_leaves_nothing_running(sync_server, own_runtime, doc_name, peer_factory,
+                                        monitor_factory):
+    monitor = monitor_factory(sync_server.url, doc_name, extra_args=["--grace", "0.5"])
+    b = peer_factory(sync_server.url, doc_name)
+    code = "import time\nfor i in range(200):\n    print('beat', i, flush=True)\n    time.sleep(0.05)"
+    b.set_text(cell(code) + "\n")
+    exec_id = "exec-" + uid()
+    b.request(exec_id, code, own_runtime.url)
+    b.wait_text("beat 3\n", timeout=30)
+    monitor.send_signal(signal.SIGTERM)
+    assert monitor.wait(timeout=30) == 0
+    entry = b.wait_entry(exec_id, FINAL, timeout=10)
+    assert entry["status"] == "error"
+    assert "stopped" in entry["error"]["message"]
+    text = b.text()
+    assert "beat 3\n" in text
+    assert "[mrmd-monitor: the monitor was stopped before the run finished; the output above is kept]\n```" in text
+    assert "monitor stopped" in monitor.log_text()
+
+
+def test_cli_version_and_bad_arguments():
+    out = subprocess.run([sys.executable, "-m", "mrmd_monitor", "--version"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.strip().startswith("mrmd-monitor ")
+    out = subprocess.run([sys.executable, "-m", "mrmd_monitor"], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and "sync" in out.stderr.lower()

@@ -1,0 +1,41 @@
+"""Waiting on a condition with a deadline (tests never sleep blindly)."""
+
+import time
+
+_UNSET = object()
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02, message=""):
+    """Call ``predicate()`` until it returns a truthy value, and return that value.
+
+    Raises ``AssertionError`` after ``timeout`` seconds, with ``message`` and the
+    last value the predicate returned (or the exception it last raised).
+    """
+    deadline = time.monotonic() + timeout
+    last = _UNSET
+    last_exc = None
+    while True:
+        try:
+            last = predicate()
+            last_exc = None
+        except Exception as exc:  # the condition may not be checkable yet
+            last_exc = exc
+        else:
+            if last:
+                return last
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            seen = "nothing" if last is _UNSET else repr(last)
+            if last_exc is not None:
+                seen += " (last call raised %r)" % (last_exc,)
+            raise AssertionError(
+                "%s: condition not met within %.1fs; last value: %s"
+                % (message or "wait_until", timeout, _shorten(seen))
+            )
+        time.sleep(min(interval, remaining))
+
+
+def _shorten(text, limit=2000):
+    if len(text) <= limit:
+        return text
+    return text[: limit // 2] + " ... " + text[-limit // 2:]
