@@ -63,10 +63,27 @@ OPTION_FIELDS = (
     ("connect-timeout", "connect_timeout"),
     ("idle-timeout", "idle_timeout"),
     ("reconnect-max", "reconnect_max"),
+    ("claim-settle", "claim_settle"),
+    ("orphan-timeout", "orphan_timeout"),
+    ("stale-after", "stale_after"),
+    ("max-run-time", "max_run_time"),
+    ("max-output-bytes", "max_output_bytes"),
+    ("max-inline-bytes", "max_inline_bytes"),
+    ("retention", "retention"),
+    ("allow-runtime", "allow_runtime"),
+    ("token", "token"),
+    ("ca-file", "ca_file"),
+    ("discover-interval", "discover_interval"),
+    ("status-addr", "status_addr"),
 )
 _FIELD_TO_OPTION = {field: option for option, field in OPTION_FIELDS}
 
 _SECRET_WORDS = ("token", "password")
+
+# Runtime hosts a monitor may call when nothing else is configured: this
+# machine only. A peer that can edit the document must not be able to aim the
+# monitor at another host.
+DEFAULT_ALLOWED_RUNTIMES = ("localhost", "127.0.0.0/8", "::1")
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,18 @@ class Config:
     connect_timeout: float = 10.0
     idle_timeout: float = 300.0
     reconnect_max: float = 30.0
+    claim_settle: float = 0.3
+    orphan_timeout: float = 20.0
+    stale_after: float = 600.0
+    max_run_time: float = 0.0
+    max_output_bytes: int = 2 * 1024 * 1024
+    max_inline_bytes: int = 256 * 1024
+    retention: float = 3600.0
+    allow_runtime: tuple[str, ...] = DEFAULT_ALLOWED_RUNTIMES
+    token: Optional[str] = None
+    ca_file: Optional[str] = None
+    discover_interval: float = 5.0
+    status_addr: Optional[str] = None
     config_file: Optional[str] = None
     sources: tuple[tuple[str, str], ...] = ()
 
@@ -143,6 +172,40 @@ def workers(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value!r}")
     return number
+
+
+def size_in_bytes(value: str) -> int:
+    """``1048576``, ``512K``, ``2M``, ``1G`` (powers of 1024)."""
+    text = str(value).strip().upper()
+    if text.endswith("B"):
+        text = text[:-1]
+    scale = 1
+    if text and text[-1] in "KMG":
+        scale = 1024 ** ("KMG".index(text[-1]) + 1)
+        text = text[:-1]
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 65536, 512K or 2M, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value!r}")
+    return number * scale
+
+
+def host_address(value: str) -> str:
+    """``HOST:PORT`` or ``PORT`` (loopback) for the status server."""
+    text = str(value).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        number = int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT or PORT, got {value!r}") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range in {value!r}")
+    return f"{host}:{number}"
 
 
 def log_level(value: str) -> str:
@@ -323,6 +386,38 @@ def build_parser() -> configargparse.ArgumentParser:
          help="give up on a runtime stream silent this long (runtimes ping every 60 s)")
     _add(parser, "--reconnect-max", metavar="SECONDS", type=seconds_above_zero, default=30.0,
          help="cap of the backoff between reconnects to mrmd-sync")
+    _add(parser, "--claim-settle", metavar="SECONDS", type=seconds_at_least_zero, default=0.3,
+         help="after a claim has made a round trip through the server, wait this long for a "
+              "concurrent claim by another monitor before running")
+    _add(parser, "--orphan-timeout", metavar="SECONDS", type=seconds_above_zero, default=20.0,
+         help="a monitor missing from awareness this long has lost its claims: not-started "
+              "runs are taken over, running ones marked error")
+    _add(parser, "--stale-after", metavar="SECONDS", type=seconds_at_least_zero, default=600.0,
+         help="at start, requests older than this are marked expired instead of run (0: never)")
+    _add(parser, "--max-run-time", metavar="SECONDS", type=seconds_at_least_zero, default=0.0,
+         shown_default="0: unlimited", help="stop and mark error a run that takes longer")
+    _add(parser, "--max-output-bytes", metavar="BYTES", type=size_in_bytes, default=2 * 1024 * 1024,
+         shown_default="2M", help="most output one run keeps in the document: past it, the head "
+         "and the latest tail are kept with a line saying how much was left out")
+    _add(parser, "--max-inline-bytes", metavar="BYTES", type=size_in_bytes, default=256 * 1024,
+         shown_default="256K", help="rich output larger than this is kept as an asset reference, "
+         "not inline in the document")
+    _add(parser, "--retention", metavar="SECONDS", type=seconds_at_least_zero, default=3600.0,
+         help="finished entries are removed from the executions map after this long (0: never); "
+              "the output stays in the text")
+    _add(parser, "--allow-runtime", dest="allow_runtime", metavar="PATTERN", action="append",
+         default=None, shown_default="localhost, 127.0.0.0/8, ::1",
+         help="runtime hosts the monitor may call: a host name (shell wildcards allowed), an "
+              "IP network, or host:port; repeat for several")
+    _add(parser, "--token", metavar="TOKEN", default=None, shown_default="none",
+         help="auth token for mrmd-sync, sent as ?token= and as an Authorization: Bearer header")
+    _add(parser, "--ca-file", metavar="PATH", default=None, shown_default="system CAs",
+         help="CA bundle to verify a wss:// sync server's certificate")
+    _add(parser, "--discover-interval", metavar="SECONDS", type=seconds_above_zero, default=5.0,
+         help="without --doc, how often to ask the server's /stats for its open documents")
+    _add(parser, "--status-addr", metavar="HOST:PORT", type=host_address, default=None,
+         shown_default="off", help="serve /healthz and /metrics here (a bare port means "
+         "127.0.0.1)")
 
     _assign_env_vars(parser)
     return parser
@@ -500,6 +595,18 @@ def load_config(argv: Optional[Sequence[str]], env: Optional[Mapping[str, str]] 
         connect_timeout=float(namespace.connect_timeout),
         idle_timeout=float(namespace.idle_timeout),
         reconnect_max=float(namespace.reconnect_max),
+        claim_settle=float(namespace.claim_settle),
+        orphan_timeout=float(namespace.orphan_timeout),
+        stale_after=float(namespace.stale_after),
+        max_run_time=float(namespace.max_run_time),
+        max_output_bytes=int(namespace.max_output_bytes),
+        max_inline_bytes=int(namespace.max_inline_bytes),
+        retention=float(namespace.retention),
+        allow_runtime=tuple(namespace.allow_runtime or DEFAULT_ALLOWED_RUNTIMES),
+        token=namespace.token or None,
+        ca_file=namespace.ca_file or None,
+        discover_interval=float(namespace.discover_interval),
+        status_addr=namespace.status_addr,
         config_file=namespace.config_file,
         sources=tuple(by_option),
     )
