@@ -16,8 +16,9 @@ from pycrdt import Map, Text
 
 from . import messages as m
 from . import protocol as p
-from .document import (BlockContent, Edit, content_edit, find_block, find_cell,
-                       place_block, rewrite_edit)
+from .metrics import Metrics
+from .document import (BlockContent, Edit, byte_offset, content_edit, find_block,
+                       find_cell, place_block, rewrite_edit)
 from .terminal import TerminalRenderer
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,14 @@ class Run:
     display: List[dict] = field(default_factory=list)
     awaiting_stdin: bool = False
     want: Dict[str, object] = field(default_factory=dict)
+    # The claim is decided only after it has made a round trip through the
+    # server (probe acknowledged) and a settle delay has passed still naming us.
+    probe: Optional[int] = None
+    confirm_at: Optional[float] = None
+    confirmed: bool = False
+    block_ready: bool = False
+    started_at: Optional[float] = None
+    timed_out: bool = False
 
 
 def wall_ms():
@@ -57,7 +66,8 @@ def wall_ms():
 
 
 class Coordinator:
-    def __init__(self, doc, *, me, pool, post, config, doc_name="",
+    def __init__(self, doc, *, me, pool, post, config, doc_name="", metrics=None,
+                 probe=None, peer_alive=None, connected=None,
                  clock=time.monotonic, now_ms=wall_ms):
         self.doc = doc
         self.text = doc.get("content", type=Text)
@@ -69,16 +79,53 @@ class Coordinator:
         self.doc_name = doc_name
         self.clock = clock
         self.now_ms = now_ms
+        self.metrics = metrics if metrics is not None else Metrics()
         self.runs: Dict[str, Run] = {}
         self.accepting = True
         self._seq = itertools.count()
+        # The sync thread's services; without them (unit tests) a claim counts
+        # as acknowledged at once and every other monitor as alive.
+        self._probe = probe
+        self._peer_alive = peer_alive
+        self._connected = connected or (lambda: True)
+        self._absent_since: Dict[str, float] = {}
+        self._next_sweep = 0.0
+        self._first_sync = True
         self._log_extra = {"doc": doc_name}
 
     # -- inputs ------------------------------------------------------------
 
     def on_synced(self):
         """After (re)sync: look at every entry, as if each had just changed."""
+        if self._first_sync:
+            self._first_sync = False
+            self._expire_stale()
+        self._absent_since.clear()
+        for run in self.runs.values():
+            if not run.confirmed and run.confirm_at is None:
+                run.probe = None  # the old connection's probe will never be answered
         self.on_entries_changed(list(self.entries.keys()))
+        self._probe_unconfirmed()
+
+    def _expire_stale(self):
+        """Requests left from long ago are not run by surprise when we start."""
+        limit = self.config.stale_after
+        if not limit:
+            return
+        now = self.now_ms()
+        for key in list(self.entries.keys()):
+            entry = p.parse_entry(key, self.entries.get(key))
+            if (entry is None or entry.status != p.REQUESTED or entry.claimed_by is not None
+                    or entry.requested_at is None):
+                continue
+            age = (now - entry.requested_at) / 1000.0
+            if age > limit:
+                minutes = age / 60.0
+                msg = ("requested %.0f minutes before this monitor started; not run "
+                       "(older than --stale-after %.0fs). Run the cell again." % (minutes, limit))
+                log.warning("expiring %s: %s", key, msg, extra={"doc": self.doc_name, "exec_id": key})
+                self._write_entry(key, {"status": p.ERROR, "completedAt": now,
+                                        "error": p.error_value("Expired", msg)})
 
     def on_entries_changed(self, keys):
         """Entries changed by a remote peer."""
@@ -98,6 +145,46 @@ class Coordinator:
         to_claim.sort(key=lambda e: (e.requested_at or 0, e.exec_id))
         for entry in to_claim:
             self._claim(entry)
+        if to_claim:
+            self._probe_unconfirmed()
+
+    def _probe_unconfirmed(self):
+        waiting = [r for r in self.runs.values()
+                   if not r.confirmed and r.confirm_at is None and r.probe is None]
+        if not waiting:
+            return
+        if self._probe is None:
+            seq = 0
+        else:
+            seq = self._probe()
+            if seq is None:
+                return  # not connected: probed again after the next handshake
+        for run in waiting:
+            run.probe = seq
+        if self._probe is None:
+            self.on_probe_acked(seq)
+
+    def on_probe_acked(self, seq):
+        """The server has answered a sync step 1 sent after these claims: every
+        update it had then is here now, concurrent claims included."""
+        settle = self.config.claim_settle
+        for run in self.runs.values():
+            if (not run.confirmed and run.confirm_at is None and run.probe is not None
+                    and run.probe <= seq):
+                run.confirm_at = self.clock() + settle
+
+    def _confirm(self, run):
+        entry = p.parse_entry(run.exec_id, self.entries.get(run.exec_id))
+        if entry is None or entry.claimed_by != self.me or entry.final:
+            log.info("claim on %s not confirmed (now %s by %s): not running it", run.exec_id,
+                     entry.status if entry else "gone", entry.claimed_by if entry else None,
+                     extra=self._extra(run))
+            self._drop(run, interrupt=False)
+            return
+        run.confirmed = True
+        log.debug("claim on %s confirmed", run.exec_id, extra=self._extra(run))
+        if run.block_ready:
+            self._arm(run, headless=False)
 
     def on_message(self, msg):
         run = self.runs.get(getattr(msg, "exec_id", None))
@@ -123,7 +210,19 @@ class Coordinator:
         """Run what is due; return the seconds until the next timer, or None."""
         now = self.clock()
         nxt = None
+        if now >= self._next_sweep:
+            self._next_sweep = now + 1.0
+            self._sweep(now)
+        nxt = _min(nxt, self._next_sweep - now)
         for run in list(self.runs.values()):
+            if not run.confirmed:
+                if run.confirm_at is not None:
+                    if now >= run.confirm_at:
+                        self._confirm(run)
+                    else:
+                        nxt = _min(nxt, run.confirm_at - now)
+                if not run.confirmed:
+                    continue
             if run.phase == WAITING_BLOCK:
                 if now >= run.block_deadline:
                     log.info("no browser made the output block for %s within %.1fs: creating it",
@@ -136,17 +235,78 @@ class Coordinator:
                     self._flush(run)
                 else:
                     nxt = _min(nxt, run.next_flush - now)
+            limit = self.config.max_run_time
+            if limit and run.phase == RUNNING and not run.timed_out and run.started_at is not None:
+                if now - run.started_at >= limit:
+                    log.warning("%s ran longer than --max-run-time %.0fs: stopping it", run.exec_id,
+                                limit, extra=self._extra(run))
+                    run.timed_out = True
+                    self.pool.cancel(run.exec_id, interrupt=True)
+                else:
+                    nxt = _min(nxt, run.started_at + limit - now)
         return nxt
+
+    # -- other monitors ------------------------------------------------------
+
+    def _sweep(self, now):
+        """Once a second: entries held by monitors that are gone."""
+        if self._peer_alive is None or not self._connected():
+            self._absent_since.clear()
+            return
+        seen = set()
+        for key in list(self.entries.keys()):
+            if key in self.runs:
+                continue
+            entry = p.parse_entry(key, self.entries.get(key))
+            if (entry is None or entry.status not in (p.CLAIMED, p.READY, p.RUNNING)
+                    or entry.claimed_by is None or entry.claimed_by == self.me):
+                continue
+            seen.add(key)
+            if self._peer_alive(entry.claimed_by):
+                self._absent_since.pop(key, None)
+                continue
+            since = self._absent_since.setdefault(key, now)
+            if now - since >= self.config.orphan_timeout:
+                del self._absent_since[key]
+                self._take_over(entry)
+        for key in list(self._absent_since):
+            if key not in seen:
+                del self._absent_since[key]
+
+    def _take_over(self, entry):
+        who = entry.claimed_by
+        extra = {"doc": self.doc_name, "exec_id": entry.exec_id}
+        if entry.status == p.RUNNING:
+            msg = ("the monitor running this cell (client %s) was lost; the output up to that "
+                   "point is kept (a runtime stream cannot be resumed). Run the cell again." % who)
+            log.warning("%s: %s", entry.exec_id, msg, extra=extra)
+            self._append_notice(entry.exec_id, "[mrmd-monitor: %s]" % msg)
+            self._write_entry(entry.exec_id, {"status": p.ERROR, "completedAt": self.now_ms(),
+                                              "stdinRequest": None,
+                                              "error": p.error_value("MonitorLost", msg)})
+            return
+        if self.accepting:
+            log.warning("monitor %s holding %s (%s) is gone: taking the run over", who,
+                        entry.exec_id, entry.status, extra=extra)
+            self._claim(entry)
+            run = self.runs.get(entry.exec_id)
+            if run is not None:
+                run.block_ready = entry.output_block_ready
+                self._probe_unconfirmed()
 
     # -- claiming and starting ----------------------------------------------
 
     def _claim(self, entry):
         problem = p.runnable_problem(entry)
+        kind = "InvalidRequest"
+        if problem is None:
+            problem = p.runtime_refused(entry.runtime_url, self.config.allow_runtime)
+            kind = "RuntimeNotAllowed"
         if problem:
             log.warning("cannot run %s: %s", entry.exec_id, problem,
                         extra={"doc": self.doc_name, "exec_id": entry.exec_id})
-            self.entries[entry.exec_id] = p.updated(entry.raw, {
-                "status": p.ERROR, "error": p.error_value("InvalidRequest", problem),
+            self._write_entry(entry.exec_id, {
+                "status": p.ERROR, "error": p.error_value(kind, problem),
                 "completedAt": self.now_ms()})
             return
         run = Run(exec_id=entry.exec_id, runtime_url=entry.runtime_url.rstrip("/"),
@@ -183,7 +343,9 @@ class Coordinator:
                 self._drop(run, interrupt=True)
             return
         if run.phase == WAITING_BLOCK and (entry.status == p.READY or entry.output_block_ready):
-            self._arm(run, headless=False)
+            run.block_ready = True
+            if run.confirmed:
+                self._arm(run, headless=False)
         if run.awaiting_stdin and entry.stdin_response_text is not None:
             self._forward_stdin(run, entry.stdin_response_text)
         self._reconcile(run, entry)
@@ -241,6 +403,7 @@ class Coordinator:
 
     def _on_started(self, run):
         run.phase = RUNNING
+        run.started_at = self.clock()
         log.info("%s running", run.exec_id, extra=self._extra(run))
         self._write(run, {"status": p.RUNNING, "startedAt": self.now_ms(),
                           "queued": False, "queuePosition": None})
@@ -317,10 +480,13 @@ class Coordinator:
     # -- the end -------------------------------------------------------------
 
     def _on_finished(self, run, msg):
-        if msg.cancelled:
-            self._forget(run)
-            return
         err = msg.error
+        if msg.cancelled:
+            if not run.timed_out:
+                self._forget(run)
+                return
+            err = p.error_value("MaxRunTime", "the run took longer than --max-run-time (%.0fs) "
+                                "and was stopped" % self.config.max_run_time)
         if err is not None:
             self._show_error(run, err)
         self._flush(run)
@@ -406,19 +572,36 @@ class Coordinator:
     # -- helpers -------------------------------------------------------------
 
     def _write(self, run, changes):
-        raw = self.entries.get(run.exec_id)
+        if self._write_entry(run.exec_id, changes):
+            # stdinResponse is the browser's field: never put it back ourselves.
+            run.want.update({k: v for k, v in p.clean(changes).items() if k != "stdinResponse"})
+
+    def _write_entry(self, exec_id, changes):
+        """Write the whole entry with ``changes`` on top, if the move is legal."""
+        raw = self.entries.get(exec_id)
         if not isinstance(raw, dict):
-            return
+            return False
         current = raw.get("status")
         new = changes.get("status")
         if new is not None and new != current:
             try:
                 p.check_transition(current, new)
             except p.IllegalTransition as exc:
-                log.debug("not writing %s for %s: %s", new, run.exec_id, exc, extra=self._extra(run))
-                return
-        self.entries[run.exec_id] = p.updated(raw, changes)
-        run.want.update(p.clean(changes))
+                log.debug("not writing %s for %s: %s", new, exec_id, exc,
+                          extra={"doc": self.doc_name, "exec_id": exec_id})
+                return False
+        self.entries[exec_id] = p.updated(raw, changes)
+        return True
+
+    def _append_notice(self, exec_id, line):
+        """A last line in a block that is not ours to stream into (an orphan)."""
+        text = str(self.text)
+        block = find_block(text, exec_id)
+        if block is None:
+            return
+        content = text[block.content_start:block.content_end]
+        sep = "" if not content or content.endswith("\n") else "\n"
+        self._apply(Edit(byte_offset(text, block.content_end), 0, sep + line + "\n"))
 
     def _extra(self, run):
         return {"doc": self.doc_name, "exec_id": run.exec_id}

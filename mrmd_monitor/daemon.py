@@ -11,6 +11,7 @@ import threading
 import time
 
 from . import messages as m
+from .metrics import Metrics
 from .mrp import MrpClient
 from .sync import SyncThread
 from .workers import WorkerPool
@@ -26,6 +27,7 @@ class Daemon:
         self.docs = tuple(config.docs) or (DEFAULT_DOC,)
         self._events = queue.SimpleQueue()
         self.pool = None
+        self.metrics = Metrics()
         self.syncs = []
         self._ready_docs = set()
         self._stopping = False
@@ -53,7 +55,7 @@ class Daemon:
         self.pool = WorkerPool(client, max_workers=self.config.max_workers)
         for name in self.docs:
             sync = SyncThread(config=self.config, doc_name=name, pool=self.pool,
-                              on_synced=self._on_synced)
+                              on_synced=self._on_synced, metrics=self.metrics)
             self.syncs.append(sync)
             sync.start()
         log.info("mrmd-monitor started as %r: %s, document(s) %s", self.config.name,

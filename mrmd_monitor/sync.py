@@ -8,6 +8,7 @@ exponential backoff, keeping the Doc so that output written while the server
 was away is sent on the next handshake.
 """
 
+import collections
 import logging
 import random
 import select
@@ -24,6 +25,7 @@ from . import messages as m
 from .coordinator import Coordinator
 from .errors import ProtocolError, SyncError
 from .mailbox import Mailbox
+from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ def doc_url(sync_url, doc_name):
 
 
 class SyncThread(threading.Thread):
-    def __init__(self, *, config, doc_name, pool, on_synced=None, client_id=None):
+    def __init__(self, *, config, doc_name, pool, on_synced=None, client_id=None, metrics=None):
         super().__init__(name="sync:%s" % doc_name, daemon=True)
         self.config = config
         self.doc_name = doc_name
@@ -74,8 +76,11 @@ class SyncThread(threading.Thread):
         self.doc = Doc(client_id=client_id or random.randrange(*CLIENT_ID_RANGE))
         self.client_id = self.doc.client_id
         self.awareness = Awareness(self.doc)
+        self.metrics = metrics if metrics is not None else Metrics()
         self.coordinator = Coordinator(self.doc, me=self.client_id, pool=pool, post=self.post,
-                                       config=config, doc_name=doc_name)
+                                       config=config, doc_name=doc_name, metrics=self.metrics,
+                                       probe=self.probe, peer_alive=self.peer_alive,
+                                       connected=lambda: self._synced)
         self._on_synced = on_synced
         self._ws = None
         self._synced = False
@@ -83,6 +88,8 @@ class SyncThread(threading.Thread):
         self._applying_remote = False
         self._outbox = []
         self._changed = set()
+        self._probe_seq = 0
+        self._probes = collections.deque()  # probes sent on this connection, unanswered
         self._backoff = Backoff(cap=config.reconnect_max)
         self._next_connect = 0.0
         self._last_heard = 0.0
@@ -92,6 +99,7 @@ class SyncThread(threading.Thread):
         self._failures = 0
         self.reconnects = 0
         self.crashed = False
+        self.last_heard_wall = None  # read by the status server: a float is safe to share
         # pycrdt drops an observer when its shared type object is garbage
         # collected: keep both the type and the subscription.
         self._entries = self.doc.get("executions", type=Map)
@@ -106,6 +114,35 @@ class SyncThread(threading.Thread):
     @property
     def synced(self):
         return self._synced
+
+    # -- services for the coordinator (called on this thread) ------------------
+
+    def probe(self):
+        """Send a sync step 1; the server answers it after every update it has
+        received from us before. Returns its sequence number, or None when not
+        connected (the next handshake is the probe then)."""
+        if self._ws is None or not self._synced:
+            return None
+        self._probe_seq += 1
+        self._probes.append(self._probe_seq)
+        self._send(create_sync_message(self.doc))
+        return self._probe_seq
+
+    def peer_alive(self, client_id):
+        """Is a peer with this client id present in awareness (recently renewed)?"""
+        if client_id == self.client_id:
+            return True
+        if client_id not in self.awareness.states:
+            return False
+        meta = self.awareness.meta.get(client_id) or {}
+        last = meta.get("lastUpdated", 0)
+        return time.time() * 1000 - last < 2 * AWARENESS_RENEW * 1000 + 15000
+
+    def apply_config(self, config):
+        """A reloaded configuration (HUP). Only values read at use time change."""
+        self.config = config
+        self.coordinator.config = config
+        self._backoff.cap = config.reconnect_max
 
     # -- main loop -------------------------------------------------------------
 
@@ -144,7 +181,7 @@ class SyncThread(threading.Thread):
             else:
                 ready, _, _ = select.select(readers, [], [], timeout)
             if self._ws is not None and self._ws.sock in ready:
-                self._receive()
+                self._receive_all()
             if self.mailbox in ready:
                 for msg in self.mailbox.drain(500):
                     self._dispatch(msg)
@@ -176,15 +213,19 @@ class SyncThread(threading.Thread):
 
     def _connect(self):
         try:
-            ws = websocket.WebSocket(enable_multithread=False)
-            ws.connect(self.url, timeout=self.config.connect_timeout)
+            sslopt = {"ca_certs": self.config.ca_file} if self.config.ca_file else None
+            ws = websocket.WebSocket(enable_multithread=False, sslopt=sslopt)
+            ws.connect(_with_token(self.url, self.config.token),
+                       timeout=self.config.connect_timeout,
+                       header=_auth_header(self.config.token))
         except (OSError, websocket.WebSocketException) as exc:
             self._failures += 1
             delay = self._backoff.next()
             self._next_connect = time.monotonic() + delay
             level = logging.WARNING if self._failures in (1, 10) or self._failures % 100 == 0 else logging.DEBUG
             log.log(level, "cannot connect to %s (%s); retrying in %.1fs (attempt %d)",
-                    self.url, exc, delay, self._failures, extra={"doc": self.doc_name})
+                    self.url, _redact(str(exc), self.config.token), delay, self._failures,
+                    extra={"doc": self.doc_name})
             return
         ws.settimeout(self.config.connect_timeout)
         self._ws = ws
@@ -200,7 +241,10 @@ class SyncThread(threading.Thread):
         log.warning("lost connection to %s: %s", self.url, reason, extra={"doc": self.doc_name})
         self._close(send_goodbye=False)
         self._synced = False
+        self._probes.clear()
         self.reconnects += 1
+        self.metrics.inc("mrmd_monitor_reconnects_total", doc=self.doc_name)
+        self.metrics.set("mrmd_monitor_document_connected", 0, doc=self.doc_name)
         delay = self._backoff.next()
         self._next_connect = time.monotonic() + delay
         log.info("reconnecting in %.1fs", delay, extra={"doc": self.doc_name})
@@ -242,6 +286,18 @@ class SyncThread(threading.Thread):
 
     # -- incoming --------------------------------------------------------------
 
+    def _receive_all(self, limit=200):
+        """Apply every frame already waiting, then let the coordinator look at
+        the entries that changed: a claim is never decided on a view older
+        than what has already arrived (another monitor's claim included)."""
+        for _ in range(limit):
+            self._receive()
+            if self._ws is None or not _readable(self._ws.sock):
+                break
+        if self._synced and self._changed:
+            keys, self._changed = list(self._changed), set()
+            self.coordinator.on_entries_changed(keys)
+
     def _receive(self):
         try:
             opcode, frame = self._ws.recv_data_frame(True)
@@ -249,6 +305,7 @@ class SyncThread(threading.Thread):
             self._disconnect(str(exc) or type(exc).__name__)
             return
         self._last_heard = time.monotonic()
+        self.last_heard_wall = time.time()
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             self._disconnect("the server closed the connection")
             return
@@ -280,7 +337,6 @@ class SyncThread(threading.Thread):
         if len(data) < 2:
             raise ProtocolError("truncated sync message", doc=self.doc_name)
         sub = data[1]
-        self._changed.clear()
         self._applying_remote = True
         try:
             reply = handle_sync_message(data[1:], self.doc)
@@ -290,8 +346,11 @@ class SyncThread(threading.Thread):
             self._applying_remote = False
         if reply is not None:
             self._send(reply)
+        if sub == YSyncMessageType.SYNC_STEP2 and self._synced and self._probes:
+            self.coordinator.on_probe_acked(self._probes.popleft())
         if sub == YSyncMessageType.SYNC_STEP2 and not self._synced:
             self._synced = True
+            self.metrics.set("mrmd_monitor_document_connected", 1, doc=self.doc_name)
             self._failures = 0
             self._backoff.reset()
             log.info("synced %s", self.doc_name, extra={"doc": self.doc_name})
@@ -301,9 +360,6 @@ class SyncThread(threading.Thread):
                 self._ever_synced = True
                 if self._on_synced is not None:
                     self._on_synced(self)
-        elif self._synced and self._changed:
-            keys, self._changed = list(self._changed), set()
-            self.coordinator.on_entries_changed(keys)
 
     # -- doc callbacks (run inside our own transactions and apply_update) -----
 
@@ -359,6 +415,30 @@ class SyncThread(threading.Thread):
         self._close(send_goodbye=True)
         log.info("closed %s", self.doc_name, extra={"doc": self.doc_name})
         return True
+
+
+def _readable(sock):
+    if _pending(sock):
+        return True
+    try:
+        ready, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return bool(ready)
+
+
+def _with_token(url, token):
+    if not token:
+        return url
+    return "%s%stoken=%s" % (url, "&" if "?" in url else "?", quote(token, safe=""))
+
+
+def _auth_header(token):
+    return ["Authorization: Bearer %s" % token] if token else None
+
+
+def _redact(text, token):
+    return text.replace(token, "***") if token else text
 
 
 def _pending(sock):

@@ -57,7 +57,9 @@ class World:
         self.changed = set()
         self.mon_map = self.mon.get("executions", type=Map)  # observers die with their type
         self.sub = self.mon_map.observe(lambda e: self.changed.update(e.keys))
-        cfg = SimpleNamespace(block_wait=block_wait, flush_interval=0.05)
+        cfg = SimpleNamespace(block_wait=block_wait, flush_interval=0.05, claim_settle=0.0,
+                              stale_after=600.0, orphan_timeout=20.0, max_run_time=0.0,
+                              allow_runtime=("127.0.0.0/8", "localhost"))
         self.co = Coordinator(self.mon, me=ME, pool=self.pool, post=self.posted.append,
                               config=cfg, clock=self.clock, now_ms=lambda: 1_700_000_000_123)
 
@@ -66,6 +68,7 @@ class World:
         self.mon.apply_update(self.br.get_update(self.mon.get_state()))
         keys = list(self.changed)
         self.co.on_entries_changed(keys)
+        self.co.tick()
 
     def to_browser(self):
         self.br.apply_update(self.mon.get_update(self.br.get_state()))
