@@ -17,9 +17,9 @@ from pycrdt import Map, Text
 from . import messages as m
 from . import protocol as p
 from .metrics import Metrics
-from .document import (BlockContent, Edit, byte_offset, content_edit, find_block,
+from .document import (BlockContent, Edit, byte_len, byte_offset, content_edit, find_block,
                        find_cell, place_block, rewrite_edit)
-from .terminal import TerminalRenderer
+from .output import RunOutput
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,11 @@ _RANK = {p.REQUESTED: 0, p.CLAIMED: 1, p.READY: 2, p.RUNNING: 3,
 
 # Phases of a run we hold, seen from the monitor (the entry's status is the
 # browsers' view of the same thing).
+CAPPED_FLUSH_INTERVAL = 1.0
+# One Yjs update per transaction: big inserts are split so that no message
+# comes near the sync server's 1 MiB limit.
+MAX_INSERT_CHARS = 128 * 1024
+
 WAITING_BLOCK = "waiting-block"
 QUEUED = "queued"
 RUNNING = "running"
@@ -43,7 +48,7 @@ class Run:
     cell_id: Optional[str]
     block_deadline: float
     phase: str = WAITING_BLOCK
-    renderer: TerminalRenderer = field(default_factory=TerminalRenderer)
+    output: RunOutput = field(default_factory=RunOutput)
     content: BlockContent = field(default_factory=BlockContent)
     pending: bool = False
     next_flush: float = 0.0
@@ -311,7 +316,8 @@ class Coordinator:
             return
         run = Run(exec_id=entry.exec_id, runtime_url=entry.runtime_url.rstrip("/"),
                   session=entry.session, code=entry.code, language=entry.language,
-                  cell_id=entry.cell_id, block_deadline=self.clock() + self.config.block_wait)
+                  cell_id=entry.cell_id, block_deadline=self.clock() + self.config.block_wait,
+                  output=RunOutput(self.config.max_output_bytes))
         self.runs[run.exec_id] = run
         self._write(run, {"status": p.CLAIMED, "claimedBy": self.me, "claimedAt": self.now_ms()})
         self.pool.reserve(run.exec_id, (run.runtime_url, run.session),
@@ -411,17 +417,21 @@ class Coordinator:
     # -- output ------------------------------------------------------------
 
     def _on_output(self, run, text):
-        run.renderer.feed(text)
+        run.output.feed(text)
         if not run.pending:
             # Output after a quiet spell shows at once (the sync loop calls
             # tick() right after draining its mailbox); a burst is written at
             # most once per flush interval, whatever arrived in between.
             run.pending = True
-            run.next_flush = max(self.clock(), run.last_flush + self.config.flush_interval)
+            # Past the output cap only the tail moves: rewriting it once a
+            # second is plenty, and keeps the bytes sent bounded.
+            interval = max(self.config.flush_interval, CAPPED_FLUSH_INTERVAL) \
+                if run.output.capped else self.config.flush_interval
+            run.next_flush = max(self.clock(), run.last_flush + interval)
 
     def _flush(self, run):
         run.pending = False
-        change = run.renderer.take_changes()
+        change = run.output.take_changes()
         if change is None:
             return
         run.last_flush = self.clock()
@@ -449,11 +459,21 @@ class Coordinator:
     def _apply(self, edit: Edit):
         if not edit.delete and not edit.insert:
             return
+        at, insert = edit.at, edit.insert
         with self.doc.transaction():
             if edit.delete:
-                del self.text[edit.at:edit.at + edit.delete]
-            if edit.insert:
-                self.text.insert(edit.at, edit.insert)
+                del self.text[at:at + edit.delete]
+            if insert:
+                piece, insert = insert[:MAX_INSERT_CHARS], insert[MAX_INSERT_CHARS:]
+                self.text.insert(at, piece)
+                at += byte_len(piece)
+        while insert:
+            piece, insert = insert[:MAX_INSERT_CHARS], insert[MAX_INSERT_CHARS:]
+            with self.doc.transaction():
+                self.text.insert(at, piece)
+            at += byte_len(piece)
+        if edit.insert:
+            self.metrics.inc("mrmd_monitor_output_bytes_total", byte_len(edit.insert))
 
     def flush_all(self):
         for run in list(self.runs.values()):
@@ -506,7 +526,7 @@ class Coordinator:
     def _show_error(self, run, err):
         """The person reading the block must see why the run failed. The
         runtime usually printed the traceback already; add it only if not."""
-        rendered = run.renderer.text()
+        rendered = run.output.text()
         headline = "%s: %s" % (err.get("type"), err.get("message"))
         if err.get("message") and headline in rendered:
             return
@@ -515,7 +535,7 @@ class Coordinator:
         if headline not in body:
             body += "\n" + headline
         sep = "" if rendered.endswith("\n") or not rendered else "\n"
-        run.renderer.feed(sep + body + "\n")
+        run.output.feed(sep + body + "\n")
         run.pending = True
 
     def _drop(self, run, *, interrupt):
@@ -554,9 +574,9 @@ class Coordinator:
         self.release_unstarted(reason)
         for run in list(self.runs.values()):
             self.pool.cancel(run.exec_id, interrupt=True)
-            shown = run.renderer.text()
+            shown = run.output.text()
             sep = "" if not shown or shown.endswith("\n") else "\n"
-            run.renderer.feed("%s[mrmd-monitor: %s; the output above is kept]\n" % (sep, reason))
+            run.output.feed("%s[mrmd-monitor: %s; the output above is kept]\n" % (sep, reason))
             self._flush(run)
             if self._ours(run):
                 self._write(run, {"status": p.ERROR, "completedAt": self.now_ms(),

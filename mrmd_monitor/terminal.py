@@ -169,6 +169,23 @@ class TerminalRenderer:
         self._dirty = None
         return first, self._lines[first:]
 
+    def discard_head(self, n: int) -> List[str]:
+        """Forget the first ``n`` lines (never the cursor's), returning them.
+
+        Used to keep only the latest tail of an endless output in memory. The
+        line numbers of take_changes() shift down by ``n`` accordingly.
+        """
+        n = max(0, min(n, self._row, len(self._lines) - 1))
+        if not n:
+            return []
+        dropped = self._lines[:n]
+        del self._lines[:n]
+        self._row -= n
+        self._saved = (max(0, self._saved[0] - n), self._saved[1])
+        if self._dirty is not None:
+            self._dirty = max(0, self._dirty - n)
+        return dropped
+
     # -- text ---------------------------------------------------------------
 
     def _text(self, seg: str) -> None:

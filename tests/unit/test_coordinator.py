@@ -2,12 +2,11 @@
 the browser and a recording stand-in for the worker pool (the pool and the
 runtime are tested for real in the end-to-end tests)."""
 
-from types import SimpleNamespace
-
 import pytest
 from pycrdt import Doc, Map, Text
 
 from mrmd_monitor import messages as m
+from mrmd_monitor.config import Config
 from mrmd_monitor.coordinator import Coordinator
 
 ME = 7
@@ -46,7 +45,7 @@ class Clock:
 
 
 class World:
-    def __init__(self, block_wait=1.0):
+    def __init__(self, block_wait=1.0, **config):
         self.mon = Doc(client_id=ME)
         self.br = Doc(client_id=BROWSER)
         self.br_text = self.br.get("content", type=Text)
@@ -57,9 +56,8 @@ class World:
         self.changed = set()
         self.mon_map = self.mon.get("executions", type=Map)  # observers die with their type
         self.sub = self.mon_map.observe(lambda e: self.changed.update(e.keys))
-        cfg = SimpleNamespace(block_wait=block_wait, flush_interval=0.05, claim_settle=0.0,
-                              stale_after=600.0, orphan_timeout=20.0, max_run_time=0.0,
-                              allow_runtime=("127.0.0.0/8", "localhost"))
+        cfg = Config(sync_url="ws://127.0.0.1:1", block_wait=block_wait, claim_settle=0.0,
+                     **config)
         self.co = Coordinator(self.mon, me=ME, pool=self.pool, post=self.posted.append,
                               config=cfg, clock=self.clock, now_ms=lambda: 1_700_000_000_123)
 
@@ -254,3 +252,157 @@ def test_settle_on_stop(w):
     assert w.entry("e1")["status"] == "error"
     assert w.entry("e2")["status"] == "requested" and w.entry("e2")["claimedBy"] is None
     assert "partial\n[mrmd-monitor: the monitor was stopped; the output above is kept]\n" in w.text()
+
+
+# -- robustness --------------------------------------------------------------
+
+from mrmd_monitor.protocol import runtime_refused  # noqa: E402
+
+
+def test_runtime_allowlist_patterns():
+    loop = ("localhost", "127.0.0.0/8", "::1")
+    assert runtime_refused("http://127.0.0.1:8000/mrp/v1", loop) is None
+    assert runtime_refused("http://127.9.9.9/mrp/v1", loop) is None
+    assert runtime_refused("http://[::1]:9/x", loop) is None
+    assert runtime_refused("http://localhost:9/x", loop) is None
+    assert "not allowed" in runtime_refused("http://10.0.0.5:8000/x", loop)
+    # Names are never resolved: only what is listed.
+    assert runtime_refused("http://127.0.0.1.nip.io/x", loop) is not None
+    assert runtime_refused("http://gpu-1.lab:8000/x", ("*.lab",)) is None
+    assert runtime_refused("http://gpu-1.lab:9000/x", ("gpu-1.lab:8000",)) is not None
+    assert runtime_refused("http://gpu-1.lab:8000/x", ("gpu-1.lab:8000",)) is None
+    assert runtime_refused("http://10.1.2.3/x", ("10.0.0.0/8",)) is None
+    assert runtime_refused("http://anything/x", ("*",)) is None
+
+
+def test_refused_runtime_marked_error(w):
+    w.request("far", runtimeUrl="http://10.0.0.5:8000/mrp/v1")
+    e = w.entry("far")
+    assert e["status"] == "error" and e["error"]["type"] == "RuntimeNotAllowed"
+    assert "10.0.0.5" in e["error"]["message"]
+    assert w.pool.calls == []
+
+
+def test_stale_requests_expire_on_first_sync():
+    world = World()
+    world.br_text += CELL
+    now = 1_700_000_000_123
+    world.br_map["old"] = {"id": "old", "code": "x", "runtimeUrl": "http://127.0.0.1:9",
+                           "status": "requested", "requestedAt": now - 3_600_000}
+    world.br_map["new"] = {"id": "new", "code": "x", "runtimeUrl": "http://127.0.0.1:9",
+                           "status": "requested", "requestedAt": now - 60_000}
+    world.mon.apply_update(world.br.get_update(world.mon.get_state()))
+    world.co.on_synced()
+    old, new = world.entry("old"), world.entry("new")
+    assert old["status"] == "error" and old["error"]["type"] == "Expired"
+    assert "60 minutes" in old["error"]["message"]
+    assert new["status"] == "claimed"
+
+
+def test_claim_not_confirmed_when_another_monitor_won():
+    world = World()
+    world.co._probe = lambda: 1   # a real probe: confirmation waits for its answer
+    world.br_text += CELL
+    world.to_monitor()
+    world.request("e1")
+    assert world.co.runs["e1"].probe == 1 and not world.co.runs["e1"].confirmed
+    # A concurrent claim by another monitor with a larger client id arrives first.
+    other = Doc(client_id=ME + 1)
+    other.apply_update(world.br.get_update())
+    om = other.get("executions", type=Map)
+    om["e1"] = {**om["e1"], "status": "claimed", "claimedBy": ME + 1}
+    world.changed.clear()
+    world.mon.apply_update(other.get_update(world.mon.get_state()))
+    world.co.on_probe_acked(1)
+    world.co.on_entries_changed(list(world.changed))
+    world.clock.t += 5
+    world.co.tick()
+    assert "e1" not in world.co.runs
+    assert world.pool.names("submit") == []
+    assert ("cancel", "e1") in world.pool.calls
+    assert world.entry("e1")["claimedBy"] == ME + 1
+
+
+def test_orphans_taken_over_or_marked_lost():
+    world = World(orphan_timeout=5.0)
+    alive = {ME}
+    world.co._peer_alive = lambda cid: cid in alive
+    world.br_text += CELL + "\n```output:run1\npartial\n```\n"
+    base = {"code": "print('hi')", "runtimeUrl": "http://127.0.0.1:9", "claimedBy": 99,
+            "requestedAt": 1_700_000_000_000}
+    world.br_map["run1"] = {**base, "id": "run1", "status": "running"}
+    world.br_map["wait1"] = {**base, "id": "wait1", "status": "ready", "outputBlockReady": True}
+    world.to_monitor()
+    world.clock.t += 1.1
+    world.co.tick()
+    assert world.entry("run1")["status"] == "running"  # not yet: absent < orphan timeout
+    world.clock.t += 5
+    world.co.tick()
+    world.clock.t += 1.1
+    world.co.tick()
+    lost = world.entry("run1")
+    assert lost["status"] == "error" and lost["error"]["type"] == "MonitorLost"
+    assert "partial\n[mrmd-monitor: the monitor running this cell (client 99) was lost" in world.text()
+    took = world.entry("wait1")
+    assert took["claimedBy"] == ME
+    assert world.pool.names("submit") == ["wait1"]
+
+
+def test_max_run_time_stops_and_marks_error():
+    world = World(max_run_time=2.0)
+    world.br_text += CELL
+    world.to_monitor()
+    world.request("e1")
+    world.clock.t += 1.5
+    world.co.tick()
+    world.co.on_message(m.RunStarted("e1"))
+    world.co.on_message(m.OutputChunk("e1", "stdout", "working\n"))
+    world.clock.t += 2.1
+    world.co.tick()
+    assert ("cancel", "e1") in world.pool.calls
+    world.co.on_message(m.RunFinished("e1", cancelled=True))
+    e = world.entry("e1")
+    assert e["status"] == "error" and e["error"]["type"] == "MaxRunTime"
+    assert "working\nMaxRunTime: the run took longer than --max-run-time (2s)" in world.text()
+
+
+def test_large_output_split_into_small_updates():
+    world = World(max_output_bytes=0)
+    world.br_text += CELL
+    world.to_monitor()
+    world.request("e1")
+    world.clock.t += 2
+    world.co.tick()
+    world.co.on_message(m.RunStarted("e1"))
+    sizes = []
+    sub = world.mon.observe(lambda ev: sizes.append(len(ev.update)))
+    big = "".join("%07d\n" % i for i in range(100_000))  # 800 kB in one chunk
+    world.co.on_message(m.OutputChunk("e1", "stdout", big))
+    world.co.tick()
+    assert max(sizes) < 300_000
+    assert big in world.text()
+    del sub
+
+
+def test_output_cap_in_block():
+    world = World(max_output_bytes=20_000)
+    world.br_text += CELL
+    world.to_monitor()
+    world.request("e1")
+    world.clock.t += 2
+    world.co.tick()
+    world.co.on_message(m.RunStarted("e1"))
+    for i in range(200):
+        world.co.on_message(m.OutputChunk("e1", "stdout", "".join("n%d\r\n" % (i * 100 + j)
+                                                                  for j in range(100))))
+        world.clock.t += 0.1
+        world.co.tick()
+    world.clock.t += 2
+    world.co.tick()
+    world.co.on_message(m.RunFinished("e1", result={"success": True}))
+    text = world.text()
+    start = text.index("```output:e1\n")
+    block = text[start:text.index("```", start + 5) + 3]
+    assert len(block.encode()) < 21_000
+    assert "n0\nn1\n" in block and "n19999\n```" in block
+    assert "lines (" in block and "left out here" in block

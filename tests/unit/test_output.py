@@ -1,0 +1,80 @@
+from mrmd_monitor.output import RunOutput
+from mrmd_monitor.terminal import TerminalRenderer
+
+
+def test_below_cap_is_plain_rendering():
+    o = RunOutput(max_bytes=1000)
+    o.feed("a\r\nb\r\n")
+    assert o.take_changes() == (0, ["a", "b", ""])
+    assert not o.capped
+
+
+def test_cap_keeps_head_notice_and_latest_tail():
+    o = RunOutput(max_bytes=10_000, tail_bytes=2_000)
+    for i in range(5000):
+        o.feed("line %d\r\n" % i)
+        if i % 97 == 0:
+            o.take_changes()
+    o.take_changes()
+    lines = o.lines()
+    assert o.capped
+    notice = [i for i, l in enumerate(lines) if l.startswith("[mrmd-monitor: output over")]
+    assert len(notice) == 1
+    head, tail = lines[:notice[0]], lines[notice[0] + 1:]
+    assert head == ["line %d" % i for i in range(len(head))]
+    assert tail[-2:] == ["line 4999", ""]
+    first_tail = int(tail[0].split()[1])
+    assert tail[:-1] == ["line %d" % i for i in range(first_tail, 5000)]
+    assert o.omitted_lines == first_tail - len(head)
+    assert "%d lines" % o.omitted_lines in lines[notice[0]]
+    assert len(o.text().encode()) <= 10_000 + 200
+    # Memory: only the tail is kept by the renderer.
+    assert o.renderer.line_count < 300
+
+
+def test_endless_output_stays_bounded():
+    o = RunOutput(max_bytes=20_000, tail_bytes=4_000)
+    chunk = "".join("x" * 50 + "\r\n" for _ in range(80))
+    for _ in range(2000):  # ~8 MB
+        o.feed(chunk)
+        o.take_changes()
+    assert len(o.text().encode()) < 21_000
+    assert o.renderer.line_count <= 200
+
+
+def test_progress_bar_in_tail_still_collapses():
+    o = RunOutput(max_bytes=2_000, tail_bytes=500)
+    for i in range(400):
+        o.feed("row %d\r\n" % i)
+    for i in range(1000):
+        o.feed("\r%d%%" % (i % 101))
+    o.take_changes()
+    assert o.lines()[-1] == "100%" or o.lines()[-1].endswith("%")
+    assert sum(1 for l in o.lines() if l.endswith("%")) == 1
+
+
+def test_one_enormous_line():
+    o = RunOutput(max_bytes=1_000, tail_bytes=200)
+    o.feed("y" * 5_000 + "\r\nend\r\n")
+    o.take_changes()
+    assert o.capped
+    assert len(o.text().encode()) < 1_300
+    assert o.lines()[-2:] == ["end", ""]
+
+
+def test_unlimited_when_zero():
+    o = RunOutput(max_bytes=0)
+    o.feed("z\r\n" * 100_000)
+    o.take_changes()
+    assert not o.capped and o.renderer.line_count == 100_001
+
+
+def test_discard_head_keeps_cursor_line_and_shifts_changes():
+    r = TerminalRenderer()
+    r.feed("a\nb\nc\nd")
+    r.take_changes()
+    assert r.discard_head(2) == ["a", "b"]
+    r.feed("!")
+    assert r.take_changes() == (1, ["d!"])
+    assert r.discard_head(99) == ["c"]  # never the cursor's line
+    assert r.lines() == ["d!"]
