@@ -90,6 +90,20 @@ def runtime(tmp_path_factory):
         rt.stop()
 
 
+@pytest.fixture
+def own_runtime(tmp_path):
+    """A runtime of this test's own, for runs the test abandons: mrmd-python's
+    interrupt is best effort (NOTES.md), and a loop left running there would
+    print into the next test's output."""
+    rt = Runtime(workdir=tmp_path / "rt", log_path=tmp_path / "logs" / "own-runtime.log")
+    try:
+        rt.start()
+        yield rt
+    finally:
+        rt.stop()
+
+
+
 _doc_counter = itertools.count(1)
 
 

@@ -6,32 +6,13 @@ document's text and the entry's final status."""
 import signal
 import subprocess
 import sys
-import uuid
 
 import pytest
 
+from tests.support.notebook import FINAL, block, block_content, cell, uid
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-
-FINAL = ("completed", "error", "cancelled")
-
-
-def cell(code, lang="python"):
-    return "```%s\n%s\n```" % (lang, code)
-
-
-def block(exec_id, content=""):
-    return "```output:%s\n%s```" % (exec_id, content)
-
-
-def block_content(text, exec_id):
-    start = text.index("```output:%s\n" % exec_id) + len("```output:%s\n" % exec_id)
-    return text[start:text.index("```", start)]
-
-
-def uid():
-    return uuid.uuid4().hex[:10]
 
 
 @pytest.fixture
@@ -46,20 +27,6 @@ def setup(sync_server, runtime, doc_name, peer_factory, monitor_factory):
     env.peers = peer_factory
     env.monitors = monitor_factory
     return env
-
-
-@pytest.fixture
-def own_runtime(tmp_path):
-    """A runtime of this test's own, for runs the test abandons: mrmd-python's
-    interrupt is best effort (NOTES.md), and a loop left running there would
-    print into the next test's output."""
-    from tests.support.procs import Runtime
-    rt = Runtime(workdir=tmp_path / "rt", log_path=tmp_path / "logs" / "own-runtime.log")
-    try:
-        rt.start()
-        yield rt
-    finally:
-        rt.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,152 @@
+"""A scripted MRP runtime for fault injection only: dying mid-stream, garbage,
+HTTP errors, silence. Everything it can do right, the real mrmd-python is
+used for instead.
+
+The request's ``code`` is a JSON object naming the behaviour, e.g.
+``{"fault": "http", "status": 503, "times": 2, "retry_after": 1}``.
+"""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def _event(kind, data):
+    return ("event: %s\ndata: %s\n\n" % (kind, json.dumps(data))).encode()
+
+
+def _result(stdout=""):
+    return {"success": True, "stdout": stdout, "stderr": "", "result": None, "error": None,
+            "displayData": [], "assets": [], "executionCount": 1, "duration": 1}
+
+
+class FaultRuntime:
+    def __init__(self):
+        self.requests = []         # (path, body) of every POST
+        self.counts = {}           # fault name -> times asked
+        self.stop_event = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body = json.dumps({"runtime": "fault", "languages": ["python"]}).encode()
+                self._plain(200, body, "application/json")
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                outer.requests.append((self.path, body))
+                if self.path.endswith("/input"):
+                    return self._plain(200, b'{"accepted": true}', "application/json")
+                if self.path.endswith("/interrupt"):
+                    return self._plain(200, b'{"interrupted": true}', "application/json")
+                try:
+                    spec = json.loads(body.get("code") or "{}")
+                except ValueError:
+                    spec = {}
+                fault = spec.get("fault", "ok")
+                n = outer.counts[fault] = outer.counts.get(fault, 0) + 1
+                getattr(self, "fault_" + fault)(spec, n, body)
+
+            def _plain(self, status, body, ctype="text/plain", headers=()):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _sse_start(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+
+            def _send(self, data):
+                self.wfile.write(data)
+                self.wfile.flush()
+
+            def _ok(self, body, text="ok\r\n"):
+                self._sse_start()
+                self._send(_event("start", {"execId": body.get("execId")}))
+                self._send(_event("stdout", {"content": text, "accumulated": text}))
+                self._send(_event("result", _result(text)))
+                self._send(_event("done", {}))
+
+            def fault_ok(self, spec, n, body):
+                self._ok(body, spec.get("text", "ok\r\n"))
+
+            def fault_http(self, spec, n, body):
+                if n > spec.get("times", 1 << 30):
+                    return self._ok(body, "recovered\r\n")
+                headers = []
+                if "retry_after" in spec:
+                    headers.append(("Retry-After", str(spec["retry_after"])))
+                self._plain(spec.get("status", 500), spec.get("body", "boom").encode(),
+                            headers=headers)
+
+            def fault_html(self, spec, n, body):
+                self._plain(200, b"<html><body><h1>Welcome to nginx!</h1></body></html>",
+                            "text/html")
+
+            def fault_malformed(self, spec, n, body):
+                self._sse_start()
+                self._send(_event("start", {"execId": body.get("execId")}))
+                self._send(_event("stdout", {"content": "partial\r\n", "accumulated": ""}))
+                self._send(b"event: stdout\ndata: {this is not json\n\n")
+                time.sleep(0.2)
+
+            def fault_no_result(self, spec, n, body):
+                self._sse_start()
+                self._send(_event("start", {"execId": body.get("execId")}))
+                self._send(_event("stdout", {"content": "partial\r\n", "accumulated": ""}))
+
+            def fault_silent(self, spec, n, body):
+                self._sse_start()
+                self._send(_event("start", {"execId": body.get("execId")}))
+                self._send(_event("stdout", {"content": "partial\r\n", "accumulated": ""}))
+                outer.stop_event.wait(spec.get("seconds", 30))
+
+            def fault_stdin_timeout(self, spec, n, body):
+                self._sse_start()
+                self._send(_event("start", {"execId": body.get("execId")}))
+                self._send(_event("stdin_request", {"prompt": "Answer: ", "password": False,
+                                                    "execId": body.get("execId")}))
+                self._send(_event("stdout", {"content": "Answer: ", "accumulated": ""}))
+                outer.stop_event.wait(spec.get("seconds", 1.0))
+                self._send(_event("error", {"type": "StdinTimeout",
+                                            "message": "no input received within 1 s",
+                                            "traceback": []}))
+                self._send(_event("done", {}))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = "http://127.0.0.1:%d/mrp/v1" % self.port
+        self.thread = threading.Thread(target=self.server.serve_forever, name="fault-runtime",
+                                       daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stop_event.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
