@@ -43,6 +43,8 @@ class RuntimeUnavailable(MrpError):
 class RuntimeHTTPError(MrpError):
     """The runtime answered with an HTTP error status."""
 
+    retry_after = None  # seconds from a Retry-After header, when there was one
+
 
 class StreamError(MrpError):
     """The event stream was malformed, stalled, or ended early."""

@@ -81,11 +81,17 @@ class CancelToken:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cancelled = False
+        self._event = threading.Event()
         self._sock: Any = None
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds`` unless cancelled first; True if cancelled."""
+        return self._event.wait(seconds)
 
     def cancel(self) -> None:
         with self._lock:
             self._cancelled = True
+            self._event.set()
             sock, self._sock = self._sock, None
             # Under the lock, so the reader cannot hand its connection back
             # for reuse between our read of _sock and the shutdown.
@@ -279,6 +285,12 @@ def _base_url(runtime_url: str) -> str:
     return runtime_url.rstrip("/")
 
 
+# Answers that mean "not now" rather than "no": the run was not started.
+RETRY_STATUSES = (409, 503)
+BUSY_RETRIES = 5
+MAX_RETRY_AFTER = 30.0
+
+
 class MrpClient:
     """Blocking client for one or many MRP runtimes, safe to use from many threads.
 
@@ -329,6 +341,27 @@ class MrpClient:
 
     def execute_stream(self, runtime_url: str, *, code: str, session: str, exec_id: str,
                        on_event: Callable[[MrpEvent], None], cancel: CancelToken) -> None:
+        """Run ``code``; see _execute_once. A runtime that answers 409 (busy)
+        or 503 is asked again, after its ``Retry-After`` when it gives one
+        (capped), else with a growing delay, at most BUSY_RETRIES times: it
+        has not started the run, so asking again cannot run it twice."""
+        for attempt in range(BUSY_RETRIES + 1):
+            try:
+                return self._execute_once(runtime_url, code=code, session=session,
+                                          exec_id=exec_id, on_event=on_event, cancel=cancel)
+            except RuntimeHTTPError as exc:
+                if exc.status_code not in RETRY_STATUSES or attempt == BUSY_RETRIES:
+                    raise
+                delay = exc.retry_after if exc.retry_after is not None else 0.5 * 2 ** attempt
+                delay = min(max(0.0, delay), MAX_RETRY_AFTER)
+                log.info("runtime at %s answered %d for %s; asking again in %.1fs (%d/%d)",
+                         runtime_url, exc.status_code, exec_id, delay, attempt + 1, BUSY_RETRIES)
+                if cancel.wait(delay):
+                    raise Cancelled(f"execution {exec_id} was cancelled", runtime_url=runtime_url,
+                                    execution_id=exec_id) from exc
+
+    def _execute_once(self, runtime_url: str, *, code: str, session: str, exec_id: str,
+                      on_event: Callable[[MrpEvent], None], cancel: CancelToken) -> None:
         """Run ``code`` and call ``on_event`` for every event, in order, on this thread.
 
         POSTs ``{code, session, storeHistory: True, execId}`` to
@@ -391,9 +424,11 @@ class MrpClient:
             excerpt = _body_excerpt(response)
             if cancel.cancelled:
                 raise Cancelled(f"execution {exec_id} was cancelled", **where)
-            raise RuntimeHTTPError(
+            error = RuntimeHTTPError(
                 f"runtime at {runtime_url} answered HTTP {response.status_code} "
                 f"{response.reason or ''}".rstrip() + (f": {excerpt}" if excerpt else ""), **where)
+            error.retry_after = _retry_after(response.headers.get("Retry-After"))
+            raise error
         ctype = response.headers.get("Content-Type", "")
         if ctype.split(";", 1)[0].strip().lower() != "text/event-stream":
             excerpt = _body_excerpt(response)
@@ -417,7 +452,8 @@ class MrpClient:
                 if _is_timeout(exc):
                     raise StreamError(f"runtime at {runtime_url} sent nothing for "
                                       f"{self.idle_timeout:g} s", **where) from exc
-                raise StreamError(f"the event stream from {runtime_url} broke: "
+                raise StreamError(f"lost the connection to the runtime at {runtime_url} in the "
+                                  f"middle of the run (did the runtime stop?): "
                                   f"{_transport_reason(exc)}", **where) from exc
             if cancel.cancelled:
                 raise Cancelled(f"execution {exec_id} was cancelled", **where)
@@ -526,6 +562,23 @@ class MrpClient:
         interrupted = bool(data.get("interrupted"))
         log.debug("interrupt of %s on %s: interrupted=%s", exec_id or session, runtime_url, interrupted)
         return interrupted
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime
+        import datetime
+        when = parsedate_to_datetime(value)
+        return (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+    except (TypeError, ValueError):
+        return None
 
 
 def _transport_reason(exc: BaseException) -> str:
