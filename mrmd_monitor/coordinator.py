@@ -254,15 +254,25 @@ class Coordinator:
     # -- other monitors ------------------------------------------------------
 
     def _sweep(self, now):
-        """Once a second: entries held by monitors that are gone."""
-        if self._peer_alive is None or not self._connected():
+        """Once a second: entries held by monitors that are gone, and finished
+        entries past their retention."""
+        if not self._connected():
             self._absent_since.clear()
             return
         seen = set()
+        now_ms = self.now_ms()
+        expired = []
         for key in list(self.entries.keys()):
             if key in self.runs:
                 continue
             entry = p.parse_entry(key, self.entries.get(key))
+            if entry is not None and entry.final and self.config.retention:
+                done = p.as_int(entry.raw.get("completedAt"))
+                if done is not None and now_ms - done > self.config.retention * 1000:
+                    expired.append(key)
+                continue
+            if self._peer_alive is None:
+                continue
             if (entry is None or entry.status not in (p.CLAIMED, p.READY, p.RUNNING)
                     or entry.claimed_by is None or entry.claimed_by == self.me):
                 continue
@@ -277,6 +287,14 @@ class Coordinator:
         for key in list(self._absent_since):
             if key not in seen:
                 del self._absent_since[key]
+        if expired:
+            # Deleting is idempotent: several monitors may do it at once.
+            with self.doc.transaction():
+                for key in expired:
+                    del self.entries[key]
+            log.info("removed %d finished entr%s older than --retention %.0fs", len(expired),
+                     "y" if len(expired) == 1 else "ies", self.config.retention,
+                     extra={"doc": self.doc_name})
 
     def _take_over(self, entry):
         who = entry.claimed_by

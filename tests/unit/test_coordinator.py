@@ -406,3 +406,17 @@ def test_output_cap_in_block():
     assert len(block.encode()) < 21_000
     assert "n0\nn1\n" in block and "n19999\n```" in block
     assert "lines (" in block and "left out here" in block
+
+
+def test_finished_entries_removed_after_retention():
+    world = World(retention=60.0)
+    now = 1_700_000_000_123
+    world.br_map["done-old"] = {"status": "completed", "completedAt": now - 61_000}
+    world.br_map["done-new"] = {"status": "error", "completedAt": now - 10_000}
+    world.br_map["running"] = {"status": "running", "claimedBy": 1, "completedAt": None}
+    world.to_monitor()
+    world.clock.t += 1.1
+    world.co.tick()
+    assert world.entry("done-old") is None
+    assert world.entry("done-new")["status"] == "error"
+    assert world.entry("running")["status"] == "running"
