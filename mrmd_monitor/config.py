@@ -69,6 +69,7 @@ OPTION_FIELDS = (
     ("max-run-time", "max_run_time"),
     ("max-output-bytes", "max_output_bytes"),
     ("max-inline-bytes", "max_inline_bytes"),
+    ("assets-dir", "assets_dir"),
     ("retention", "retention"),
     ("allow-runtime", "allow_runtime"),
     ("token", "token"),
@@ -109,6 +110,7 @@ class Config:
     max_run_time: float = 0.0
     max_output_bytes: int = 2 * 1024 * 1024
     max_inline_bytes: int = 256 * 1024
+    assets_dir: Optional[str] = None
     retention: float = 3600.0
     allow_runtime: tuple[str, ...] = DEFAULT_ALLOWED_RUNTIMES
     token: Optional[str] = None
@@ -402,6 +404,9 @@ def build_parser() -> configargparse.ArgumentParser:
     _add(parser, "--max-inline-bytes", metavar="BYTES", type=size_in_bytes, default=256 * 1024,
          shown_default="256K", help="rich output larger than this is kept as an asset reference, "
          "not inline in the document")
+    _add(parser, "--assets-dir", metavar="PATH", default=None, shown_default="none",
+         help="keep rich outputs larger than --max-inline-bytes as files here (served at "
+              "/assets/ on --status-addr) instead of dropping them")
     _add(parser, "--retention", metavar="SECONDS", type=seconds_at_least_zero, default=3600.0,
          help="finished entries are removed from the executions map after this long (0: never); "
               "the output stays in the text")
@@ -601,6 +606,7 @@ def load_config(argv: Optional[Sequence[str]], env: Optional[Mapping[str, str]] 
         max_run_time=float(namespace.max_run_time),
         max_output_bytes=int(namespace.max_output_bytes),
         max_inline_bytes=int(namespace.max_inline_bytes),
+        assets_dir=namespace.assets_dir or None,
         retention=float(namespace.retention),
         allow_runtime=tuple(namespace.allow_runtime or DEFAULT_ALLOWED_RUNTIMES),
         token=namespace.token or None,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import messages as m
+from .display import DisplayConverter
 from .errors import Cancelled, MrpError
 from .mrp import CancelToken, MrpClient
 from .protocol import error_value, slim_result
@@ -47,8 +48,10 @@ class _Slot:
 
 
 class WorkerPool:
-    def __init__(self, client: MrpClient, max_workers: int = 8, control_workers: int = 2):
+    def __init__(self, client: MrpClient, max_workers: int = 8, control_workers: int = 2,
+                 display: Optional[DisplayConverter] = None):
         self.client = client
+        self.display = display or DisplayConverter(256 * 1024)
         self._lock = threading.Lock()
         self._slots: Dict[str, _Slot] = {}
         self._queues: Dict[Tuple[str, str], List[_Slot]] = {}
@@ -159,12 +162,12 @@ class WorkerPool:
                 job.post(m.StdinRequested(job.exec_id, str(data.get("prompt") or ""),
                                           bool(data.get("password"))))
             elif kind in ("display", "asset"):
-                items = display_items(kind, data, job.runtime_url)
+                items = self.display.from_event(kind, data, job.runtime_url)
                 if items:
                     job.post(m.DisplayItems(job.exec_id, tuple(items)))
             elif kind == "result":
                 outcome["result"] = data
-                items = result_display_items(data, job.runtime_url)
+                items = self.display.from_result(data, job.runtime_url)
                 if items:
                     job.post(m.DisplayItems(job.exec_id, tuple(items)))
             elif kind == "error":
@@ -238,46 +241,3 @@ def _join_pool_threads(executor, timeout):
         t.join(max(0.0, deadline - time.monotonic()))
         if t.is_alive():
             log.warning("thread %s did not stop within the shutdown deadline", t.name)
-
-
-def _mime_items(bundle, metadata=None):
-    items = []
-    if not isinstance(bundle, dict):
-        return items
-    for mime, data in bundle.items():
-        if isinstance(mime, str):
-            items.append({"mimeType": mime, "data": data, "assetId": None})
-    return items
-
-
-def display_items(kind, data, runtime_url):
-    """Entry-shaped display items from a ``display`` or ``asset`` event."""
-    if kind == "asset":
-        return [_asset_item(data, runtime_url)] if isinstance(data, dict) else []
-    if isinstance(data, dict):
-        return _mime_items(data.get("data"), data.get("metadata"))
-    return []
-
-
-def result_display_items(result, runtime_url):
-    if not isinstance(result, dict):
-        return []
-    items = []
-    for bundle in result.get("displayData") or []:
-        if isinstance(bundle, dict):
-            items.extend(_mime_items(bundle.get("data"), bundle.get("metadata")))
-    for asset in result.get("assets") or []:
-        if isinstance(asset, dict):
-            items.append(_asset_item(asset, runtime_url))
-    return items
-
-
-def _asset_item(asset, runtime_url):
-    url = asset.get("url")
-    if isinstance(url, str) and url.startswith("/"):
-        # The runtime gives a path on its own host.
-        from urllib.parse import urlsplit
-        parts = urlsplit(runtime_url)
-        url = "%s://%s%s" % (parts.scheme, parts.netloc, url)
-    return {"mimeType": asset.get("mimeType"), "data": None,
-            "assetId": asset.get("path"), "url": url}
