@@ -28,8 +28,9 @@ def _fail(reason) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        config = load_config(sys.argv[1:] if argv is None else list(argv))
+        config = load_config(argv)
     except ParserExit as done:  # --help or --version, already printed
         sys.stdout.flush()
         return int(done.code or 0)
@@ -45,7 +46,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from .daemon import Daemon  # imported here: the CLI must work without it for --help
 
-    status = Daemon(config).run()
+    status = Daemon(config, argv=argv).run()  # argv: a HUP loads the configuration again
     return 0 if status is None else int(status)
 
 

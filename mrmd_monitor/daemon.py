@@ -1,9 +1,12 @@
 """The main thread: starts the parts in order, turns signals into events, and
 stops everything against one deadline.
 
-Signal handlers only enqueue; the loop below does the work.
+Signal handlers only enqueue; the loop below does the work: TERM/INT stop
+gracefully (a second one stops at once), HUP reloads the configuration and
+reopens the log files.
 """
 
+import dataclasses
 import logging
 import queue
 import signal
@@ -11,8 +14,11 @@ import threading
 import time
 
 from . import messages as m
+from .config import OPTION_FIELDS, load_config
+from .errors import ConfigError
 from .metrics import Metrics
 from .mrp import MrpClient
+from .status import StatusServer, StatusServerError
 from .sync import SyncThread
 from .workers import WorkerPool
 
@@ -20,13 +26,28 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DOC = "default"
 
+# Config fields a HUP cannot change in a running process: the documents and
+# their connections, the pool, the MRP client and the status server are built
+# once at start. A reload keeps their running values and names them in a log line.
+RESTART_ONLY = ("sync_url", "docs", "name", "max_workers", "connect_timeout", "idle_timeout",
+                "status_addr")
+_NOT_COMPARED = ("sources", "config_file")
+_SECRET_FIELDS = ("token",)
+_OPTION_OF = {field: option for option, field in OPTION_FIELDS}
+
 
 class Daemon:
-    def __init__(self, config):
+    """``argv`` (and ``env``, default os.environ) are what ``config`` was loaded
+    from; a HUP loads them again. Without ``argv`` a HUP only reopens the logs."""
+
+    def __init__(self, config, argv=None, env=None):
         self.config = config
+        self._argv = list(argv) if argv is not None else None
+        self._env = env
         self.docs = tuple(config.docs) or (DEFAULT_DOC,)
         self._events = queue.SimpleQueue()
         self.pool = None
+        self.status = None
         self.metrics = Metrics()
         self.syncs = []
         self._ready_docs = set()
@@ -48,6 +69,11 @@ class Daemon:
     # -- lifecycle -------------------------------------------------------------
 
     def start(self):
+        if self.config.status_addr:
+            # First, so that a busy address stops the start before anything connects.
+            self.status = StatusServer(self.config.status_addr, self.metrics,
+                                       documents=lambda: list(self.syncs),
+                                       stopping=lambda: self._stopping).start()
         if not self.config.docs:
             log.info("no --doc given: watching the document %r", DEFAULT_DOC)
         client = MrpClient(connect_timeout=self.config.connect_timeout,
@@ -70,7 +96,11 @@ class Daemon:
     def run(self):
         old = self._install_signals()
         try:
-            self.start()
+            try:
+                self.start()
+            except StatusServerError as exc:
+                log.error("%s", exc)
+                return 1
             return self._serve()
         finally:
             for sig, handler in old.items():
@@ -105,6 +135,8 @@ class Daemon:
                     log.error("sync thread %s died; stopping the monitor", s.name)
                     deadline = self._stop(fast=False, why="a sync thread died")
         self.pool.shutdown(timeout=2.0)
+        if self.status is not None:
+            self.status.stop()
         crashed = any(s.crashed for s in self.syncs)
         log.info("monitor stopped")
         return 1 if crashed else 0
@@ -123,6 +155,61 @@ class Daemon:
         return deadline
 
     def _reload(self):
-        from .logs import reopen_logs
-        reopen_logs()
+        """HUP: load the configuration again, apply what can change live (log
+        level and format, limits, allowlist, timers), reopen the log files."""
+        try:
+            self._reload_config()
+        except Exception:  # noqa: BLE001 - a failed reload must not end the monitor
+            log.exception("SIGHUP: reload failed; still running with the previous configuration")
+
+    def _reload_config(self):
+        from .logs import reopen_logs, setup_logging
+
+        if self._argv is None:
+            reopen_logs()
+            log.info("SIGHUP: log files reopened (no command line to reload the configuration from)")
+            return
+        old = self.config
+        try:
+            new = load_config(self._argv, self._env)
+        except ConfigError as exc:
+            reopen_logs()
+            log.error("SIGHUP: configuration not reloaded, still running with the previous one: %s", exc)
+            log.info("SIGHUP: log files reopened")
+            return
+        frozen = [f for f in RESTART_ONLY if getattr(new, f) != getattr(old, f)]
+        new = dataclasses.replace(new, **{f: getattr(old, f) for f in RESTART_ONLY})
+        try:
+            setup_logging(new)  # a new handler: the log file is opened again
+        except ConfigError as exc:
+            new = dataclasses.replace(new, log_file=old.log_file, log_level=old.log_level,
+                                      log_format=old.log_format)
+            reopen_logs()
+            log.error("SIGHUP: %s; keeping the previous log settings", exc)
+        changes = [_change(f, getattr(old, f), getattr(new, f))
+                   for f in (x.name for x in dataclasses.fields(new))
+                   if f not in _NOT_COMPARED and getattr(new, f) != getattr(old, f)]
+        self.config = new
+        for sync in self.syncs:
+            sync.post(m.Call(lambda s, c=new: s.apply_config(c)))
+        where = new.config_file or "the command line and environment"
+        log.info("SIGHUP: configuration reloaded from %s: %s", where,
+                 "; ".join(changes) if changes else "nothing changed")
+        if frozen:
+            log.warning("SIGHUP: %s cannot change while running; restart the monitor to apply "
+                        "the new value(s)", ", ".join(_OPTION_OF.get(f, f) for f in frozen))
         log.info("SIGHUP: log files reopened")
+
+
+def _shown(field, value):
+    if field in _SECRET_FIELDS and value:
+        return "***"
+    if value is None:
+        return "none"
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+def _change(field, before, after):
+    return "%s %s -> %s" % (_OPTION_OF.get(field, field), _shown(field, before), _shown(field, after))

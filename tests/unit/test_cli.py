@@ -34,8 +34,9 @@ def fake_daemon(monkeypatch):
     seen = {}
 
     class Daemon:
-        def __init__(self, config):
+        def __init__(self, config, argv=None):
             seen["config"] = config
+            seen["argv"] = argv
 
         def run(self):
             seen["ran"] = True
@@ -106,6 +107,7 @@ def test_runs_the_daemon_with_the_config_and_returns_its_status(capsys, fake_dae
     assert cli.main(["localhost:4444", "--doc", "a.md"]) == 3
     config = fake_daemon["config"]
     assert config.sync_url == URL and config.docs == ("a.md",)
+    assert fake_daemon["argv"] == ["localhost:4444", "--doc", "a.md"]  # loaded again on HUP
     assert fake_daemon["ran"]
     err = capsys.readouterr().err
     assert "starting with" in err and "sync-url=ws://localhost:4444 (command line)" in err
@@ -122,6 +124,7 @@ def test_reads_sys_argv_and_environment(monkeypatch, fake_daemon):
     assert cli.main() == 0
     assert fake_daemon["config"].sync_url == "ws://localhost:9"
     assert fake_daemon["config"].max_workers == 2
+    assert fake_daemon["argv"] == ["--max-workers", "2"]
 
 
 def test_main_entry_exits_with_the_status(monkeypatch, capsys):
