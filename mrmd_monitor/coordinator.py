@@ -195,8 +195,8 @@ class Coordinator:
         run = self.runs.get(getattr(msg, "exec_id", None))
         if run is None:
             return  # a run we gave up (cancelled, lost): its late messages are dropped
-        if isinstance(msg, m.OutputChunk):
-            self._on_output(run, msg.text)
+        if isinstance(msg, m.OutputReady):
+            self._on_output(run, msg.buffer.take())
         elif isinstance(msg, m.RunStarted):
             self._on_started(run)
         elif isinstance(msg, m.StdinRequested):
@@ -435,6 +435,8 @@ class Coordinator:
     # -- output ------------------------------------------------------------
 
     def _on_output(self, run, text):
+        if not text:
+            return
         run.output.feed(text)
         if not run.pending:
             # Output after a quiet spell shows at once (the sync loop calls
@@ -518,6 +520,10 @@ class Coordinator:
     # -- the end -------------------------------------------------------------
 
     def _on_finished(self, run, msg):
+        if msg.output is not None and not msg.cancelled:
+            rest = msg.output.take()
+            if rest:
+                self._on_output(run, rest)
         err = msg.error
         if msg.cancelled:
             if not run.timed_out:

@@ -4,6 +4,7 @@ They are small frozen values: a pool thread never touches a pycrdt object, it
 describes what happened and the sync thread decides what to write.
 """
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -14,12 +15,49 @@ class RunStarted:
     exec_id: str
 
 
+class OutputBuffer:
+    """Output a worker has read and its sync thread has not taken yet.
+
+    The one buffer two threads share, by design: text is appended by the
+    worker and taken whole by the sync thread, so a burst becomes one
+    message, and a full buffer makes the worker wait (and so stop reading the
+    runtime's stream) instead of queueing without bound.
+    """
+
+    def __init__(self, limit=1 << 20):
+        self.limit = limit
+        self._cond = threading.Condition()
+        self._parts = []
+        self._size = 0
+        self._notified = False
+
+    def put(self, text, cancelled=lambda: False):
+        """Append; True when the caller must post OutputReady (none is pending)."""
+        with self._cond:
+            while self._size >= self.limit and not cancelled():
+                self._cond.wait(0.25)
+            self._parts.append(text)
+            self._size += len(text)
+            if self._notified:
+                return False
+            self._notified = True
+            return True
+
+    def take(self):
+        with self._cond:
+            text = "".join(self._parts)
+            self._parts = []
+            self._size = 0
+            self._notified = False
+            self._cond.notify_all()
+            return text
+
+
 @dataclass(frozen=True)
-class OutputChunk:
-    """Raw terminal text from the runtime (``stream`` is stdout or stderr)."""
+class OutputReady:
+    """Raw terminal text (stdout and stderr, in order) waits in ``buffer``."""
     exec_id: str
-    stream: str
-    text: str
+    buffer: OutputBuffer = field(compare=False)
 
 
 @dataclass(frozen=True)
@@ -47,6 +85,7 @@ class RunFinished:
     result: Any = None
     error: Optional[dict] = None
     cancelled: bool = False
+    output: Optional[OutputBuffer] = field(default=None, compare=False)  # what is left in it
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,9 @@ class RunOutput:
         self.omitted_bytes = 0
         self._fed = 0
         self._next_check = max_bytes
-        self._notice_dirty = False
+        self._trim_at = 0
+        self._force_from_zero = False
+        self._trimmed = False   # since the last take_changes
 
     @property
     def capped(self) -> bool:
@@ -40,6 +42,18 @@ class RunOutput:
     def feed(self, data: str) -> None:
         self.renderer.feed(data)
         self._fed += len(data)
+        if self.head is not None:
+            # Trim as we go, not only when the block is written: between two
+            # writes a fast runtime can print far more than the tail holds.
+            if self.renderer.line_count >= self._trim_at:
+                self._trimmed |= self._trim_tail()
+                self._trim_at = max(2 * self.renderer.line_count, 2 * SCREEN_ROWS)
+        elif self.max_bytes and self._fed >= self._next_check:
+            # Rendered text is never much larger than what was fed, so the
+            # exact (linear) size is only computed once the raw input is big.
+            self._next_check = self._fed + max(4096, self.max_bytes // 8)
+            if _size(self.renderer.lines()) > self.max_bytes:
+                self._cap()
 
     def lines(self) -> List[str]:
         if self.head is None:
@@ -57,18 +71,15 @@ class RunOutput:
     def take_changes(self) -> Optional[Tuple[int, List[str]]]:
         """Like TerminalRenderer.take_changes, on the lines of the block."""
         if self.head is None:
-            # Rendered text is never much larger than what was fed, so the
-            # exact (linear) size is only computed once the raw input is big.
-            if self.max_bytes and self._fed >= self._next_check:
-                self._next_check = self._fed + max(4096, self.max_bytes // 8)
-                if _size(self.renderer.lines()) > self.max_bytes:
-                    self._cap()
-                    return 0, self.lines()
             return self.renderer.take_changes()
-        trimmed = self._trim_tail()
+        trimmed = self._trim_tail() | self._trimmed
+        self._trimmed = False
         change = self.renderer.take_changes()
         if change is None and not trimmed:
             return None
+        if self._force_from_zero:
+            self._force_from_zero = False
+            return 0, self.lines()
         # The notice line changes with every trim: rewrite from it on; the
         # block's diff keeps the actual edit to what differs.
         return len(self.head), [self.notice()] + self.renderer.lines()
@@ -94,6 +105,9 @@ class RunOutput:
         self.head = head
         self.renderer.take_changes()
         self._trim_tail()
+        # The whole block changes once, from its first line.
+        self._trimmed = True
+        self._force_from_zero = True
 
     def _trim_tail(self) -> bool:
         """Drop lines from the top of the tail until it fits, keeping a screen's

@@ -148,6 +148,7 @@ class WorkerPool:
     def _stream(self, job, token) -> m.RunFinished:
         outcome = {"result": None, "error": None, "display": []}
         started = []
+        output = m.OutputBuffer()
 
         def on_event(ev):
             if not started:
@@ -156,8 +157,8 @@ class WorkerPool:
             kind, data = ev.kind, ev.data
             if kind in ("stdout", "stderr"):
                 text = data.get("content")
-                if isinstance(text, str) and text:
-                    job.post(m.OutputChunk(job.exec_id, kind, text))
+                if isinstance(text, str) and text and output.put(text, lambda: token.cancelled):
+                    job.post(m.OutputReady(job.exec_id, output))
             elif kind == "stdin_request":
                 job.post(m.StdinRequested(job.exec_id, str(data.get("prompt") or ""),
                                           bool(data.get("password"))))
@@ -180,10 +181,11 @@ class WorkerPool:
             self.client.execute_stream(job.runtime_url, code=job.code, session=job.session,
                                        exec_id=job.exec_id, on_event=on_event, cancel=token)
         except Cancelled:
-            return m.RunFinished(job.exec_id, cancelled=True)
+            return m.RunFinished(job.exec_id, cancelled=True, output=output)
         except MrpError as exc:
             log.warning("%s failed: %s", job.exec_id, exc, extra={"exec_id": job.exec_id})
-            return m.RunFinished(job.exec_id, error=error_value(type(exc).__name__, str(exc)))
+            return m.RunFinished(job.exec_id, error=error_value(type(exc).__name__, str(exc)),
+                                 output=output)
         if outcome["error"] is None:
             result = outcome["result"]
             if isinstance(result, dict) and result.get("success") is False and result.get("error"):
@@ -192,7 +194,7 @@ class WorkerPool:
                     outcome["error"] = error_value(e.get("type") or "Error", e.get("message") or "",
                                                    e.get("traceback") or [])
         return m.RunFinished(job.exec_id, result=slim_result(outcome["result"]),
-                             error=outcome["error"])
+                             error=outcome["error"], output=output)
 
     def send_input(self, exec_id, runtime_url, text, post):
         def call():

@@ -25,6 +25,7 @@ class FaultRuntime:
     def __init__(self):
         self.requests = []         # (path, body) of every POST
         self.counts = {}           # fault name -> times asked
+        self.last_line = None      # index of the last line a finished flood printed
         self.stop_event = threading.Event()
         outer = self
 
@@ -126,6 +127,40 @@ class FaultRuntime:
                 self._send(_event("error", {"type": "StdinTimeout",
                                             "message": "no input received within 1 s",
                                             "traceback": []}))
+                self._send(_event("done", {}))
+
+            def fault_flood(self, spec, n, body):
+                """Print ``bytes`` of numbered lines as fast as the socket takes
+                them (forever when 0), in 4 KB events like mrmd-python's."""
+                total = spec.get("bytes", 0)
+                self._sse_start()
+                self._send(_event("start", {"execId": body.get("execId")}))
+                sent, i = 0, 0
+                try:
+                    while (not total or sent < total) and not outer.stop_event.is_set():
+                        lines = []
+                        size = 0
+                        while size < 4000:
+                            line = "flood line %09d %s\r\n" % (i, "x" * 40)
+                            lines.append(line)
+                            size += len(line)
+                            i += 1
+                        chunk = "".join(lines)
+                        self._send(_event("stdout", {"content": chunk, "accumulated": ""}))
+                        sent += size
+                    outer.last_line = i - 1
+                    self._send(_event("result", _result("")))
+                    self._send(_event("done", {}))
+                except OSError:
+                    pass  # the monitor closed the stream (cancel)
+
+            def fault_display(self, spec, n, body):
+                self._sse_start()
+                self._send(_event("start", {"execId": body.get("execId")}))
+                self._send(_event("stdout", {"content": "shown\r\n", "accumulated": ""}))
+                result = _result("shown\r\n")
+                result["displayData"] = [{"data": spec["bundle"], "metadata": {}}]
+                self._send(_event("result", result))
                 self._send(_event("done", {}))
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -14,6 +14,13 @@ BROWSER = 3_000_000_000
 CELL = "# Notes ✓ 😀 é 中\n\n```python\nprint('hi')\n```\n\nEnd.\n"
 
 
+def out(exec_id, text):
+    """What a worker posts when it has read output."""
+    buf = m.OutputBuffer()
+    buf.put(text)
+    return m.OutputReady(exec_id, buf)
+
+
 class Pool:
     def __init__(self):
         self.calls = []
@@ -121,7 +128,7 @@ def test_browser_ready_arms_and_output_lands_in_block(w):
     assert w.pool.names("submit") == ["e1"]
     w.co.on_message(m.RunStarted("e1"))
     assert w.entry("e1")["status"] == "running"
-    w.co.on_message(m.OutputChunk("e1", "stdout", "hi\r\n"))
+    w.co.on_message(out("e1", "hi\r\n"))
     w.co.tick()
     assert w.text() == CELL.replace("```\n\nEnd", "```\n\n```output:e1\nhi\n```\n\nEnd")
     w.co.on_message(m.RunFinished("e1", result={"success": True, "stdout": "hi\r\n",
@@ -148,11 +155,11 @@ def test_throttled_flush_progress_bar_one_line(w):
     w.clock.t += 2
     w.co.tick()
     w.co.on_message(m.RunStarted("e1"))
-    w.co.on_message(m.OutputChunk("e1", "stdout", "0%"))
+    w.co.on_message(out("e1", "0%"))
     w.co.tick()
     assert "```output:e1\n0%\n```" in w.text()
     for i in range(1, 101):
-        w.co.on_message(m.OutputChunk("e1", "stdout", "\r%d%%" % i))
+        w.co.on_message(out("e1", "\r%d%%" % i))
     w.co.tick()
     assert "```output:e1\n0%\n```" in w.text()  # within the flush interval: not yet
     w.clock.t += 0.05
@@ -165,12 +172,12 @@ def test_cancel_stops_writes_and_keeps_status(w):
     w.clock.t += 2
     w.co.tick()
     w.co.on_message(m.RunStarted("e1"))
-    w.co.on_message(m.OutputChunk("e1", "stdout", "line 1\n"))
+    w.co.on_message(out("e1", "line 1\n"))
     w.co.tick()
-    w.co.on_message(m.OutputChunk("e1", "stdout", "line 2\n"))
+    w.co.on_message(out("e1", "line 2\n"))
     w.browser_set("e1", status="cancelled")
     assert ("cancel", "e1") in w.pool.calls
-    w.co.on_message(m.OutputChunk("e1", "stdout", "line 3\n"))
+    w.co.on_message(out("e1", "line 3\n"))
     w.co.on_message(m.RunFinished("e1", cancelled=True))
     w.clock.t += 1
     w.co.tick()
@@ -247,7 +254,7 @@ def test_settle_on_stop(w):
     w.clock.t += 2
     w.co.tick()
     w.co.on_message(m.RunStarted("e1"))
-    w.co.on_message(m.OutputChunk("e1", "stdout", "partial"))
+    w.co.on_message(out("e1", "partial"))
     w.co.settle("the monitor was stopped")
     assert w.entry("e1")["status"] == "error"
     assert w.entry("e2")["status"] == "requested" and w.entry("e2")["claimedBy"] is None
@@ -356,7 +363,7 @@ def test_max_run_time_stops_and_marks_error():
     world.clock.t += 1.5
     world.co.tick()
     world.co.on_message(m.RunStarted("e1"))
-    world.co.on_message(m.OutputChunk("e1", "stdout", "working\n"))
+    world.co.on_message(out("e1", "working\n"))
     world.clock.t += 2.1
     world.co.tick()
     assert ("cancel", "e1") in world.pool.calls
@@ -377,7 +384,7 @@ def test_large_output_split_into_small_updates():
     sizes = []
     sub = world.mon.observe(lambda ev: sizes.append(len(ev.update)))
     big = "".join("%07d\n" % i for i in range(100_000))  # 800 kB in one chunk
-    world.co.on_message(m.OutputChunk("e1", "stdout", big))
+    world.co.on_message(out("e1", big))
     world.co.tick()
     assert max(sizes) < 300_000
     assert big in world.text()
@@ -393,7 +400,7 @@ def test_output_cap_in_block():
     world.co.tick()
     world.co.on_message(m.RunStarted("e1"))
     for i in range(200):
-        world.co.on_message(m.OutputChunk("e1", "stdout", "".join("n%d\r\n" % (i * 100 + j)
+        world.co.on_message(out("e1", "".join("n%d\r\n" % (i * 100 + j)
                                                                   for j in range(100))))
         world.clock.t += 0.1
         world.co.tick()
