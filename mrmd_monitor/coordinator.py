@@ -17,8 +17,8 @@ from pycrdt import Map, Text
 from . import messages as m
 from . import protocol as p
 from .metrics import Metrics
-from .document import (BlockContent, Edit, byte_len, byte_offset, content_edit, find_block,
-                       find_cell, place_block, rewrite_edit)
+from .document import (BlockContent, Edit, byte_len, byte_offset, content_edit, edit_at,
+                       find_block, find_cell, place_block, rewrite_edit)
 from .output import RunOutput
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,11 @@ class Run:
     block_ready: bool = False
     started_at: Optional[float] = None
     timed_out: bool = False
+    # Where the block's content starts (code points, bytes), valid while no
+    # other peer has changed the text (Coordinator.text_epoch): flushes then
+    # need neither a copy nor a scan of the document.
+    where: Optional[tuple] = None
+    where_epoch: int = -1
 
 
 def wall_ms():
@@ -72,7 +77,7 @@ def wall_ms():
 
 class Coordinator:
     def __init__(self, doc, *, me, pool, post, config, doc_name="", metrics=None,
-                 probe=None, peer_alive=None, connected=None,
+                 probe=None, peer_alive=None, connected=None, monitors_present=None,
                  clock=time.monotonic, now_ms=wall_ms):
         self.doc = doc
         self.text = doc.get("content", type=Text)
@@ -93,9 +98,11 @@ class Coordinator:
         self._probe = probe
         self._peer_alive = peer_alive
         self._connected = connected or (lambda: True)
+        self._monitors_present = monitors_present
         self._absent_since: Dict[str, float] = {}
         self._next_sweep = 0.0
         self._first_sync = True
+        self.text_epoch = 0   # bumped by the sync thread when another peer edits the text
         self._log_extra = {"doc": doc_name}
 
     # -- inputs ------------------------------------------------------------
@@ -171,12 +178,22 @@ class Coordinator:
 
     def on_probe_acked(self, seq):
         """The server has answered a sync step 1 sent after these claims: every
-        update it had then is here now, concurrent claims included."""
-        settle = self.config.claim_settle
+        update it had then is here now, concurrent claims included.
+
+        A concurrent claim can only come from a monitor that synced before our
+        claim reached the server; it announced itself in awareness before
+        that, on the same ordered connection, so its awareness is here too.
+        With no other monitor in sight there is nobody to wait for."""
+        settle = self.config.claim_settle if self._other_monitors() else 0.0
         for run in self.runs.values():
             if (not run.confirmed and run.confirm_at is None and run.probe is not None
                     and run.probe <= seq):
                 run.confirm_at = self.clock() + settle
+
+    def _other_monitors(self):
+        if self._monitors_present is None:
+            return True   # unknown (tests without awareness): assume there may be some
+        return self._monitors_present()
 
     def _confirm(self, run):
         entry = p.parse_entry(run.exec_id, self.entries.get(run.exec_id))
@@ -400,6 +417,7 @@ class Coordinator:
             # A re-run in a reused block: the old output goes when the new run starts.
             self._apply(rewrite_edit(text, block, ""))
         run.content.reset()
+        run.where = None
         changes = {}
         if headless:
             changes.update({"status": p.READY, "outputBlockReady": True})
@@ -456,6 +474,9 @@ class Coordinator:
             return
         run.last_flush = self.clock()
         first, lines = change
+        if run.where is not None and run.where_epoch == self.text_epoch:
+            self._apply(edit_at(run.where[1], run.where[0], run.content.apply(first, lines)))
+            return
         text = str(self.text)
         block = find_block(text, run.exec_id)
         if block is None:
@@ -465,6 +486,7 @@ class Coordinator:
             text = str(self.text)
             block = find_block(text, run.exec_id)
             run.content.reset()
+            run.where = None
             if block is None:
                 return
         old = run.content.text
@@ -474,6 +496,8 @@ class Coordinator:
             log.debug("block of %s was edited by someone else: rewriting it", run.exec_id,
                       extra=self._extra(run))
             edit = rewrite_edit(text, block, run.content.text)
+        run.where = (block.content_start, byte_offset(text, block.content_start))
+        run.where_epoch = self.text_epoch
         self._apply(edit)
 
     def _apply(self, edit: Edit):
@@ -492,8 +516,14 @@ class Coordinator:
             with self.doc.transaction():
                 self.text.insert(at, piece)
             at += byte_len(piece)
-        if edit.insert:
-            self.metrics.inc("mrmd_monitor_output_bytes_total", byte_len(edit.insert))
+        inserted = byte_len(edit.insert)
+        if inserted:
+            self.metrics.inc("mrmd_monitor_output_bytes_total", inserted)
+        # Blocks after the edit move with it.
+        for run in self.runs.values():
+            if run.where is not None and run.where[1] > edit.at:
+                run.where = (run.where[0] + len(edit.insert) - edit.delete_chars,
+                             run.where[1] + inserted - edit.delete)
 
     def flush_all(self):
         for run in list(self.runs.values()):
@@ -645,7 +675,8 @@ class Coordinator:
             return
         content = text[block.content_start:block.content_end]
         sep = "" if not content or content.endswith("\n") else "\n"
-        self._apply(Edit(byte_offset(text, block.content_end), 0, sep + line + "\n"))
+        self._apply(Edit(byte_offset(text, block.content_end), 0, sep + line + "\n",
+                         block.content_end, 0))
 
     def _extra(self, run):
         return {"doc": self.doc_name, "exec_id": run.exec_id}

@@ -129,10 +129,16 @@ def find_cell(text: str, code: str, language: str, cell_id: Optional[str] = None
 
 @dataclass(frozen=True)
 class Edit:
-    """Delete ``delete`` bytes at byte offset ``at``, then insert ``insert`` there."""
+    """Delete ``delete`` bytes at byte offset ``at``, then insert ``insert`` there.
+
+    ``at_char`` and ``delete_chars`` say the same in code points, so that the
+    positions of other blocks can be moved along without reading the text.
+    """
     at: int
     delete: int
     insert: str
+    at_char: int
+    delete_chars: int
 
 
 def place_block(text: str, exec_id: str, cell: Optional[Cell]) -> Tuple[Edit, int]:
@@ -146,7 +152,8 @@ def place_block(text: str, exec_id: str, cell: Optional[Cell]) -> Tuple[Edit, in
     if cell is None:
         sep = "" if text.endswith("\n\n") or not text else ("\n" if text.endswith("\n") else "\n\n")
         at = len(text)
-        return Edit(byte_len(text), 0, sep + new), at + len(sep) + len(new) - len(FENCE)
+        return (Edit(byte_len(text), 0, sep + new, at, 0),
+                at + len(sep) + len(new) - len(FENCE))
     after = text[cell.end:]
     m = re.match(r"\n\n(%soutput:[^\n]*)\n" % FENCE, after)
     if m:
@@ -154,10 +161,11 @@ def place_block(text: str, exec_id: str, cell: Optional[Cell]) -> Tuple[Edit, in
         old = find_block(text, old_id)
         if old is not None and old.marker_start == cell.end + 2:
             start = old.marker_start
-            return (Edit(byte_offset(text, start), byte_len(text[start:old.end]), new),
+            return (Edit(byte_offset(text, start), byte_len(text[start:old.end]), new, start,
+                         old.end - start),
                     start + len(new) - len(FENCE))
     at = cell.end
-    return Edit(byte_offset(text, at), 0, "\n\n" + new), at + 2 + len(new) - len(FENCE)
+    return Edit(byte_offset(text, at), 0, "\n\n" + new, at, 0), at + 2 + len(new) - len(FENCE)
 
 
 def common_prefix_len(a: str, b: str) -> int:
@@ -186,69 +194,92 @@ def common_suffix_len(a: str, b: str, limit: int) -> int:
     return lo
 
 
+def _render(lines: Sequence[str]) -> str:
+    """Lines as block content: each ends in a newline, and so does the last
+    one unless it is empty (a block's closing fence needs a line of its own)."""
+    if not lines:
+        return ""
+    body = "\n".join(lines)
+    return body + "\n" if lines[-1] else body
+
+
+@dataclass(frozen=True)
+class Change:
+    """One flush of a block: where it starts (in the content, as code points
+    and as bytes), what goes and what comes."""
+    char_offset: int
+    byte_offset: int
+    removed: str
+    inserted: str
+
+
 class BlockContent:
     """What the monitor has written into one output block, line by line.
 
     The terminal renderer says which lines changed; this turns that into one
-    edit of the block that touches only the changed part, so a browser's
-    cursor and concurrent typing elsewhere are left alone.
+    edit of the block touching only the changed part, so a browser's cursor
+    and concurrent typing elsewhere are left alone. Its cost follows the
+    changed lines, not the whole output: lengths are kept per line.
     """
 
     def __init__(self):
+        self.reset()
+
+    def reset(self):
         self._lines: List[str] = [""]   # escaped rendered lines
-        self._text = ""                 # the block content as written
+        self._chars: List[int] = [0]
+        self._bytes: List[int] = [0]
+        self._total_chars = 0           # of the lines themselves, without newlines
+        self._total_bytes = 0
 
     @property
     def text(self) -> str:
-        return self._text
+        """The content as written (linear: for checks, not for every flush)."""
+        return _render(self._lines)
 
-    @staticmethod
-    def _join(lines: Sequence[str]) -> str:
-        body = "\n".join(lines)
-        # A block's closing fence needs a line of its own.
-        if lines and lines[-1] != "":
-            body += "\n"
-        return body
-
-    def reset(self):
-        self._lines = [""]
-        self._text = ""
-
-    def apply(self, first: int, new_lines: Sequence[str]) -> Tuple[int, str, str]:
-        """Replace lines[first:] with new_lines. Returns (char offset in the
-        content where the change starts, removed text, inserted text), trimmed to
-        the smallest span."""
-        escaped = [escape_line(line) for line in new_lines]
-        first = min(first, len(self._lines))
-        prefix = sum(len(line) + 1 for line in self._lines[:first])
-        old_tail = self._text[prefix:]
-        lines = self._lines[:first] + escaped
-        if not lines:
-            lines = [""]
-        new_text = self._join(lines)
-        new_tail = new_text[prefix:]
-        self._lines = lines
-        self._text = new_text
+    def apply(self, first: int, new_lines: Sequence[str]) -> Change:
+        """Replace lines[first:] with new_lines; the smallest edit that does it."""
+        lines = self._lines
+        f = min(first, len(lines))
+        # From one line earlier: whether the line before gets a newline can change.
+        g = max(0, f - 1)
+        tail = lines[g:f] + [escape_line(line) for line in new_lines]
+        if not tail and g == 0:
+            tail = [""]
+        old_tail = _render(lines[g:])
+        new_tail = _render(tail)
+        tail_chars = sum(self._chars[g:])
+        tail_bytes = sum(self._bytes[g:])
+        prefix_chars = self._total_chars - tail_chars + g
+        prefix_bytes = self._total_bytes - tail_bytes + g
+        chars = [len(line) for line in tail]
+        sizes = [len(line.encode("utf-8")) for line in tail]
+        del lines[g:], self._chars[g:], self._bytes[g:]
+        lines.extend(tail)
+        self._chars.extend(chars)
+        self._bytes.extend(sizes)
+        self._total_chars += sum(chars) - tail_chars
+        self._total_bytes += sum(sizes) - tail_bytes
         cp = common_prefix_len(old_tail, new_tail)
         cs = common_suffix_len(old_tail, new_tail, min(len(old_tail), len(new_tail)) - cp)
-        return (prefix + cp, old_tail[cp:len(old_tail) - cs], new_tail[cp:len(new_tail) - cs])
-
-    def replace_all(self, lines: Sequence[str]) -> str:
-        self._lines = [escape_line(line) for line in lines] or [""]
-        self._text = self._join(self._lines)
-        return self._text
+        return Change(prefix_chars + cp, prefix_bytes + byte_len(old_tail[:cp]),
+                      old_tail[cp:len(old_tail) - cs], new_tail[cp:len(new_tail) - cs])
 
 
-def content_edit(text: str, block: Block, expected: str, change: Tuple[int, str, str]) -> Optional[Edit]:
+def content_edit(text: str, block: Block, expected: str, change: Change) -> Optional[Edit]:
     """The edit for one flush, if the block still holds exactly ``expected``
     (what we wrote before this change); None means the block was changed by
     someone else and must be rewritten whole."""
     actual = text[block.content_start:block.content_end]
     if actual != expected:
         return None
-    offset, removed, inserted = change
-    base = byte_offset(text, block.content_start) + byte_len(expected[:offset])
-    return Edit(base, byte_len(removed), inserted)
+    return edit_at(byte_offset(text, block.content_start), block.content_start, change)
+
+
+def edit_at(start_byte: int, start_char: int, change: Change) -> Edit:
+    """The edit for a change, given where the block's content starts."""
+    return Edit(start_byte + change.byte_offset, byte_len(change.removed), change.inserted,
+                start_char + change.char_offset, len(change.removed))
 
 
 def rewrite_edit(text: str, block: Block, content: str) -> Edit:
@@ -259,4 +290,4 @@ def rewrite_edit(text: str, block: Block, content: str) -> Edit:
     insert = content
     if not block.closed:
         insert = content + FENCE
-    return Edit(start, byte_len(old), insert)
+    return Edit(start, byte_len(old), insert, block.content_start, len(old))

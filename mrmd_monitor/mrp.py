@@ -9,12 +9,15 @@ grows quadratically with the output (50,000 printed lines: 0.1 to 0.6 GB,
 depending on how the runtime happens to chunk). Two things keep the client
 cheap; client CPU per 100 MB of stream, measured against mrmd-python 0.4.2:
 
-* sseclient-py is fed what has arrived, up to 64 KiB at a time
-  (:func:`_stream_chunks`): 0.4 s with ``json.loads`` on every event, against
-  3.3 s when sseclient-py iterates the response itself (128-byte chunks);
-* for output events only the ``content`` value is JSON-decoded
-  (:func:`decode_output_data`), never ``accumulated``: 0.2 s. A bare
-  ``http.client`` reader that only splits lines takes 0.1 s.
+* the body is read as it arrives, up to 64 KiB at a time
+  (:func:`_stream_chunks`), not in requests' 128-byte chunks;
+* output events are split at the byte level (:mod:`.sse`): only ``content``
+  is decoded and the ``accumulated`` bytes are skipped by ``bytes.find``,
+  never copied into strings; other events go to sseclient-py. Measured on
+  the benchmark's 1.2 GB stream (100,000 lines): sseclient-py on 64 KiB
+  chunks with a ``content``-only decode needed 3.2 s against the bare
+  ``http.client`` reader's 0.4-0.5 s; see tests/benchmarks for the current
+  figure.
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 import requests
-import sseclient
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ReadTimeoutError
 
+from .sse import iter_events
 from .errors import Cancelled, MrpError, RuntimeHTTPError, RuntimeUnavailable, StreamError
 
 log = logging.getLogger(__name__)
@@ -440,7 +443,7 @@ class MrpClient:
 
     def _read_events(self, response, runtime_url, exec_id, on_event, cancel) -> None:
         where = {"runtime_url": runtime_url, "execution_id": exec_id}
-        events = sseclient.SSEClient(_stream_chunks(response, STREAM_CHUNK_SIZE)).events()
+        events = iter_events(_stream_chunks(response, STREAM_CHUNK_SIZE))
         saw_final = False
         count = 0
         while True:
@@ -465,7 +468,12 @@ class MrpClient:
                                   f"a result or error ({count} events received)", **where)
             kind = sse.event
             try:
-                data = decode_output_data(sse.data) if kind in OUTPUT_KINDS else _loads_object(sse.data)
+                if sse.parsed is not None:
+                    data = sse.parsed
+                elif kind in OUTPUT_KINDS:
+                    data = decode_output_data(sse.data)
+                else:
+                    data = _loads_object(sse.data)
             except ValueError as exc:
                 raise StreamError(f"runtime at {runtime_url} sent a {kind!r} event that is not "
                                   f"a JSON object ({exc}): {_excerpt(sse.data, 80)}", **where) from exc

@@ -17,7 +17,7 @@ import time
 from urllib.parse import quote
 
 import websocket
-from pycrdt import (Awareness, Doc, Map, YMessageType, YSyncMessageType,
+from pycrdt import (Awareness, Doc, Map, Text, YMessageType, YSyncMessageType,
                     create_awareness_message, create_sync_message,
                     create_update_message, handle_sync_message, read_message)
 
@@ -80,6 +80,7 @@ class SyncThread(threading.Thread):
         self.coordinator = Coordinator(self.doc, me=self.client_id, pool=pool, post=self.post,
                                        config=config, doc_name=doc_name, metrics=self.metrics,
                                        probe=self.probe, peer_alive=self.peer_alive,
+                                       monitors_present=self.other_monitors_present,
                                        connected=lambda: self._synced)
         self._on_synced = on_synced
         self._ws = None
@@ -103,8 +104,10 @@ class SyncThread(threading.Thread):
         # pycrdt drops an observer when its shared type object is garbage
         # collected: keep both the type and the subscription.
         self._entries = self.doc.get("executions", type=Map)
+        self._text = self.doc.get("content", type=Text)
         self._subscriptions = (self.doc.observe(self._on_update),
-                               self._entries.observe(self._on_entries_event))
+                               self._entries.observe(self._on_entries_event),
+                               self._text.observe(self._on_text_event))
 
     # -- the only thread-safe entry point ------------------------------------
 
@@ -137,6 +140,12 @@ class SyncThread(threading.Thread):
         meta = self.awareness.meta.get(client_id) or {}
         last = meta.get("lastUpdated", 0)
         return time.time() * 1000 - last < 2 * AWARENESS_RENEW * 1000 + 15000
+
+    def other_monitors_present(self):
+        """Does awareness show any other monitor on this document?"""
+        return any(cid != self.client_id and isinstance(state, dict)
+                   and state.get("type") == "monitor"
+                   for cid, state in self.awareness.states.items())
 
     def apply_config(self, config):
         """A reloaded configuration (HUP). Only values read at use time change."""
@@ -368,6 +377,10 @@ class SyncThread(threading.Thread):
             return  # never echo a remote update back to the server
         if self._ws is not None:
             self._outbox.append(create_update_message(event.update))
+
+    def _on_text_event(self, _event):
+        if self._applying_remote:
+            self.coordinator.text_epoch += 1  # another peer moved text: positions are stale
 
     def _on_entries_event(self, event):
         if self._applying_remote:

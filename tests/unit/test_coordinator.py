@@ -63,14 +63,24 @@ class World:
         self.changed = set()
         self.mon_map = self.mon.get("executions", type=Map)  # observers die with their type
         self.sub = self.mon_map.observe(lambda e: self.changed.update(e.keys))
+        self.mon_text = self.mon.get("content", type=Text)
+        self.text_sub = self.mon_text.observe(lambda e: self._text_moved())
         cfg = Config(sync_url="ws://127.0.0.1:1", block_wait=block_wait, claim_settle=0.0,
                      **config)
         self.co = Coordinator(self.mon, me=ME, pool=self.pool, post=self.posted.append,
                               config=cfg, clock=self.clock, now_ms=lambda: 1_700_000_000_123)
 
+    def _text_moved(self):
+        if self.applying:   # as the sync thread does for remote edits
+            self.co.text_epoch += 1
+
+    applying = False
+
     def to_monitor(self):
         self.changed.clear()
+        self.applying = True
         self.mon.apply_update(self.br.get_update(self.mon.get_state()))
+        self.applying = False
         keys = list(self.changed)
         self.co.on_entries_changed(keys)
         self.co.tick()
@@ -427,3 +437,30 @@ def test_finished_entries_removed_after_retention():
     assert world.entry("done-old") is None
     assert world.entry("done-new")["status"] == "error"
     assert world.entry("running")["status"] == "running"
+
+
+def test_two_runs_interleaved_with_remote_typing_above():
+    world = World()
+    world.br_text += "Top: \n\n```python\nprint('a')\n```\n\n```python\nprint('b')\n```\n"
+    world.to_monitor()
+    world.request("a", code="print('a')")
+    world.request("b", code="print('b')")
+    world.clock.t += 2
+    world.co.tick()
+    for e in ("a", "b"):
+        world.co.on_message(m.RunStarted(e))
+    for i in range(30):
+        world.co.on_message(out("a", "a%d ✓\n" % i))
+        world.co.on_message(out("b", "b%d 中\n" % i))
+        world.clock.t += 0.06
+        world.co.tick()
+        if i % 7 == 0:
+            world.to_browser()
+            world.br_text.insert(len("Top: ".encode()) , "é")
+            world.to_monitor()
+    world.clock.t += 1
+    world.co.tick()
+    text = world.text()
+    assert text.startswith("Top: " + "é" * 5 + "\n")
+    assert ("```output:a\n" + "".join("a%d ✓\n" % i for i in range(30)) + "```") in text
+    assert ("```output:b\n" + "".join("b%d 中\n" % i for i in range(30)) + "```\n") in text

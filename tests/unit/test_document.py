@@ -94,18 +94,22 @@ def test_place_block_without_cell_goes_at_end():
     assert apply("para", edit) == "para\n\n```output:e1\n```"
 
 
+def t(change):
+    return change.char_offset, change.removed, change.inserted
+
+
 def test_block_content_minimal_edits():
     c = BlockContent()
-    assert c.apply(0, ["hello"]) == (0, "", "hello\n")
+    assert t(c.apply(0, ["hello"])) == (0, "", "hello\n")
     assert c.text == "hello\n"
     # Appending to the last line inserts only the new characters.
-    assert c.apply(0, ["hello world"]) == (5, "", " world")
-    assert c.apply(0, ["hello world", ""]) == (12, "", "")  # same text: "hello world\n"
-    assert c.apply(1, ["next"]) == (12, "", "next\n")
+    assert t(c.apply(0, ["hello world"])) == (5, "", " world")
+    assert t(c.apply(0, ["hello world", ""])) == (12, "", "")  # same text: "hello world\n"
+    assert t(c.apply(1, ["next"])) == (12, "", "next\n")
     # A rewritten last line (progress bar) replaces only that line's changed part.
     c2 = BlockContent()
     c2.apply(0, ["a", "10%"])
-    assert c2.apply(1, ["20%"]) == (2, "1", "2")
+    assert t(c2.apply(1, ["20%"])) == (2, "1", "2")
     assert c2.text == "a\n20%\n"
 
 
@@ -136,3 +140,18 @@ def test_content_edit_detects_foreign_change_and_rewrite_restores():
     assert content_edit(text, block, old, change) is None
     out = apply(text, rewrite_edit(text, block, c.text))
     assert out == "```output:e1\nours\n```\n"
+
+
+def test_block_content_tracks_bytes_and_removals():
+    c = BlockContent()
+    c.apply(0, ["é😀", "中", ""])
+    assert c.text == "é😀\n中\n"
+    ch = c.apply(2, ["x"])
+    assert (ch.char_offset, ch.byte_offset, ch.removed, ch.inserted) == (5, 11, "", "x\n")
+    # Lines removed at the end (ESC[J): the line before loses nothing but the rest.
+    ch = c.apply(1, [])
+    assert c.text == "é😀\n" and ch.removed == "中\nx\n" and ch.inserted == ""
+    assert ch.byte_offset == len("é😀\n".encode())
+    ch = c.apply(0, [])
+    assert c.text == "" and ch.removed == "é😀\n"
+
