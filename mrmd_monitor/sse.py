@@ -38,12 +38,20 @@ class Event:
 
 
 def _boundary(buf, start=0):
-    """(index, length) of the first event boundary at or after ``start``."""
-    best = (-1, 0)
-    for sep in _BOUNDARIES:
-        i = buf.find(sep, start)
-        if i != -1 and (best[0] == -1 or i < best[0]):
-            best = (i, len(sep))
+    """(index, length) of the first event boundary at or after ``start``.
+
+    The usual separator is searched first; the others only up to where it
+    was found, so that looking for them never rescans the rest of a buffer
+    holding many events.
+    """
+    i = buf.find(b"\r\n\r\n", start)
+    end = i if i != -1 else len(buf)
+    best = (i, 4) if i != -1 else (-1, 0)
+    for sep in (b"\n\n", b"\r\r"):
+        j = buf.find(sep, start, end)
+        if j != -1 and (best[0] == -1 or j < best[0]):
+            best = (j, 2)
+            end = j
     return best
 
 
@@ -52,9 +60,17 @@ def _general(raw: bytes) -> Iterator[Event]:
         yield Event(ev.event, ev.data)
 
 
+def _line_end(buf, start=0):
+    """Index of the first CR or LF at or after ``start``, or -1 (two memchr
+    scans, the second bounded by the first)."""
+    j = buf.find(b"\n", start)
+    i = buf.find(b"\r", start, j if j != -1 else len(buf))
+    return i if i != -1 else j
+
+
 def _finished(kind, content, last_byte):
-    """The fast-path event once its end is seen: well formed only if its
-    JSON object closes there."""
+    """The fast-path event once its data line has ended: well formed only if
+    its JSON object closes there."""
     if last_byte == ord("}"):
         return Event(kind, parsed={"content": content})
     return Event(kind, data='{"content": ... (the event data is cut off)')
@@ -62,21 +78,30 @@ def _finished(kind, content, last_byte):
 
 def iter_events(chunks: Iterable[bytes]) -> Iterator[Event]:
     buf = bytearray()
-    skipping = None   # (kind, content) of the output event whose rest is being skipped
-    tail = b""
+    skipping = None   # (kind, content): an output event whose data line is being skipped
+    pending = None    # the same, its data line ended: waiting for the blank line
+    last = 0          # the last byte seen while skipping
     for chunk in chunks:
         if skipping:
-            window = tail + chunk
-            i, n = _boundary(window)
-            if i == -1:
-                tail = window[-4:]
+            k = _line_end(chunk)
+            if k == -1:
+                if chunk:
+                    last = chunk[-1]
                 continue
-            yield _finished(skipping[0], skipping[1], window[i - 1] if i else None)
+            pending = _finished(skipping[0], skipping[1], chunk[k - 1] if k else last)
             skipping = None
-            buf = bytearray(window[i + n:])
+            buf = bytearray(chunk[k:])
         else:
             buf += chunk
         while buf:
+            if pending is not None:
+                i, n = _boundary(buf)
+                if i == -1:
+                    break
+                yield pending
+                pending = None
+                del buf[:i + n]
+                continue
             fast = None
             for prefix, kind in _FAST:
                 if buf.startswith(prefix):
@@ -91,13 +116,14 @@ def iter_events(chunks: Iterable[bytes]) -> Iterator[Event]:
                 except ValueError:
                     content = None
                 if isinstance(content, str):
-                    i, n = _boundary(buf, start)
-                    if i == -1:
-                        skipping, tail = (kind, content), bytes(buf[-4:])
+                    # A data line cannot hold a raw CR or LF: the first one ends it.
+                    k = _line_end(buf, start)
+                    if k == -1:
+                        skipping, last = (kind, content), buf[-1]
                         buf = bytearray()
                         break
-                    yield _finished(kind, content, buf[i - 1])
-                    del buf[:i + n]
+                    pending = _finished(kind, content, buf[k - 1])
+                    del buf[:k]
                     continue
                 if len(buf) - start < _CONTENT_WINDOW:
                     break  # the content string is not complete yet: read on
@@ -108,5 +134,7 @@ def iter_events(chunks: Iterable[bytes]) -> Iterator[Event]:
             raw = bytes(buf[:i])
             del buf[:i + n]
             yield from _general(raw)
-    if buf.strip() and not skipping:
+    if pending is not None and _boundary(buf)[0] != -1:
+        yield pending
+    elif buf.strip() and not skipping and pending is None:
         yield from _general(bytes(buf))
