@@ -345,15 +345,20 @@ class Coordinator:
         if problem:
             log.warning("cannot run %s: %s", entry.exec_id, problem,
                         extra={"doc": self.doc_name, "exec_id": entry.exec_id})
-            self._write_entry(entry.exec_id, {
-                "status": p.ERROR, "error": p.error_value(kind, problem),
-                "completedAt": self.now_ms()})
+            changes = {"status": p.ERROR, "error": p.error_value(kind, problem),
+                       "completedAt": self.now_ms()}
+            if entry.code is not None and len(entry.code) > p.MAX_CODE_CHARS:
+                # Writing the entry back whole would copy the huge code again.
+                changes["code"] = entry.code[:1000] + "\n# ... (cut by mrmd-monitor)"
+            self._write_entry(entry.exec_id, changes)
             return
         run = Run(exec_id=entry.exec_id, runtime_url=entry.runtime_url.rstrip("/"),
                   session=entry.session, code=entry.code, language=entry.language,
                   cell_id=entry.cell_id, block_deadline=self.clock() + self.config.block_wait,
                   output=RunOutput(self.config.max_output_bytes))
         self.runs[run.exec_id] = run
+        self.metrics.inc("mrmd_monitor_claims_total")
+        self.metrics.inc("mrmd_monitor_queued_runs")
         self._write(run, {"status": p.CLAIMED, "claimedBy": self.me, "claimedAt": self.now_ms()})
         self.pool.reserve(run.exec_id, (run.runtime_url, run.session),
                           (entry.requested_at or 0, next(self._seq)))
@@ -375,7 +380,7 @@ class Coordinator:
             return
         if entry.status == p.CANCELLED:
             log.info("%s was cancelled by a browser", run.exec_id, extra=self._extra(run))
-            self._drop(run, interrupt=True)
+            self._drop(run, interrupt=True, status=p.CANCELLED)
             return
         if entry.status in (p.COMPLETED, p.ERROR):
             if run.want.get("status") != entry.status:
@@ -444,6 +449,8 @@ class Coordinator:
         self._apply(edit)
 
     def _on_started(self, run):
+        self.metrics.inc("mrmd_monitor_queued_runs", -1)
+        self.metrics.inc("mrmd_monitor_active_runs")
         run.phase = RUNNING
         run.started_at = self.clock()
         log.info("%s running", run.exec_id, extra=self._extra(run))
@@ -575,7 +582,7 @@ class Coordinator:
             changes.update({"status": p.ERROR, "error": err})
         self._write(run, changes)
         log.info("%s %s", run.exec_id, changes["status"], extra=self._extra(run))
-        self._forget(run)
+        self._forget(run, changes["status"])
 
     def _show_error(self, run, err):
         """The person reading the block must see why the run failed. The
@@ -592,13 +599,21 @@ class Coordinator:
         run.output.feed(sep + body + "\n")
         run.pending = True
 
-    def _drop(self, run, *, interrupt):
+    def _drop(self, run, *, interrupt, status=None):
         """Stop a run and write nothing more for it."""
         self.pool.cancel(run.exec_id, interrupt=interrupt)
-        self._forget(run)
+        self._forget(run, status)
 
-    def _forget(self, run):
-        self.runs.pop(run.exec_id, None)
+    def _forget(self, run, status=None):
+        """The run is over for us; ``status`` is how it ended, when we know."""
+        if self.runs.pop(run.exec_id, None) is None:
+            return
+        if run.phase == RUNNING:
+            self.metrics.inc("mrmd_monitor_active_runs", -1)
+        else:
+            self.metrics.inc("mrmd_monitor_queued_runs", -1)
+        if status is not None:
+            self.metrics.inc("mrmd_monitor_executions_total", status=status)
 
     # -- shutdown ------------------------------------------------------------
 
@@ -637,7 +652,7 @@ class Coordinator:
                                   "error": p.error_value("MonitorStopped", reason),
                                   "stdinRequest": None})
             log.info("%s marked error: %s", run.exec_id, reason, extra=self._extra(run))
-            self._forget(run)
+            self._forget(run, p.ERROR)
 
     def _ours(self, run):
         current = p.parse_entry(run.exec_id, self.entries.get(run.exec_id))

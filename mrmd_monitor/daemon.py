@@ -15,6 +15,8 @@ import time
 
 from . import messages as m
 from .config import OPTION_FIELDS, load_config
+from .discovery import Discovery
+from .display import AssetStore, DisplayConverter
 from .errors import ConfigError
 from .metrics import Metrics
 from .mrp import MrpClient
@@ -24,7 +26,7 @@ from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DOC = "default"
+EXIT_NO_DOCUMENTS = 2
 
 # Config fields a HUP cannot change in a running process: the documents and
 # their connections, the pool, the MRP client and the status server are built
@@ -44,8 +46,10 @@ class Daemon:
         self.config = config
         self._argv = list(argv) if argv is not None else None
         self._env = env
-        self.docs = tuple(config.docs) or (DEFAULT_DOC,)
         self._events = queue.SimpleQueue()
+        self.discovery = None
+        self._exit_code = 0
+        self._announced = False
         self.pool = None
         self.status = None
         self.metrics = Metrics()
@@ -73,19 +77,70 @@ class Daemon:
             # First, so that a busy address stops the start before anything connects.
             self.status = StatusServer(self.config.status_addr, self.metrics,
                                        documents=lambda: list(self.syncs),
-                                       stopping=lambda: self._stopping).start()
-        if not self.config.docs:
-            log.info("no --doc given: watching the document %r", DEFAULT_DOC)
+                                       stopping=lambda: self._stopping,
+                                       assets_dir=self.config.assets_dir).start()
         client = MrpClient(connect_timeout=self.config.connect_timeout,
                            idle_timeout=self.config.idle_timeout)
-        self.pool = WorkerPool(client, max_workers=self.config.max_workers)
-        for name in self.docs:
-            sync = SyncThread(config=self.config, doc_name=name, pool=self.pool,
-                              on_synced=self._on_synced, metrics=self.metrics)
-            self.syncs.append(sync)
-            sync.start()
-        log.info("mrmd-monitor started as %r: %s, document(s) %s", self.config.name,
-                 self.config.sync_url, ", ".join(self.docs))
+        self.pool = WorkerPool(client, max_workers=self.config.max_workers,
+                               display=self._display())
+        for name in self.config.docs:
+            self._attach(name)
+        if self.config.docs:
+            log.info("mrmd-monitor started as %r: %s, document(s) %s", self.config.name,
+                     self.config.sync_url, ", ".join(self.config.docs))
+        else:
+            self.discovery = Discovery(self.config, report=self._on_discovered,
+                                       fail=self._on_discovery_failed)
+            self.discovery.start()
+            log.info("mrmd-monitor started as %r: %s, following every document listed at %s",
+                     self.config.name, self.config.sync_url, self.discovery.url)
+
+    def _display(self):
+        store = None
+        if self.config.assets_dir:
+            base = None
+            if self.status is not None:
+                host, port = self.status.bound[:2]
+                base = "http://%s:%d/assets" % (host if ":" not in host else "[%s]" % host, port)
+            store = AssetStore(self.config.assets_dir, base)
+        return DisplayConverter(self.config.max_inline_bytes, store)
+
+    def _attach(self, name):
+        sync = SyncThread(config=self.config, doc_name=name, pool=self.pool,
+                          on_synced=self._on_synced, on_exit=self._on_sync_exit,
+                          metrics=self.metrics)
+        self.syncs.append(sync)
+        sync.start()
+        return sync
+
+    def _on_discovered(self, names):
+        self._events.put(("docs", tuple(names)))
+
+    def _on_discovery_failed(self, error):
+        self._events.put(("no-docs", error))
+
+    def _on_sync_exit(self, sync):
+        self._events.put(("exited", sync))
+
+    def _follow(self, names):
+        """Attach to documents the server lists, detach from those it no longer does."""
+        current = {s.doc_name: s for s in self.syncs if not s.leaving}
+        for name in names:
+            if name not in current:
+                log.info("document %s appeared on the server: attaching", name)
+                self._attach(name)
+        for name, sync in current.items():
+            if name not in names:
+                log.info("document %s is no longer listed by the server: detaching", name)
+                sync.leaving = True
+                sync.post(m.Stop(deadline=time.monotonic() + self.config.grace,
+                                 reason="the document was closed on the server"))
+        if not self._announced and not self.syncs:
+            self._announce()
+
+    def _announce(self):
+        self._announced = True
+        log.info("monitor ready: watching %d document(s)", len(self.syncs))
 
     def _on_synced(self, sync):
         self._events.put(("synced", sync.doc_name))
@@ -116,8 +171,19 @@ class Daemon:
                 kind, value = "tick", None
             if kind == "synced":
                 self._ready_docs.add(value)
-                if len(self._ready_docs) == len(self.syncs):
-                    log.info("monitor ready: watching %d document(s)", len(self.syncs))
+                if not self._announced and all(s.doc_name in self._ready_docs for s in self.syncs):
+                    self._announce()
+            elif kind == "docs" and not self._stopping:
+                self._follow(value)
+            elif kind == "no-docs":
+                log.error("%s", value)
+                self._exit_code = EXIT_NO_DOCUMENTS
+                deadline = self._stop(fast=False, why="no documents to watch")
+            elif kind == "exited":
+                value.join(2.0)   # it is past its loop: joining is quick
+                if value.leaving and not value.crashed:
+                    self.syncs.remove(value)
+                    self._ready_docs.discard(value.doc_name)
             elif kind == "signal":
                 if value == signal.SIGHUP:
                     self._reload()
@@ -135,11 +201,14 @@ class Daemon:
                     log.error("sync thread %s died; stopping the monitor", s.name)
                     deadline = self._stop(fast=False, why="a sync thread died")
         self.pool.shutdown(timeout=2.0)
+        if self.discovery is not None:
+            self.discovery.stop()
+            self.discovery.join(self.config.connect_timeout + 1)
         if self.status is not None:
             self.status.stop()
         crashed = any(s.crashed for s in self.syncs)
         log.info("monitor stopped")
-        return 1 if crashed else 0
+        return 1 if crashed else self._exit_code
 
     def _stop(self, fast, why):
         grace = 0.0 if fast else self.config.grace
@@ -149,6 +218,8 @@ class Daemon:
         else:
             log.info("stopping (%s): running executions may finish within %.1fs", why, grace)
         self._stopping = True
+        if self.discovery is not None:
+            self.discovery.stop()
         self.pool.stop_starting()
         for s in self.syncs:
             s.post(m.Stop(deadline=deadline, reason="the monitor was stopped"))

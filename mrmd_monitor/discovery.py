@@ -72,15 +72,15 @@ class Discovery(threading.Thread):
         self.config = config
         self._report = report
         self._fail = fail
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._warned = False
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
 
     def run(self):
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 try:
                     names = fetch_documents(self.url, timeout=self.config.connect_timeout,
                                             token=self.config.token,
@@ -96,7 +96,7 @@ class Discovery(threading.Thread):
                 else:
                     self._warned = False
                     self._report(names)
-                self._stop.wait(self.config.discover_interval)
+                self._halt.wait(self.config.discover_interval)
         except BaseException:  # noqa: B902 - never die silently
             log.exception("document discovery crashed")
             self._fail(MonitorError("document discovery crashed (see the log)"))

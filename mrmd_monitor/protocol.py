@@ -32,7 +32,9 @@ _MONITOR_MOVES = {
     RUNNING: {COMPLETED, ERROR},
 }
 
-MAX_CODE_CHARS = 1_000_000
+# Entries are written whole: a cell this large would make every write of its
+# entry a Yjs update near the sync server's 1 MiB message limit.
+MAX_CODE_CHARS = 256 * 1024
 
 
 class IllegalTransition(ValueError):

@@ -12,6 +12,9 @@ now)`` are plain functions; the HTTP part only serves what they return.
 """
 
 import logging
+import mimetypes
+import os
+import re
 import socket
 import threading
 import time
@@ -90,12 +93,14 @@ class _Handler(BaseHTTPRequestHandler):
                 code, ctype = (200 if ok else 503), TEXT_CONTENT_TYPE
             elif path == "/metrics":
                 code, ctype, text = 200, METRICS_CONTENT_TYPE, owner.metrics_text()
+            elif path.startswith("/assets/") and owner.asset(path[len("/assets/"):]) is not None:
+                code, (ctype, text) = 200, owner.asset(path[len("/assets/"):])
             else:
                 code, ctype, text = 404, TEXT_CONTENT_TYPE, "not found: try /healthz or /metrics\n"
         except Exception:  # noqa: BLE001 - a scrape must never take the monitor down
             log.exception("status request %s failed", path)
             code, ctype, text = 500, TEXT_CONTENT_TYPE, "internal error\n"
-        body = text.encode("utf-8")
+        body = text if isinstance(text, bytes) else text.encode("utf-8")
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -118,6 +123,9 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
+_ASSET_NAME = re.compile(r"^[0-9a-f]{32}\.[a-z0-9]{1,10}$")
+
+
 class StatusServer:
     """Serves ``/healthz`` and ``/metrics`` on a thread named ``status``.
 
@@ -128,8 +136,10 @@ class StatusServer:
     ``stop()`` is idempotent.
     """
 
-    def __init__(self, address, metrics, documents, stopping=lambda: False, clock=time.time):
+    def __init__(self, address, metrics, documents, stopping=lambda: False, clock=time.time,
+                 assets_dir=None):
         self.address = address
+        self.assets_dir = assets_dir
         self.metrics = metrics
         self._documents = documents
         self._stopping = stopping
@@ -145,6 +155,18 @@ class StatusServer:
 
     def metrics_text(self):
         return render_metrics(self.metrics, list(self._documents()), self._clock())
+
+    def asset(self, name):
+        """``(content type, bytes)`` of a stored rich output, or None. Only
+        names the asset store makes (a hash and an extension) are served."""
+        if not self.assets_dir or not _ASSET_NAME.match(name):
+            return None
+        try:
+            with open(os.path.join(self.assets_dir, name), "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        return mimetypes.guess_type(name)[0] or "application/octet-stream", data
 
     # -- lifecycle -------------------------------------------------------------
 

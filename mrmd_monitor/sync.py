@@ -67,7 +67,8 @@ def doc_url(sync_url, doc_name):
 
 
 class SyncThread(threading.Thread):
-    def __init__(self, *, config, doc_name, pool, on_synced=None, client_id=None, metrics=None):
+    def __init__(self, *, config, doc_name, pool, on_synced=None, on_exit=None, client_id=None,
+                 metrics=None):
         super().__init__(name="sync:%s" % doc_name, daemon=True)
         self.config = config
         self.doc_name = doc_name
@@ -83,6 +84,8 @@ class SyncThread(threading.Thread):
                                        monitors_present=self.other_monitors_present,
                                        connected=lambda: self._synced)
         self._on_synced = on_synced
+        self._on_exit = on_exit
+        self.leaving = False   # set by the daemon when the document is being detached
         self._ws = None
         self._synced = False
         self._ever_synced = False
@@ -164,6 +167,9 @@ class SyncThread(threading.Thread):
         finally:
             self._close(send_goodbye=False)
             self.mailbox.close()
+            self.metrics.remove(doc=self.doc_name)
+            if self._on_exit is not None:
+                self._on_exit(self)
 
     def _loop(self):
         self._set_awareness()

@@ -109,8 +109,8 @@ def test_start_status_run_reload_restart_stop(tmp_path, init_script, sync_server
     os.rename(init.log, str(init.log) + ".1")
     code, out = init("reload")
     assert code == 0, out
-    text = wait_for_log(init.log, "SIGHUP: configuration reloaded from %s" % ini)
-    assert "SIGHUP: log files reopened" in text
+    text = wait_for_log(init.log, "SIGHUP: log files reopened")
+    assert "SIGHUP: configuration reloaded from %s" % ini in text
     assert "SIGHUP" not in read(str(init.log) + ".1")
     assert init.pid() == pid and pid_alive(pid)
     code, out = init("force-reload")

@@ -78,9 +78,6 @@ def test_healthz_and_metrics(tmp_path, sync_server, own_runtime, doc_name, peer_
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
 
-@pytest.mark.xfail(strict=False, reason="executions, claims, active and queued runs are not yet counted "
-                                       "by the coordinator (being wired in a parallel change); remove "
-                                       "this marker when they are")
 def test_run_metrics(tmp_path, sync_server, own_runtime, doc_name, peer_factory, configured_monitor):
     port = free_port()
     ini = write_ini(tmp_path / "monitor.ini", sync_url=sync_server.url, doc=doc_name,
