@@ -15,7 +15,9 @@ _REPO_ROOT = str(Path(__file__).resolve().parents[1])
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
+from tests.support.fault_runtime import FaultRuntime
 from tests.support.peer import BrowserPeer
+from tests.support.reports import REPORTS_KEY, test_failed
 from tests.support.procs import (
     READER_THREAD_PREFIX,
     MissingNodeModules,
@@ -28,7 +30,6 @@ from tests.support.waiting import wait_until
 
 _MONITORS_KEY = pytest.StashKey[list]()
 _PEERS_KEY = pytest.StashKey[list]()
-_REPORTS_KEY = pytest.StashKey[dict]()
 
 
 # ---------------------------------------------------------------------- reports
@@ -36,18 +37,13 @@ _REPORTS_KEY = pytest.StashKey[dict]()
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    item.stash.setdefault(_REPORTS_KEY, {})[report.when] = report
+    item.stash.setdefault(REPORTS_KEY, {})[report.when] = report
     if report.failed and report.when in ("setup", "call"):
         # Attach the logs of the processes the test started, as they are at the failure.
         for monitor in item.stash.get(_MONITORS_KEY, []):
             report.sections.append(("monitor log: %s (pid %s)" % (monitor.name, monitor.pid), monitor.log_text()))
         for peer in item.stash.get(_PEERS_KEY, []):
             report.sections.append(("peer log: %s (pid %s)" % (peer.name, peer.pid), peer.tail_text(200)))
-
-
-def _test_failed(node):
-    reports = node.stash.get(_REPORTS_KEY, {})
-    return any(r.failed for r in reports.values())
 
 
 def _slug(node):
@@ -102,6 +98,16 @@ def own_runtime(tmp_path):
     finally:
         rt.stop()
 
+
+
+@pytest.fixture
+def faults():
+    """The scripted runtime, for fault injection only (tests/support/fault_runtime.py)."""
+    rt = FaultRuntime().start()
+    try:
+        yield rt
+    finally:
+        rt.stop()
 
 
 _doc_counter = itertools.count(1)
@@ -162,7 +168,7 @@ def monitor_factory(request, tmp_path):
     finally:
         for monitor in monitors:
             monitor.stop()
-        if _test_failed(request.node):
+        if test_failed(request.node):
             for monitor in monitors:
                 print("\n===== %s log (%s, exit code %s) =====\n%s"
                       % (monitor.name, monitor.log_path, monitor.returncode, monitor.log_text()))

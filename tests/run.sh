@@ -19,11 +19,6 @@ if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
         || echo "warning: could not install$missing" >&2
 fi
 
-PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
-(cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+bash tests/setup.sh
 
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -6,11 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
-(cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+bash tests/setup.sh
 
 exec .venv/bin/python tests/benchmarks/run.py "$@"

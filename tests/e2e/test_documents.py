@@ -9,7 +9,7 @@ import signal
 import pytest
 import requests
 
-from tests.support.fault_runtime import FaultRuntime, big_html
+from tests.support.fault_runtime import big_html
 from tests.support.notebook import FINAL, block, block_content, cell, uid
 from tests.support.ports import free_port
 from tests.support.sync_proxy import SyncProxy
@@ -18,15 +18,6 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.e2e
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def faults():
-    rt = FaultRuntime().start()
-    try:
-        yield rt
-    finally:
-        rt.stop()
 
 
 @pytest.fixture

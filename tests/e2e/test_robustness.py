@@ -10,21 +10,11 @@ import time
 
 import pytest
 
-from tests.support.fault_runtime import FaultRuntime
 from tests.support.notebook import FINAL, block, block_content, cell, uid
 from tests.support.procs import Runtime
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def faults():
-    rt = FaultRuntime().start()
-    try:
-        yield rt
-    finally:
-        rt.stop()
 
 
 def monitor_args(**opts):

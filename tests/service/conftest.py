@@ -10,24 +10,7 @@ import pytest
 
 from tests.service.helpers import READY, clean_env, read
 from tests.support.procs import REPO_ROOT, ManagedProcess, Runtime
-
-_REPORTS = pytest.StashKey[dict]()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    item.stash.setdefault(_REPORTS, {})[report.when] = report
-
-
-def test_failed(node):
-    """Has the setup or call phase of this test failed (for teardown logs)?"""
-    return any(r.failed for r in node.stash.get(_REPORTS, {}).values())
-
-
-test_failed.__test__ = False  # not a test, despite its name
-
+from tests.support.reports import test_failed
 
 def print_files_if_failed(node, *paths):
     """In a teardown: print the files a failed test leaves (pytest shows them)."""
