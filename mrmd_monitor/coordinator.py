@@ -16,23 +16,25 @@ from pycrdt import Map, Text
 
 from . import messages as m
 from . import protocol as p
-from .metrics import Metrics
 from .document import (BlockContent, Edit, byte_len, byte_offset, content_edit, edit_at,
                        find_block, find_cell, place_block, rewrite_edit)
+from .metrics import Metrics
 from .output import RunOutput
+from .workers import RunJob
 
 log = logging.getLogger(__name__)
 
 _RANK = {p.REQUESTED: 0, p.CLAIMED: 1, p.READY: 2, p.RUNNING: 3,
          p.COMPLETED: 4, p.ERROR: 4, p.CANCELLED: 4}
 
-# Phases of a run we hold, seen from the monitor (the entry's status is the
-# browsers' view of the same thing).
+# Past the output cap only the tail moves: it is rewritten at most this often.
 CAPPED_FLUSH_INTERVAL = 1.0
 # One Yjs update per transaction: big inserts are split so that no message
 # comes near the sync server's 1 MiB limit.
 MAX_INSERT_CHARS = 128 * 1024
 
+# Phases of a run we hold, seen from the monitor (the entry's status is the
+# browsers' view of the same thing).
 WAITING_BLOCK = "waiting-block"
 QUEUED = "queued"
 RUNNING = "running"
@@ -103,7 +105,6 @@ class Coordinator:
         self._next_sweep = 0.0
         self._first_sync = True
         self.text_epoch = 0   # bumped by the sync thread when another peer edits the text
-        self._log_extra = {"doc": doc_name}
 
     # -- inputs ------------------------------------------------------------
 
@@ -436,7 +437,6 @@ class Coordinator:
             self._write(run, changes)
 
     def _job(self, run):
-        from .workers import RunJob
         return RunJob(exec_id=run.exec_id, runtime_url=run.runtime_url, session=run.session,
                       code=run.code, post=self.post)
 

@@ -23,7 +23,7 @@ from pycrdt import (Awareness, Doc, Map, Text, YMessageType, YSyncMessageType,
 
 from . import messages as m
 from .coordinator import Coordinator
-from .errors import ProtocolError, SyncError
+from .errors import ProtocolError
 from .mailbox import Mailbox
 from .metrics import Metrics
 

@@ -29,7 +29,6 @@ Run it as a process: ``python fake_runtime.py [--port P]`` prints
 
 import argparse
 import json
-import socket
 import sys
 import threading
 import time

@@ -4,7 +4,6 @@ real peers. The npm y-websocket server has no /stats: a proxy in front of it
 the websocket frames the monitor sends."""
 
 import json
-import signal
 
 import pytest
 import requests

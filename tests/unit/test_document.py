@@ -1,4 +1,3 @@
-import pytest
 from pycrdt import Doc, Text
 
 from mrmd_monitor.document import (FENCE_ESCAPE, BlockContent, byte_offset, content_edit,
