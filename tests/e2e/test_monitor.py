@@ -276,3 +276,27 @@ def test_cli_version_and_bad_arguments():
                          timeout=30)
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1 and "sync" in out.stderr.lower()
+
+
+def test_cancel_queued_entry_leaves_the_queue(abandon):
+    setup = abandon
+    b = setup.browser
+    v = "q_" + uid()
+    loop = "import time\nfor i in range(30):\n    print('busy', i, flush=True)\n    time.sleep(0.1)"
+    queued = "%s = 1\nprint('must not run', %s)" % (v, v)
+    after = "print('after', globals().get(%r))" % v
+    b.set_text(cell(loop) + "\n\n" + cell(queued) + "\n\n" + cell(after) + "\n")
+    first, second, third = ("exec-%s-%d" % (uid(), i) for i in range(3))
+    b.request(first, loop, setup.runtime.url)
+    b.wait_text("busy 1\n", timeout=30)
+    b.request(second, queued, setup.runtime.url)
+    entry = b.wait_entry(second, lambda e: e and e.get("queued"), timeout=10)
+    assert entry["status"] == "ready" and entry["queuePosition"] == 1
+    assert b.cancel(second)
+    b.request(third, after, setup.runtime.url)
+    assert b.wait_entry(first, FINAL, timeout=30)["status"] == "completed"
+    assert b.wait_entry(third, FINAL, timeout=30)["status"] == "completed"
+    assert b.entry(second)["status"] == "cancelled"
+    text = b.text()
+    assert block_content(text, second) == ""
+    assert block_content(text, third) == "after None\n"   # the cancelled cell never ran

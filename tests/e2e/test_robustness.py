@@ -371,3 +371,86 @@ def test_grace_lets_short_run_finish(sync_server, runtime, doc_name, peer_factor
     e = b.wait_entry(exec_id, FINAL, timeout=10)
     assert e["status"] == "completed"
     assert block_content(b.text(), exec_id) == "".join("g %d\n" % i for i in range(10))
+
+
+def test_token_sent_both_ways_and_never_logged(sync_server, runtime, doc_name, peer_factory,
+                                               monitor_factory):
+    from tests.support.sync_proxy import SyncProxy
+    secret = "s3cr3t-" + uid()
+    with SyncProxy(sync_server.port) as proxy:
+        monitor = monitor_factory(proxy.url, doc_name, extra_args=["--token", secret])
+        b = peer_factory(sync_server.url, doc_name)
+        b.set_text(cell("print('authorized')") + "\n")
+        exec_id = "tok-" + uid()
+        b.request(exec_id, "print('authorized')", runtime.url)
+        assert b.wait_entry(exec_id, FINAL, timeout=30)["status"] == "completed"
+        upgrade = [h for h in proxy.heads if "/%s" % doc_name in h.split("\r\n")[0]][0]
+        assert ("token=%s" % secret) in upgrade.split("\r\n")[0]
+        assert ("Authorization: Bearer %s" % secret) in upgrade
+    logged = "\n".join(monitor.lines("stderr"))   # what the monitor wrote, not our argv
+    assert "monitor ready" in logged and secret not in logged
+    assert "token=*** (command line)" in logged
+
+
+@pytest.fixture
+def tls_files(tmp_path):
+    """A self-signed certificate for localhost and 127.0.0.1, made with openssl."""
+    import shutil
+    import subprocess
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is needed to make a test certificate"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert),
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def test_wss_with_ca_file_and_verification(tls_files, sync_server, runtime, doc_name,
+                                           peer_factory, monitor_factory):
+    import ssl
+    from tests.support.sync_proxy import SyncProxy
+    cert, key = tls_files
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    with SyncProxy(sync_server.port, tls=ctx) as proxy:
+        assert proxy.url.startswith("wss://localhost:")
+        # Without the CA the certificate is refused: never synced, and it says why.
+        refused = monitor_factory(proxy.url, doc_name, wait_ready=False)
+        refused.wait_for_line("cannot connect", timeout=30)
+        assert "CERTIFICATE_VERIFY_FAILED" in refused.log_text() or "certificate" in refused.log_text()
+        assert "monitor ready" not in refused.log_text()
+        refused.stop()
+        monitor_factory(proxy.url, doc_name, extra_args=["--ca-file", str(cert)])
+        b = peer_factory(sync_server.url, doc_name)
+        b.set_text(cell("print('over tls')") + "\n")
+        exec_id = "tls-" + uid()
+        b.request(exec_id, "print('over tls')", runtime.url)
+        assert b.wait_entry(exec_id, FINAL, timeout=30)["status"] == "completed"
+        assert block_content(b.text(), exec_id) == "over tls\n"
+
+
+def test_failing_document_does_not_disturb_the_others(sync_server, runtime, peer_factory,
+                                                      monitor_factory):
+    from tests.support.sync_proxy import SyncProxy
+    good, bad = "good-" + uid(), "bad-" + uid()
+    with SyncProxy(sync_server.port) as proxy:
+        proxy.blocked.add(bad)
+        monitor = monitor_factory(proxy.url, [good, bad], wait_ready=False)
+        monitor.wait_for_line("synced %s" % good, timeout=30)
+        b = peer_factory(sync_server.url, good)
+        b.set_text(cell("print('unaffected')") + "\n")
+        exec_id = "good-" + uid()
+        b.request(exec_id, "print('unaffected')", runtime.url)
+        assert b.wait_entry(exec_id, FINAL, timeout=30)["status"] == "completed"
+        assert "lost connection to %s/%s" % (proxy.url, bad) in monitor.log_text() or \
+            "cannot connect to %s/%s" % (proxy.url, bad) in monitor.log_text()
+        # When the document becomes reachable, it is joined and served too.
+        proxy.blocked.clear()
+        monitor.wait_for_line("synced %s" % bad, timeout=60)
+        c = peer_factory(sync_server.url, bad)
+        c.set_text(cell("print('late but fine')") + "\n")
+        exec_id = "bad-" + uid()
+        c.request(exec_id, "print('late but fine')", runtime.url)
+        assert c.wait_entry(exec_id, FINAL, timeout=30)["status"] == "completed"

@@ -15,9 +15,11 @@ from .ports import free_port
 
 
 class SyncProxy:
-    def __init__(self, upstream_port, documents=None):
+    def __init__(self, upstream_port, documents=None, tls=None):
         self.upstream_port = upstream_port
         self.documents = documents        # None: no /stats (404), like the npm server
+        self.blocked = set()              # document paths whose connections are dropped
+        self.tls = tls                    # an ssl.SSLContext: serve wss:// instead of ws://
         self.heads = []                   # request heads, decoded
         self.frame_sizes = []             # payload sizes of client-to-server frames
         self.client_bytes = 0
@@ -27,7 +29,8 @@ class SyncProxy:
         self._closed = False
         self.port = free_port()
         self.listener = socket.create_server(("127.0.0.1", self.port))
-        self.url = "ws://127.0.0.1:%d" % self.port
+        self.url = "%s://%s:%d" % ("wss" if tls else "ws", "localhost" if tls else "127.0.0.1",
+                                   self.port)
         t = threading.Thread(target=self._accept, name="sync-proxy", daemon=True)
         self._threads.append(t)
 
@@ -82,6 +85,15 @@ class SyncProxy:
             self._spawn(self._serve, client)
 
     def _serve(self, client):
+        if self.tls is not None:
+            try:
+                client.settimeout(5)
+                client = self.tls.wrap_socket(client, server_side=True)
+                client.settimeout(None)
+            except (OSError, ValueError):
+                client.close()   # e.g. the client did not trust our certificate
+                return
+            self._track(client)
         head = b""
         try:
             while b"\r\n\r\n" not in head:
@@ -96,6 +108,9 @@ class SyncProxy:
         with self._lock:
             self.heads.append(text)
         path = text.split(" ")[1] if " " in text else "/"
+        if path.split("?")[0].lstrip("/") in self.blocked:
+            client.close()
+            return
         if path.split("?")[0] == "/stats":
             if self.documents is None:
                 body, status = b"not found", "404 Not Found"
