@@ -78,12 +78,7 @@ def runtime(tmp_path_factory):
     sessions and variable names.
     """
     base = tmp_path_factory.mktemp("mrmd-python")
-    rt = Runtime(workdir=base / "work", log_path=base / "mrmd-python.log")
-    try:
-        rt.start()
-        yield rt
-    finally:
-        rt.stop()
+    yield from _running(Runtime(workdir=base / "work", log_path=base / "mrmd-python.log"))
 
 
 @pytest.fixture
@@ -91,13 +86,16 @@ def own_runtime(tmp_path):
     """A runtime of this test's own, for runs the test abandons: mrmd-python's
     interrupt is best effort (NOTES.md), and a loop left running there would
     print into the next test's output."""
-    rt = Runtime(workdir=tmp_path / "rt", log_path=tmp_path / "logs" / "own-runtime.log")
-    try:
-        rt.start()
-        yield rt
-    finally:
-        rt.stop()
+    yield from _running(Runtime(workdir=tmp_path / "rt",
+                                log_path=tmp_path / "logs" / "own-runtime.log"))
 
+
+def _running(process):
+    try:
+        process.start()
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture

@@ -108,7 +108,6 @@ class FaultRuntime:
                 self._send(_event("start", {"execId": body.get("execId")}))
                 self._send(_event("stdout", {"content": "partial\r\n", "accumulated": ""}))
                 self._send(b"event: stdout\ndata: {this is not json\n\n")
-                time.sleep(0.2)
 
             def fault_no_result(self, spec, n, body):
                 self._sse_start()

@@ -99,6 +99,13 @@ class World:
         self.br_map[exec_id] = entry
         self.to_monitor()
 
+    def start_run(self, exec_id, **request):
+        """Request, let the block wait pass (the monitor makes the block), start."""
+        self.request(exec_id, **request)
+        self.clock.t += 2
+        self.co.tick()
+        self.co.on_message(m.RunStarted(exec_id))
+
     def entry(self, exec_id):
         self.to_browser()
         return self.br_map.get(exec_id)
@@ -161,10 +168,7 @@ def test_headless_block_after_deadline(w):
 
 
 def test_throttled_flush_progress_bar_one_line(w):
-    w.request("e1")
-    w.clock.t += 2
-    w.co.tick()
-    w.co.on_message(m.RunStarted("e1"))
+    w.start_run("e1")
     w.co.on_message(out("e1", "0%"))
     w.co.tick()
     assert "```output:e1\n0%\n```" in w.text()
@@ -178,10 +182,7 @@ def test_throttled_flush_progress_bar_one_line(w):
 
 
 def test_cancel_stops_writes_and_keeps_status(w):
-    w.request("e1")
-    w.clock.t += 2
-    w.co.tick()
-    w.co.on_message(m.RunStarted("e1"))
+    w.start_run("e1")
     w.co.on_message(out("e1", "line 1\n"))
     w.co.tick()
     w.co.on_message(out("e1", "line 2\n"))
@@ -210,10 +211,7 @@ def test_concurrent_browser_write_wins_then_monitor_reapplies(w):
 
 
 def test_stdin_round_trip_never_keeps_answer(w):
-    w.request("e1")
-    w.clock.t += 2
-    w.co.tick()
-    w.co.on_message(m.RunStarted("e1"))
+    w.start_run("e1")
     w.co.on_message(m.StdinRequested("e1", "Name: ", False))
     req = w.entry("e1")["stdinRequest"]
     assert req["prompt"] == "Name: " and req["password"] is False
@@ -224,10 +222,7 @@ def test_stdin_round_trip_never_keeps_answer(w):
 
 
 def test_error_shown_once_in_block(w):
-    w.request("e1")
-    w.clock.t += 2
-    w.co.tick()
-    w.co.on_message(m.RunStarted("e1"))
+    w.start_run("e1")
     w.co.on_message(m.RunFinished("e1", error={"type": "RuntimeUnavailable",
                                                "message": "cannot reach the runtime",
                                                "traceback": []}))
@@ -369,10 +364,7 @@ def test_max_run_time_stops_and_marks_error():
     world = World(max_run_time=2.0)
     world.br_text += CELL
     world.to_monitor()
-    world.request("e1")
-    world.clock.t += 1.5
-    world.co.tick()
-    world.co.on_message(m.RunStarted("e1"))
+    world.start_run("e1")
     world.co.on_message(out("e1", "working\n"))
     world.clock.t += 2.1
     world.co.tick()
@@ -387,10 +379,7 @@ def test_large_output_split_into_small_updates():
     world = World(max_output_bytes=0)
     world.br_text += CELL
     world.to_monitor()
-    world.request("e1")
-    world.clock.t += 2
-    world.co.tick()
-    world.co.on_message(m.RunStarted("e1"))
+    world.start_run("e1")
     sizes = []
     sub = world.mon.observe(lambda ev: sizes.append(len(ev.update)))
     big = "".join("%07d\n" % i for i in range(100_000))  # 800 kB in one chunk
@@ -405,10 +394,7 @@ def test_output_cap_in_block():
     world = World(max_output_bytes=20_000)
     world.br_text += CELL
     world.to_monitor()
-    world.request("e1")
-    world.clock.t += 2
-    world.co.tick()
-    world.co.on_message(m.RunStarted("e1"))
+    world.start_run("e1")
     for i in range(200):
         world.co.on_message(out("e1", "".join("n%d\r\n" % (i * 100 + j)
                                                                   for j in range(100))))

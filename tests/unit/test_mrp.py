@@ -26,23 +26,8 @@ from mrmd_monitor import mrp
 from mrmd_monitor.errors import (Cancelled, MrpError, RuntimeHTTPError, RuntimeUnavailable,
                                  StreamError)
 from mrmd_monitor.mrp import CancelToken, MrpClient, MrpEvent, decode_output_data
-
-
-def wait_until(predicate, timeout, interval=0.01, message="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(interval)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 
 def new_id():
