@@ -155,11 +155,25 @@ class Coordinator:
             elif entry.status == p.REQUESTED and entry.claimed_by is None and self.accepting:
                 to_claim.append(entry)
         # Claim in request order: the pool runs a runtime's cells in that order.
-        to_claim.sort(key=lambda e: (e.requested_at or 0, e.exec_id))
+        to_claim.sort(key=self._request_order(to_claim))
         for entry in to_claim:
             self._claim(entry)
         if to_claim:
             self._probe_unconfirmed()
+
+    def _request_order(self, entries):
+        """Sort key for requests that arrived together. Milliseconds tie when
+        a browser runs several cells at once; the cells' order in the notebook
+        (top to bottom, as "run all" asks them) decides then."""
+        times = [e.requested_at or 0 for e in entries]
+        if len(set(times)) == len(times):
+            return lambda e: (e.requested_at or 0, 0, e.exec_id)
+        text = str(self.text)
+        where = {}
+        for e in entries:
+            cell = find_cell(text, e.code or "", e.language, e.cell_id)
+            where[e.exec_id] = cell.start if cell is not None else len(text)
+        return lambda e: (e.requested_at or 0, where[e.exec_id], e.exec_id)
 
     def _probe_unconfirmed(self):
         waiting = [r for r in self.runs.values()

@@ -253,6 +253,18 @@ def test_claims_in_request_order_within_one_update(w):
     assert w.pool.names("reserve") == ["e1", "e2", "e3"]
 
 
+def test_same_millisecond_requests_follow_the_notebook_order():
+    world = World()
+    cells = ["```python\nx%d = 1\n```" % i for i in range(4)]
+    world.br_text += "\n\n".join(cells) + "\n"
+    for key, i in [("zz", 0), ("aa", 1), ("mm", 2), ("bb", 3)]:
+        world.br_map[key] = {"id": key, "code": "x%d = 1" % i, "language": "python",
+                             "runtimeUrl": "http://127.0.0.1:9", "status": "requested",
+                             "requestedAt": 1000}
+    world.to_monitor()
+    assert world.pool.names("reserve") == ["zz", "aa", "mm", "bb"]
+
+
 def test_settle_on_stop(w):
     w.request("e1")
     w.request("e2", code="x = 1")
