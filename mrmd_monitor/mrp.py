@@ -157,11 +157,23 @@ class _CancellableHTTPSConnection(HTTPSConnection):
         return sock
 
 
-class _CancellableHTTPPool(HTTPConnectionPool):
+class _NoReuse:
+    """A stream's connection is never used twice. We ask "Connection: close",
+    but an error answer that does not say so itself is read to its end and
+    handed back to the pool, where the next attempt (a 409 retry) would find
+    a socket the runtime has just closed."""
+
+    def _put_conn(self, conn):
+        if conn is not None:
+            conn.close()   # the pool reconnects it on its next use
+        super()._put_conn(conn)
+
+
+class _CancellableHTTPPool(_NoReuse, HTTPConnectionPool):
     ConnectionCls = _CancellableHTTPConnection
 
 
-class _CancellableHTTPSPool(HTTPSConnectionPool):
+class _CancellableHTTPSPool(_NoReuse, HTTPSConnectionPool):
     ConnectionCls = _CancellableHTTPSConnection
 
 
