@@ -36,6 +36,7 @@ MAX_INSERT_CHARS = 128 * 1024
 # Phases of a run we hold, seen from the monitor (the entry's status is the
 # browsers' view of the same thing).
 WAITING_BLOCK = "waiting-block"
+WAITING_TURN = "waiting-turn"   # behind an earlier cell another monitor runs on the same runtime
 QUEUED = "queued"
 RUNNING = "running"
 
@@ -49,6 +50,8 @@ class Run:
     language: str
     cell_id: Optional[str]
     block_deadline: float
+    requested_at: int = 0
+    turn_checked: int = -1   # entries version of the last look at other monitors' runs
     phase: str = WAITING_BLOCK
     output: RunOutput = field(default_factory=RunOutput)
     content: BlockContent = field(default_factory=BlockContent)
@@ -105,6 +108,8 @@ class Coordinator:
         self._next_sweep = 0.0
         self._first_sync = True
         self.text_epoch = 0   # bumped by the sync thread when another peer edits the text
+        self._entries_version = 0
+        self._foreign = (-1, {})  # (entries version, pending runs of other monitors by runtime)
 
     # -- inputs ------------------------------------------------------------
 
@@ -142,6 +147,7 @@ class Coordinator:
 
     def on_entries_changed(self, keys):
         """Entries changed by a remote peer."""
+        self._entries_version += 1
         to_claim = []
         for key in keys:
             value = self.entries.get(key)
@@ -260,6 +266,8 @@ class Coordinator:
                         nxt = _min(nxt, run.confirm_at - now)
                 if not run.confirmed:
                     continue
+            if run.phase == WAITING_TURN and run.turn_checked != self._entries_version:
+                self._try_submit(run)
             if run.phase == WAITING_BLOCK:
                 if now >= run.block_deadline:
                     log.info("no browser made the output block for %s within %.1fs: creating it",
@@ -370,6 +378,7 @@ class Coordinator:
         run = Run(exec_id=entry.exec_id, runtime_url=entry.runtime_url.rstrip("/"),
                   session=entry.session, code=entry.code, language=entry.language,
                   cell_id=entry.cell_id, block_deadline=self.clock() + self.config.block_wait,
+                  requested_at=entry.requested_at or 0,
                   output=RunOutput(self.config.max_output_bytes))
         self.runs[run.exec_id] = run
         self.metrics.inc("mrmd_monitor_claims_total")
@@ -438,17 +447,47 @@ class Coordinator:
             self._apply(rewrite_edit(text, block, ""))
         run.content.reset()
         run.where = None
-        changes = {}
         if headless:
-            changes.update({"status": p.READY, "outputBlockReady": True})
+            self._write(run, {"status": p.READY, "outputBlockReady": True})
+        run.phase = WAITING_TURN
+        self._try_submit(run)
+
+    def _try_submit(self, run):
+        """Hand the run to the pool, unless an earlier cell of the same runtime
+        and session is still pending with another monitor: cells depend on
+        each other, whichever monitor runs them."""
+        run.turn_checked = self._entries_version
+        before = self._foreign_ahead(run)
+        if before:
+            if not run.want.get("queued"):
+                log.info("%s waits for %s, run by another monitor on %s", run.exec_id,
+                         before[0], run.runtime_url, extra=self._extra(run))
+                self._write(run, {"queued": True, "queuePosition": len(before)})
+            return
         ahead = self.pool.submit(run.exec_id, self._job(run))
         run.phase = QUEUED
         if ahead:
-            changes.update({"queued": True, "queuePosition": ahead})
             log.info("%s queued behind %d run(s) on %s", run.exec_id, ahead, run.runtime_url,
                      extra=self._extra(run))
-        if changes:
-            self._write(run, changes)
+            self._write(run, {"queued": True, "queuePosition": ahead})
+
+    def _foreign_ahead(self, run):
+        """Ids of other monitors' unfinished runs on this runtime and session
+        that were requested before ``run``."""
+        version, index = self._foreign
+        if version != self._entries_version:
+            index = {}
+            for key in list(self.entries.keys()):
+                e = p.parse_entry(key, self.entries.get(key))
+                if (e is None or e.status not in (p.CLAIMED, p.READY, p.RUNNING)
+                        or e.claimed_by in (None, self.me) or not e.runtime_url):
+                    continue
+                index.setdefault((e.runtime_url.rstrip("/"), e.session), []).append(
+                    ((e.requested_at or 0, key), key))
+            self._foreign = (self._entries_version, index)
+        mine = (run.requested_at, run.exec_id)
+        return [key for order, key in sorted(index.get((run.runtime_url, run.session), ()))
+                if order < mine]
 
     def _job(self, run):
         return RunJob(exec_id=run.exec_id, runtime_url=run.runtime_url, session=run.session,

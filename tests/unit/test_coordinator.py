@@ -462,3 +462,21 @@ def test_two_runs_interleaved_with_remote_typing_above():
     assert text.startswith("Top: " + "é" * 5 + "\n")
     assert ("```output:a\n" + "".join("a%d ✓\n" % i for i in range(30)) + "```") in text
     assert ("```output:b\n" + "".join("b%d 中\n" % i for i in range(30)) + "```\n") in text
+
+
+def test_waits_for_an_earlier_cell_another_monitor_runs():
+    world = World()
+    world.br_text += CELL
+    world.br_map["theirs"] = {"id": "theirs", "code": "a = 1", "runtimeUrl": "http://127.0.0.1:9/mrp/v1",
+                              "session": "s", "status": "running", "claimedBy": 42,
+                              "requestedAt": 1_700_000_000_000 - 5}
+    world.to_monitor()
+    world.request("mine")            # same runtime and session, requested later
+    world.clock.t += 2
+    world.co.tick()
+    assert world.pool.names("submit") == []
+    e = world.entry("mine")
+    assert e["status"] == "ready" and e["queued"] is True and e["queuePosition"] == 1
+    world.br_map["theirs"] = {**world.br_map["theirs"], "status": "completed"}
+    world.to_monitor()
+    assert world.pool.names("submit") == ["mine"]
