@@ -332,6 +332,7 @@ class Coordinator:
             with self.doc.transaction():
                 for key in expired:
                     del self.entries[key]
+            self._entries_version += 1
             log.info("removed %d finished entr%s older than --retention %.0fs", len(expired),
                      "y" if len(expired) == 1 else "ies", self.config.retention,
                      extra={"doc": self.doc_name})
@@ -733,6 +734,7 @@ class Coordinator:
                           extra={"doc": self.doc_name, "exec_id": exec_id})
                 return False
         self.entries[exec_id] = p.updated(raw, changes)
+        self._entries_version += 1
         return True
 
     def _append_notice(self, exec_id, line):
