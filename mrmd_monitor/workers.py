@@ -146,7 +146,7 @@ class WorkerPool:
             self._finish(slot)
 
     def _stream(self, job, token) -> m.RunFinished:
-        outcome = {"result": None, "error": None, "display": []}
+        outcome = {"result": None, "error": None}
         started = []
         output = m.OutputBuffer()
 
