@@ -1,6 +1,7 @@
 """Shared fixtures: real sync server, runtime, browser peers and monitors, plus a thread-leak check."""
 
 import itertools
+import logging
 import re
 import sys
 import threading
@@ -96,6 +97,23 @@ def _running(process):
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture
+def restore_logging():
+    """For tests that call setup_logging: the root logger as it was, afterwards."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in saved_handlers:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in saved_handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(saved_level)
+    logging.captureWarnings(False)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.support.fault_runtime import big_html
-from tests.support.notebook import FINAL, block, block_content, cell, uid
+from tests.support.notebook import FINAL, block, block_content, cell, start_cell, uid
 from tests.support.ports import free_port
 from tests.support.sync_proxy import SyncProxy
 from tests.support.waiting import wait_until
@@ -93,8 +93,7 @@ def test_matplotlib_figure_reaches_display_data(sync_server, runtime, doc_name, 
     code = ("import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
             "plt.figure()\nplt.plot([1, 3, 2])\nplt.show()\nprint('plotted')")
     b.set_text(cell(code) + "\n")
-    exec_id = "fig-" + uid()
-    b.request(exec_id, code, runtime.url)
+    exec_id = start_cell(b, code, runtime.url, prefix="fig")
     e = b.wait_entry(exec_id, FINAL, timeout=90)
     assert e["status"] == "completed"
     pngs = [d for d in e["displayData"] if d["mimeType"] == "image/png"]
@@ -136,8 +135,7 @@ def test_ten_megabytes_of_output(faults, proxy, sync_server, doc_name, peer_fact
     b = peer_factory(sync_server.url, doc_name)
     code = json.dumps({"fault": "flood", "bytes": 10 * MiB})
     b.set_text(cell(code) + "\n\nAfter.\n")
-    exec_id = "flood-" + uid()
-    b.request(exec_id, code, faults.url)
+    exec_id = start_cell(b, code, faults.url, prefix="flood")
     e = b.wait_entry(exec_id, FINAL, timeout=180)
     assert e["status"] == "completed"
     text = b.wait_text(lambda t: "left out here" in t and t.endswith("```\n\nAfter.\n"))
@@ -156,8 +154,7 @@ def test_endless_output_stays_bounded(faults, proxy, sync_server, doc_name, peer
     b = peer_factory(sync_server.url, doc_name)
     code = json.dumps({"fault": "flood", "bytes": 0})
     b.set_text(cell(code) + "\n")
-    exec_id = "forever-" + uid()
-    b.request(exec_id, code, faults.url)
+    exec_id = start_cell(b, code, faults.url, prefix="forever")
     b.wait_entry(exec_id, "running", timeout=30)
     # Let ~30 MB go by, watching the monitor's memory and the document.
     samples = []

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from tests.support.notebook import FINAL, block, block_content, cell, uid
+from tests.support.notebook import (FINAL, block, block_content, cell, loop_code, run_cell,
+                                    start_cell, uid)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -35,17 +36,10 @@ def abandon(setup, own_runtime):
     return setup
 
 
-def run_cell(env, peer, code, exec_id=None, timeout=30, **kw):
-    exec_id = exec_id or "exec-" + uid()
-    peer.request(exec_id, code, env.runtime.url, **kw)
-    entry = peer.wait_entry(exec_id, FINAL, timeout=timeout)
-    return exec_id, entry
-
-
 def test_hello_world(setup):
     b = setup.browser
     b.set_text("# Hello\n\n" + cell("print('hello world')") + "\n\nThe end.\n")
-    exec_id, entry = run_cell(setup, b, "print('hello world')")
+    exec_id, entry = run_cell(b, "print('hello world')", setup.runtime.url)
     assert entry["status"] == "completed"
     assert entry["claimedBy"] is not None and entry["outputBlockReady"] is True
     assert isinstance(entry["completedAt"], int) and entry["startedAt"] <= entry["completedAt"]
@@ -58,7 +52,7 @@ def test_five_thousand_lines_in_order(setup):
     b = setup.browser
     code = "for i in range(5000):\n    print('line', i)"
     b.set_text(cell(code) + "\n")
-    exec_id, entry = run_cell(setup, b, code, timeout=60)
+    exec_id, entry = run_cell(b, code, setup.runtime.url, timeout=60)
     assert entry["status"] == "completed"
     expected = "".join("line %d\n" % i for i in range(5000))
     assert b.text() == cell(code) + "\n\n" + block(exec_id, expected) + "\n"
@@ -70,7 +64,7 @@ def test_progress_bar_collapses_to_one_line(setup):
             "    sys.stdout.write('\\rprogress %3d%%' % i); sys.stdout.flush(); time.sleep(0.005)\n"
             "print()\nprint('done')")
     b.set_text(cell(code) + "\n")
-    exec_id, entry = run_cell(setup, b, code)
+    exec_id, entry = run_cell(b, code, setup.runtime.url)
     assert entry["status"] == "completed"
     assert b.text() == cell(code) + "\n\n" + block(exec_id, "progress 100%\ndone\n") + "\n"
 
@@ -80,8 +74,7 @@ def test_stdin_answered_by_browser(setup):
     var = "name_" + uid()
     code = "%s = input('Your name: ')\nprint('Hi', %s)" % (var, var)
     b.set_text(cell(code) + "\n")
-    exec_id = "exec-" + uid()
-    b.request(exec_id, code, setup.runtime.url)
+    exec_id = start_cell(b, code, setup.runtime.url, prefix="exec")
     entry = b.wait_entry(exec_id, lambda e: e and e.get("stdinRequest"), timeout=30)
     assert entry["status"] == "running"
     assert entry["stdinRequest"]["prompt"] == "Your name: "
@@ -100,7 +93,7 @@ def test_error_with_traceback_in_block(setup):
     b = setup.browser
     code = "def f():\n    return 1 / 0\nf()"
     b.set_text(cell(code) + "\n")
-    exec_id, entry = run_cell(setup, b, code)
+    exec_id, entry = run_cell(b, code, setup.runtime.url)
     assert entry["status"] == "error"
     assert entry["error"]["type"] == "ZeroDivisionError"
     assert entry["error"]["message"] == "division by zero"
@@ -116,18 +109,17 @@ def test_error_with_traceback_in_block(setup):
 def test_cancel_printing_loop(abandon):
     setup = abandon
     b = setup.browser
-    code = "import time\nfor i in range(200):\n    print('tick', i, flush=True)\n    time.sleep(0.05)"
+    code = loop_code('tick', 200, 0.05)
     marker = "print('marker after cancel')"
     b.set_text(cell(code) + "\n\n" + cell(marker) + "\n")
-    exec_id = "exec-" + uid()
-    b.request(exec_id, code, setup.runtime.url)
+    exec_id = start_cell(b, code, setup.runtime.url, prefix="exec")
     b.wait_text("tick 5\n", timeout=30)
     assert b.cancel(exec_id)
     setup.monitor.wait_for_line("%s was cancelled" % exec_id, timeout=10)
     # The monitor's updates reach us in the order it sent them: once the
     # output of a run it started after seeing the cancel is here, so is
     # everything it wrote for the cancelled run.
-    run_cell(setup, b, marker)
+    run_cell(b, marker, setup.runtime.url)
     text = b.wait_text("marker after cancel\n")
     entry = b.entry(exec_id)
     assert entry["status"] == "cancelled"
@@ -167,8 +159,7 @@ def test_headless_run_without_browser_block(sync_server, runtime, doc_name, peer
     b = peer_factory(sync_server.url, doc_name, auto_block=False)
     code = "print('nobody made my block')"
     b.set_text("Intro\n\n" + cell(code) + "\n\n```output:old-run\nstale output\n```\n\nOutro\n")
-    exec_id = "exec-" + uid()
-    b.request(exec_id, code, runtime.url)
+    exec_id = start_cell(b, code, runtime.url, prefix="exec")
     entry = b.wait_entry(exec_id, FINAL, timeout=30)
     assert entry["status"] == "completed" and entry["outputBlockReady"] is True
     # The old output block of that cell is replaced, not stacked.
@@ -178,10 +169,9 @@ def test_headless_run_without_browser_block(sync_server, runtime, doc_name, peer
 
 def test_browser_leaves_mid_run_late_joiner_sees_all(setup):
     b = setup.browser
-    code = "import time\nfor i in range(40):\n    print('row', i, flush=True)\n    time.sleep(0.05)"
+    code = loop_code('row', 40, 0.05)
     b.set_text(cell(code) + "\n")
-    exec_id = "exec-" + uid()
-    b.request(exec_id, code, setup.runtime.url)
+    exec_id = start_cell(b, code, setup.runtime.url, prefix="exec")
     b.wait_entry(exec_id, "running", timeout=30)
     b.wait_text("row 2\n", timeout=30)
     b.close()  # the author closes the browser
@@ -198,17 +188,16 @@ def test_non_ascii_above_the_cell(setup):
     code = "print('naïve ✓ 中文 😀')"
     head = "# Über ✓ 😀 é 中\n\nEmoji 👩‍👩‍👧 and 中文 text, é à ü.\n\n"
     b.set_text(head + cell(code) + "\n\nAfter ✓\n")
-    exec_id, entry = run_cell(setup, b, code)
+    exec_id, entry = run_cell(b, code, setup.runtime.url)
     assert entry["status"] == "completed"
     assert b.text() == head + cell(code) + "\n\n" + block(exec_id, "naïve ✓ 中文 😀\n") + "\n\nAfter ✓\n"
 
 
 def test_typing_above_while_output_streams(setup):
     b = setup.browser
-    code = "import time\nfor i in range(60):\n    print('out', i, flush=True)\n    time.sleep(0.02)"
+    code = loop_code('out', 60, 0.02)
     b.set_text("Paragraph: \n\n" + cell(code) + "\n")
-    exec_id = "exec-" + uid()
-    b.request(exec_id, code, setup.runtime.url)
+    exec_id = start_cell(b, code, setup.runtime.url, prefix="exec")
     b.wait_text("out 1\n", timeout=30)
     typed = "typed while streaming ✓ é 😀"
     b.type_after("Paragraph: ", typed, delay_ms=15)
@@ -223,7 +212,7 @@ def test_output_with_backtick_fences(setup):
     b = setup.browser
     code = "print('```')\nprint('```python')\nprint('x')\nprint('~~~')"
     b.set_text(cell(code) + "\n\nText after.\n")
-    exec_id, entry = run_cell(setup, b, code)
+    exec_id, entry = run_cell(b, code, setup.runtime.url)
     assert entry["status"] == "completed"
     zw = "\u200b"
     assert b.text() == (cell(code) + "\n\n"
@@ -236,8 +225,8 @@ def test_rerun_replaces_block(setup):
     v = "r_" + uid()
     code = "%s = globals().get(%r, 0) + 1\nprint('run', %s)" % (v, v, v)
     b.set_text(cell(code) + "\n")
-    first, _ = run_cell(setup, b, code)
-    second, entry = run_cell(setup, b, code)
+    first, _ = run_cell(b, code, setup.runtime.url)
+    second, entry = run_cell(b, code, setup.runtime.url)
     assert entry["status"] == "completed"
     assert b.text() == cell(code) + "\n\n" + block(second, "run 2\n") + "\n"
 
@@ -252,10 +241,9 @@ def test_sigterm_leaves_nothing_running(sync_server, own_runtime, doc_name, peer
                                         monitor_factory):
     monitor = monitor_factory(sync_server.url, doc_name, extra_args=["--grace", "0.5"])
     b = peer_factory(sync_server.url, doc_name)
-    code = "import time\nfor i in range(200):\n    print('beat', i, flush=True)\n    time.sleep(0.05)"
+    code = loop_code('beat', 200, 0.05)
     b.set_text(cell(code) + "\n")
-    exec_id = "exec-" + uid()
-    b.request(exec_id, code, own_runtime.url)
+    exec_id = start_cell(b, code, own_runtime.url, prefix="exec")
     b.wait_text("beat 3\n", timeout=30)
     monitor.send_signal(signal.SIGTERM)
     assert monitor.wait(timeout=30) == 0
@@ -282,7 +270,7 @@ def test_cancel_queued_entry_leaves_the_queue(abandon):
     setup = abandon
     b = setup.browser
     v = "q_" + uid()
-    loop = "import time\nfor i in range(30):\n    print('busy', i, flush=True)\n    time.sleep(0.1)"
+    loop = loop_code('busy', 30, 0.1)
     queued = "%s = 1\nprint('must not run', %s)" % (v, v)
     after = "print('after', globals().get(%r))" % v
     b.set_text(cell(loop) + "\n\n" + cell(queued) + "\n\n" + cell(after) + "\n")

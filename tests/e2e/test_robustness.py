@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.support.notebook import FINAL, block, block_content, cell, uid
+from tests.support.notebook import FINAL, block, block_content, cell, loop_code, start_cell, uid
 from tests.support.procs import Runtime
 from tests.support.waiting import wait_until
 
@@ -60,7 +60,7 @@ def test_killed_monitor_orphans_are_recovered(sync_server, own_runtime, doc_name
     first = monitor_factory(sync_server.url, doc_name, extra_args=monitor_args(orphan_timeout=3))
     b = peer_factory(sync_server.url, doc_name)
     v = "o_" + uid()
-    long_code = "import time\nfor i in range(30):\n    print('slow', i, flush=True)\n    time.sleep(0.2)"
+    long_code = loop_code('slow', 30, 0.2)
     queued_code = "%s = 42\nprint('queued ran', %s)" % (v, v)
     b.set_text(cell(long_code) + "\n\n" + cell(queued_code) + "\n")
     long_id, queued_id = "long-" + uid(), "queued-" + uid()
@@ -114,10 +114,9 @@ def test_sync_server_restart_mid_run_loses_nothing(sync_server, runtime, doc_nam
                                                    monitor_factory):
     monitor = monitor_factory(sync_server.url, doc_name, extra_args=monitor_args(reconnect_max=1))
     b = peer_factory(sync_server.url, doc_name)
-    code = "import time\nfor i in range(50):\n    print('beat', i, flush=True)\n    time.sleep(0.1)"
+    code = loop_code('beat', 50, 0.1)
     b.set_text(cell(code) + "\n")
-    exec_id = "exec-" + uid()
-    b.request(exec_id, code, runtime.url)
+    exec_id = start_cell(b, code, runtime.url, prefix="exec")
     b.wait_text("beat 5\n", timeout=30)
     b.close()
     sync_server.restart(down_for=1.5)   # the npm server keeps documents in memory: all lost
@@ -151,8 +150,7 @@ def test_runtime_faults_end_in_clear_error(spec, words, faults, sync_server, run
     code = json.dumps(spec)
     good = "print('still serving')"
     b.set_text(cell(code) + "\n\n" + cell(good) + "\n")
-    exec_id = "bad-" + uid()
-    b.request(exec_id, code, faults.url)
+    exec_id = start_cell(b, code, faults.url, prefix="bad")
     e = b.wait_entry(exec_id, FINAL, timeout=30)
     assert e["status"] == "error"
     assert words in e["error"]["message"]
@@ -184,8 +182,7 @@ def test_busy_runtime_retried(status, faults, sync_server, doc_name, peer_factor
     code = json.dumps({"fault": "http", "status": status, "times": 2, "retry_after": 0,
                        "body": "busy"})
     b.set_text(cell(code) + "\n")
-    exec_id = "busy-" + uid()
-    b.request(exec_id, code, faults.url)
+    exec_id = start_cell(b, code, faults.url, prefix="busy")
     e = b.wait_entry(exec_id, FINAL, timeout=30)
     assert e["status"] == "completed"
     assert block_content(b.text(), exec_id) == "recovered\n"
@@ -200,7 +197,7 @@ def test_runtime_killed_mid_run_then_restarted(sync_server, doc_name, peer_facto
         monitor_factory(sync_server.url, doc_name)
         b = peer_factory(sync_server.url, doc_name)
         v = "k_" + uid()
-        loop = "import time\nfor i in range(100):\n    print('work', i, flush=True)\n    time.sleep(0.1)"
+        loop = loop_code('work', 100, 0.1)
         after = "%s = 1\nprint('after', %s)" % (v, v)
         b.set_text(cell(loop) + "\n\n" + cell(after) + "\n")
         run_id, queued_id = "run-" + uid(), "queued-" + uid()
@@ -236,8 +233,7 @@ def test_idle_stream_times_out(faults, sync_server, doc_name, peer_factory, moni
     b = peer_factory(sync_server.url, doc_name)
     code = json.dumps({"fault": "silent", "seconds": 20})
     b.set_text(cell(code) + "\n")
-    exec_id = "silent-" + uid()
-    b.request(exec_id, code, faults.url)
+    exec_id = start_cell(b, code, faults.url, prefix="silent")
     e = b.wait_entry(exec_id, FINAL, timeout=30)
     assert e["status"] == "error" and "1" in e["error"]["message"]
     assert block_content(b.text(), exec_id).startswith("partial\n")
@@ -246,10 +242,9 @@ def test_idle_stream_times_out(faults, sync_server, doc_name, peer_factory, moni
 def test_max_run_time(sync_server, own_runtime, doc_name, peer_factory, monitor_factory):
     monitor_factory(sync_server.url, doc_name, extra_args=monitor_args(max_run_time=1.5))
     b = peer_factory(sync_server.url, doc_name)
-    code = "import time\nfor i in range(100):\n    print('t', i, flush=True)\n    time.sleep(0.1)"
+    code = loop_code('t', 100, 0.1)
     b.set_text(cell(code) + "\n")
-    exec_id = "long-" + uid()
-    b.request(exec_id, code, own_runtime.url)
+    exec_id = start_cell(b, code, own_runtime.url, prefix="long")
     e = b.wait_entry(exec_id, FINAL, timeout=30)
     assert e["status"] == "error" and e["error"]["type"] == "MaxRunTime"
     assert e["completedAt"] - e["startedAt"] < 5000
@@ -261,8 +256,7 @@ def test_unanswered_stdin_ends_cleanly(faults, sync_server, doc_name, peer_facto
     b = peer_factory(sync_server.url, doc_name)
     code = json.dumps({"fault": "stdin_timeout", "seconds": 1.0})
     b.set_text(cell(code) + "\n")
-    exec_id = "stdin-" + uid()
-    b.request(exec_id, code, faults.url)
+    exec_id = start_cell(b, code, faults.url, prefix="stdin")
     b.wait_entry(exec_id, lambda e: e and e.get("stdinRequest"), timeout=30)
     e = b.wait_entry(exec_id, FINAL, timeout=30)
     assert e["status"] == "error" and e["error"]["type"] == "StdinTimeout"
@@ -312,8 +306,7 @@ def test_fuzzed_entries_do_not_hurt(sync_server, runtime, doc_name, peer_factory
         b.set_entry(key or "fz%d" % i, _garbage(rng, runtime.url))
     code = "print('still fine after the fuzz')"
     b.set_text(cell(code) + "\n")
-    exec_id = "after-fuzz-" + uid()
-    b.request(exec_id, code, runtime.url)
+    exec_id = start_cell(b, code, runtime.url, prefix="after-fuzz")
     e = b.wait_entry(exec_id, FINAL, timeout=60)
     assert e["status"] == "completed"
     assert block_content(b.text(), exec_id) == "still fine after the fuzz\n"
@@ -345,8 +338,7 @@ def test_output_cap_keeps_document_bounded(sync_server, runtime, doc_name, peer_
     b = peer_factory(sync_server.url, doc_name)
     code = "for i in range(40000):\n    print('spam line', i)"
     b.set_text(cell(code) + "\n\nAfter.\n")
-    exec_id = "spam-" + uid()
-    b.request(exec_id, code, runtime.url)
+    exec_id = start_cell(b, code, runtime.url, prefix="spam")
     e = b.wait_entry(exec_id, FINAL, timeout=120)
     assert e["status"] == "completed"
     content = b.wait_text(lambda t: "spam line 39999\n" in t)
@@ -363,10 +355,9 @@ def test_output_cap_keeps_document_bounded(sync_server, runtime, doc_name, peer_
 def test_grace_lets_short_run_finish(sync_server, runtime, doc_name, peer_factory, monitor_factory):
     monitor = monitor_factory(sync_server.url, doc_name, extra_args=monitor_args(grace=15))
     b = peer_factory(sync_server.url, doc_name)
-    code = "import time\nfor i in range(10):\n    print('g', i, flush=True)\n    time.sleep(0.2)"
+    code = loop_code('g', 10, 0.2)
     b.set_text(cell(code) + "\n")
-    exec_id = "grace-" + uid()
-    b.request(exec_id, code, runtime.url)
+    exec_id = start_cell(b, code, runtime.url, prefix="grace")
     b.wait_text("g 1\n", timeout=30)
     monitor.send_signal(signal.SIGTERM)
     assert monitor.wait(timeout=30) == 0

@@ -13,25 +13,16 @@ missing, so a change in contrib cannot make a test silently test less.
 
 import os
 import signal
-import uuid
 from pathlib import Path
 
+from tests.support.notebook import run_cell as _run_cell
 from tests.support.procs import REPO_ROOT
 from tests.support.waiting import wait_until
 
 CONTRIB = REPO_ROOT / "contrib"
-FINAL = ("completed", "error", "cancelled")
 SHIPPED_COMMAND = "/usr/local/bin/mrmd-monitor"
 SHIPPED_CONFIG = "/etc/mrmd-monitor/monitor.ini"
 READY = "monitor ready"
-
-
-def cell(code, lang="python"):
-    return "```%s\n%s\n```" % (lang, code)
-
-
-def uid():
-    return uuid.uuid4().hex[:10]
 
 
 def adapt(text, replacements, drop_prefixes=()):
@@ -119,8 +110,4 @@ def kill_if_alive(pid):
 
 def run_cell(peer, runtime, code, timeout=30):
     """Put the cell into the text, ask for a run as the editor does, wait for the end."""
-    exec_id = "exec-" + uid()
-    text = peer.text()
-    peer.set_text(text + ("\n" if text else "") + cell(code) + "\n")
-    peer.request(exec_id, code, runtime.url)
-    return exec_id, peer.wait_entry(exec_id, FINAL, timeout=timeout)
+    return _run_cell(peer, code, runtime.url, timeout=timeout, add_cell=True)

@@ -13,7 +13,9 @@ import pytest
 
 from tests.service.conftest import print_files_if_failed
 from tests.service.helpers import (CONTRIB, READY, clean_env, kill_if_alive, pid_alive, read,
-                                   run_cell, wait_for_log, write_ini)
+                                   run_cell, wait_for_log,
+                                   write_ini)
+from tests.support.notebook import loop_code
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -149,7 +151,7 @@ def test_stop_waits_for_the_grace_period_then_marks_the_run(tmp_path, init_scrip
     assert init("start")[0] == 0
     wait_for_log(init.log, READY)
     browser = peer_factory(sync_server.url, doc_name)
-    code = "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.1)"
+    code = loop_code('tick', 600, 0.1)
     browser.set_text("```python\n%s\n```\n" % code)
     browser.request("exec-long", code, own_runtime.url)
     browser.wait_text("tick 3\n", timeout=30)

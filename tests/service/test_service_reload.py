@@ -27,20 +27,7 @@ class FakeSync:
         self.applied.append(config)
 
 
-@pytest.fixture(autouse=True)
-def keep_root_logger():
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in saved_handlers:
-            root.removeHandler(handler)
-            handler.close()
-    for handler in saved_handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(saved_level)
-    logging.captureWarnings(False)
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def daemon_for(ini, *extra):

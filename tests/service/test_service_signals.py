@@ -7,12 +7,13 @@ import time
 
 import pytest
 
-from tests.service.helpers import cell, run_cell, uid, write_ini
+from tests.service.helpers import run_cell, write_ini
+from tests.support.notebook import cell, loop_code, uid
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
-LOOP = "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.1)"
+LOOP = loop_code('tick', 600, 0.1)
 
 
 def debug_lines(monitor):

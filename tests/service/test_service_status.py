@@ -9,7 +9,8 @@ import urllib.request
 
 import pytest
 
-from tests.service.helpers import FINAL, cell, run_cell, uid, write_ini
+from tests.service.helpers import run_cell, write_ini
+from tests.support.notebook import FINAL, cell, loop_code, uid
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
@@ -96,7 +97,7 @@ def test_run_metrics(tmp_path, sync_server, own_runtime, doc_name, peer_factory,
     assert metric("mrmd_monitor_claims_total") == 2
 
     # A run going on is active; a second one on the same runtime and session waits its turn.
-    loop = "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.1)"
+    loop = loop_code('tick', 600, 0.1)
     first, second = "exec-" + uid(), "exec-" + uid()
     browser.set_text(browser.text() + "\n" + cell(loop) + "\n\n" + cell("print('next')") + "\n")
     browser.request(first, loop, own_runtime.url)

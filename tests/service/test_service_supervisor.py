@@ -12,9 +12,11 @@ import time
 import pytest
 
 from tests.service.conftest import print_files_if_failed
-from tests.service.helpers import (CONTRIB, READY, SHIPPED_COMMAND, SHIPPED_CONFIG, adapt, cell,
-                                   clean_env, kill_if_alive, pid_alive, read, run_cell, uid,
+from tests.service.helpers import (CONTRIB, READY, SHIPPED_COMMAND, SHIPPED_CONFIG, adapt,
+                                   clean_env, kill_if_alive,
+                                   pid_alive, read, run_cell,
                                    wait_for_log, write_ini)
+from tests.support.notebook import cell, loop_code, uid
 from tests.support.procs import ManagedProcess
 from tests.support.waiting import wait_until
 
@@ -124,7 +126,7 @@ def test_supervisord_runs_and_stops_the_monitor_within_the_grace_period(
     assert "```output:%s\nunder supervisord\n```" % exec_id in browser.text()
 
     # A run longer than the grace period: stop must end it, and in time.
-    code = "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.1)"
+    code = loop_code('tick', 600, 0.1)
     long_id = "exec-" + uid()
     browser.set_text(browser.text() + "\n" + cell(code) + "\n")
     browser.request(long_id, code, own_runtime.url)

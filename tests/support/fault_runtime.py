@@ -8,7 +8,6 @@ The request's ``code`` is a JSON object naming the behaviour, e.g.
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 

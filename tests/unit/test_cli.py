@@ -1,6 +1,5 @@
 """The mrmd-monitor command: exit statuses, --help, --version, handing over to the daemon."""
 
-import logging
 import sys
 import types
 
@@ -13,19 +12,10 @@ URL = "ws://localhost:4444"
 
 
 @pytest.fixture(autouse=True)
-def clean_env_and_logging(monkeypatch):
+def clean_env_and_logging(monkeypatch, restore_logging):
     for name in list(__import__("os").environ):
         if name.startswith("MRMD_MONITOR_"):
             monkeypatch.delenv(name)
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in saved_handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(saved_level)
-    logging.captureWarnings(False)
 
 
 @pytest.fixture
