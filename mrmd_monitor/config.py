@@ -1,14 +1,18 @@
-"""Every option of mrmd-monitor, declared once, and its validation.
+"""The parser, the frozen Config and the start line, all driven by the option
+table in :mod:`mrmd_monitor.options`.
 
-Each option is declared a single time on a ConfigArgParse parser: its default,
-type, help and environment variable (``MRMD_MONITOR_<OPTION>``, through
-``auto_env_var_prefix``) live in that one declaration. A value can come from
-the command line, the environment, an INI file given with ``-c`` (section
-``[mrmd-monitor]``), or the default, in that order of precedence.
+Each option is declared once there; here it becomes one ConfigArgParse
+argument with its default, type, help and environment variable (given
+explicitly as ``env_var``, ConfigArgParse's supported way). A value can come
+from the command line, the environment, an INI file given with ``-c``
+(section ``[mrmd-monitor]``), or the default, in that order of precedence.
 
 ``load_config(argv, env)`` turns all of that into a frozen :class:`Config` and
 records where each value came from; ``describe(config)`` renders it as one log
-line. Nothing here touches sockets, threads or the clock.
+line, secrets masked. ConfigArgParse's own ``format_values()`` reads from the
+same ``get_source_to_settings_dict()`` we use, but it prints secrets as they
+are and on several lines, so the start line is built here. Nothing here
+touches sockets, threads or the clock.
 """
 
 from __future__ import annotations
@@ -16,26 +20,38 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import re
 import sys
-from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, Mapping, Optional, Sequence
+from urllib.parse import urlsplit
 
 import configargparse
 
 from . import __version__
 from .errors import ConfigError
+from .options import (  # noqa: F401 - re-exported: the value types are part of the config API
+    DEFAULT_ALLOWED_RUNTIMES,
+    ENV_PREFIX,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    OPTIONS,
+    BY_FIELD,
+    Option,
+    host_address,
+    log_format,
+    log_level,
+    non_empty,
+    seconds_above_zero,
+    seconds_at_least_zero,
+    size_in_bytes,
+    workers,
+)
+from .redact import SECRET_WORDS, mask, url_secrets
 
 PROG = "mrmd-monitor"
-ENV_PREFIX = "MRMD_MONITOR_"
 CONFIG_SECTION = "mrmd-monitor"
 CONFIG_ENV_VAR = ENV_PREFIX + "CONFIG"
-
-LOG_LEVELS = ("debug", "info", "warning", "error")
-LOG_FORMATS = ("text", "json")
 
 # Where a value came from, as it appears in Config.sources and describe().
 SOURCE_COMMAND_LINE = "command line"
@@ -48,81 +64,36 @@ _CAP_ENV = getattr(configargparse, "_ENV_VAR_SOURCE_KEY", "environment_variables
 _CAP_FILE = getattr(configargparse, "_CONFIG_FILE_SOURCE_KEY", "config_file")
 
 # Option name (as in sources and describe) -> Config field, in declaration order.
-OPTION_FIELDS = (
-    ("config", "config_file"),
-    ("sync-url", "sync_url"),
-    ("doc", "docs"),
-    ("name", "name"),
-    ("log-level", "log_level"),
-    ("log-format", "log_format"),
-    ("log-file", "log_file"),
-    ("max-workers", "max_workers"),
-    ("flush-interval", "flush_interval"),
-    ("block-wait", "block_wait"),
-    ("grace", "grace"),
-    ("connect-timeout", "connect_timeout"),
-    ("idle-timeout", "idle_timeout"),
-    ("reconnect-max", "reconnect_max"),
-    ("claim-settle", "claim_settle"),
-    ("orphan-timeout", "orphan_timeout"),
-    ("stale-after", "stale_after"),
-    ("max-run-time", "max_run_time"),
-    ("max-output-bytes", "max_output_bytes"),
-    ("max-inline-bytes", "max_inline_bytes"),
-    ("assets-dir", "assets_dir"),
-    ("retention", "retention"),
-    ("allow-runtime", "allow_runtime"),
-    ("token", "token"),
-    ("ca-file", "ca_file"),
-    ("discover-interval", "discover_interval"),
-    ("status-addr", "status_addr"),
-)
+OPTION_FIELDS = (("config", "config_file"),) + tuple((o.name, o.field) for o in OPTIONS)
 _FIELD_TO_OPTION = {field: option for option, field in OPTION_FIELDS}
 
-_SECRET_WORDS = ("token", "password")
 
-# Runtime hosts a monitor may call when nothing else is configured: this
-# machine only. A peer that can edit the document must not be able to aim the
-# monitor at another host.
-DEFAULT_ALLOWED_RUNTIMES = ("localhost", "127.0.0.0/8", "::1")
+def _source_of(self, option: str) -> str:
+    """Where the value of ``option`` (e.g. ``"max-workers"``) came from."""
+    return dict(self.sources).get(option, SOURCE_DEFAULT)
 
 
-@dataclass(frozen=True)
-class Config:
-    """The effective configuration of one monitor process."""
+def _annotation(option: Option):
+    if option.many:
+        return tuple
+    return type(option.default) if option.default is not None else Optional[str]
 
-    sync_url: str
-    docs: tuple[str, ...] = ()
-    name: str = "mrmd-monitor"
-    log_level: str = "info"
-    log_format: str = "text"
-    log_file: Optional[str] = None
-    max_workers: int = 8
-    flush_interval: float = 0.05
-    block_wait: float = 1.0
-    grace: float = 10.0
-    connect_timeout: float = 10.0
-    idle_timeout: float = 300.0
-    reconnect_max: float = 30.0
-    claim_settle: float = 0.3
-    orphan_timeout: float = 20.0
-    stale_after: float = 600.0
-    max_run_time: float = 0.0
-    max_output_bytes: int = 2 * 1024 * 1024
-    max_inline_bytes: int = 256 * 1024
-    assets_dir: Optional[str] = None
-    retention: float = 3600.0
-    allow_runtime: tuple[str, ...] = DEFAULT_ALLOWED_RUNTIMES
-    token: Optional[str] = None
-    ca_file: Optional[str] = None
-    discover_interval: float = 5.0
-    status_addr: Optional[str] = None
-    config_file: Optional[str] = None
-    sources: tuple[tuple[str, str], ...] = ()
 
-    def source_of(self, option: str) -> str:
-        """Where the value of ``option`` (e.g. ``"max-workers"``) came from."""
-        return dict(self.sources).get(option, SOURCE_DEFAULT)
+# The effective configuration of one monitor process: one field per option
+# (``config.max_workers``...), plus the config file and where each value came
+# from. Built from the table so that an option is declared in one place.
+Config = dataclasses.make_dataclass(
+    "Config",
+    [("sync_url", str)]
+    + [(o.field, _annotation(o), dataclasses.field(default=o.default))
+       for o in OPTIONS if o.field != "sync_url"]
+    + [("config_file", Optional[str], dataclasses.field(default=None)),
+       ("sources", tuple, dataclasses.field(default=()))],
+    namespace={"source_of": _source_of,
+               "__doc__": "The effective configuration of one monitor process."},
+    frozen=True,
+)
+Config.__module__ = __name__
 
 
 class ParserExit(SystemExit):
@@ -133,106 +104,8 @@ class ParserExit(SystemExit):
     """
 
 
-# --------------------------------------------------------------------------
-# Value types. They run on command-line, environment and config-file values
-# alike (ConfigArgParse turns the latter two into command-line arguments).
-
-
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
-
-
-def _number(value: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
-    if not math.isfinite(number):
-        raise argparse.ArgumentTypeError(f"expected a finite number of seconds, got {value!r}")
-    return number
-
-
-def seconds_at_least_zero(value: str) -> float:
-    number = _number(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {value!r}")
-    return number
-
-
-def seconds_above_zero(value: str) -> float:
-    number = _number(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {value!r}")
-    return number
-
-
-def workers(value: str) -> int:
-    try:
-        number = int(str(value).strip())
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value!r}")
-    return number
-
-
-def size_in_bytes(value: str) -> int:
-    """``1048576``, ``512K``, ``2M``, ``1G`` (powers of 1024)."""
-    text = str(value).strip().upper()
-    if text.endswith("B"):
-        text = text[:-1]
-    scale = 1
-    if text and text[-1] in "KMG":
-        scale = 1024 ** ("KMG".index(text[-1]) + 1)
-        text = text[:-1]
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 65536, 512K or 2M, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value!r}")
-    return number * scale
-
-
-def host_address(value: str) -> str:
-    """``HOST:PORT`` or ``PORT`` (loopback) for the status server."""
-    text = str(value).strip()
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", text
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        number = int(port)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT or PORT, got {value!r}") from None
-    if not 0 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range in {value!r}")
-    return f"{host}:{number}"
-
-
-def log_level(value: str) -> str:
-    level = str(value).strip().lower()
-    if level == "warn":
-        level = "warning"
-    if level not in LOG_LEVELS:
-        raise argparse.ArgumentTypeError(
-            f"expected one of debug, info, warn, warning, error; got {value!r}"
-        )
-    return level
-
-
-def log_format(value: str) -> str:
-    fmt = str(value).strip().lower()
-    if fmt not in LOG_FORMATS:
-        raise argparse.ArgumentTypeError(f"expected text or json, got {value!r}")
-    return fmt
-
-
-def non_empty(value: str) -> str:
-    text = str(value).strip()
-    if not text:
-        raise argparse.ArgumentTypeError("must not be empty")
-    return text
 
 
 def normalize_sync_url(value: str) -> str:
@@ -248,17 +121,17 @@ def normalize_sync_url(value: str) -> str:
     scheme, _, rest = url.partition("://")
     scheme = scheme.lower()
     if scheme not in ("ws", "wss"):
-        raise ConfigError(f"the sync URL must start with ws:// or wss://, got {value!r}")
+        raise ConfigError(f"the sync URL must start with ws:// or wss://, got {mask(value)!r}")
     url = (scheme + "://" + rest).rstrip("/")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise ConfigError(f"the sync URL {value!r} is not valid: {_one_line(exc)}") from None
+        raise ConfigError(f"the sync URL {mask(value)!r} is not valid: {_one_line(exc)}") from None
     if not parts.hostname:
-        raise ConfigError(f"the sync URL {value!r} has no host")
+        raise ConfigError(f"the sync URL {mask(value)!r} has no host")
     if any(ch.isspace() for ch in url):
-        raise ConfigError(f"the sync URL {value!r} contains whitespace")
+        raise ConfigError(f"the sync URL {mask(value)!r} contains whitespace")
     return url
 
 
@@ -301,9 +174,11 @@ Connects to mrmd-sync as a Yjs peer and:
     writing its output after the browser that started it is closed
   - relays stdin requests from runtimes to the notebook and back
 
+Without --doc it follows every document the server lists at /stats.
 It stays in the foreground. TERM or INT stops it gracefully (running cells
-get --grace seconds to finish, a second signal stops at once); HUP reopens
-the log file.
+get --grace seconds to finish, a second signal stops at once); HUP loads the
+configuration again (command line, environment, config file), applies what
+can change while running and reopens the log file.
 """
 
 EPILOG = """\
@@ -314,14 +189,23 @@ examples:
   mrmd-monitor --doc a.md --doc b.md --log-format json wss://sync.example.org
   mrmd-monitor -c /etc/mrmd-monitor/monitor.ini
   MRMD_MONITOR_SYNC_URL=ws://localhost:4444 mrmd-monitor
+  MRMD_MONITOR_TOKEN=... mrmd-monitor ws://localhost:4444   # keeps the token out of ps
 """
 
 
-def _add(parser, flag, *, default, help, shown_default=None, **kwargs):
-    """Declare one option; its default is written into the help text."""
-    shown = default if shown_default is None else shown_default
-    text = f"{help} (default: {shown})".replace("%", "%%")
-    return parser.add_argument(flag, default=default, help=text, **kwargs)
+def _add(parser, option: Option):
+    """One table row -> one argument; its default is written into the help text."""
+    text = f"{option.help} (default: {option.shown_default})".replace("%", "%%")
+    if not option.reloadable:
+        text += "; a HUP does not change it"
+    kwargs = dict(default=None if option.many else option.default, help=text,
+                  metavar=option.metavar or None, env_var=option.env)
+    kwargs["dest"] = "sync_url_setting" if option.field == "sync_url" else option.field
+    if option.many:
+        kwargs["action"] = "append"
+    if option.type is not None:
+        kwargs["type"] = option.type
+    return parser.add_argument("--" + option.name, **kwargs)
 
 
 def build_parser() -> configargparse.ArgumentParser:
@@ -333,10 +217,9 @@ def build_parser() -> configargparse.ArgumentParser:
         config_file_parser_class=_IniParser(
             sections=[CONFIG_SECTION], split_ml_text_to_list=True
         ),
-        auto_env_var_prefix=ENV_PREFIX,
         allow_abbrev=False,
     )
-    parser.add_argument(
+    config_action = parser.add_argument(
         "-c", "--config",
         dest="config_file",
         metavar="PATH",
@@ -358,106 +241,19 @@ def build_parser() -> configargparse.ArgumentParser:
         help="WebSocket URL of mrmd-sync, e.g. ws://localhost:4444; 'host:port' "
              "means ws://host:port. May also be given as --sync-url.",
     )
-    _add(parser, "--sync-url", dest="sync_url_setting", metavar="URL", default=None,
-         shown_default="none, required here or as the positional sync-url",
-         help="the sync URL, for the environment and config files")
-    _add(parser, "--doc", dest="docs", metavar="PATH", action="append", default=None,
-         shown_default="none: the daemon's default document",
-         help="document to monitor; repeat to monitor several; in a config file, "
-              "one per indented line")
-    _add(parser, "--name", metavar="NAME", type=non_empty, default="mrmd-monitor",
-         help="name shown to other peers in Awareness")
-    _add(parser, "--log-level", metavar="{debug,info,warn,error}", type=log_level,
-         default="info", help="least severe messages to log")
-    _add(parser, "--log-format", metavar="{text,json}", type=log_format, default="text",
-         help="text for people, json for one JSON object per line")
-    _add(parser, "--log-file", metavar="PATH", default=None, shown_default="stderr",
-         help="append logs to this file, reopened when logrotate moves it; '-' means stderr")
-    _add(parser, "--max-workers", metavar="N", type=workers, default=8,
-         help="executions that may run at the same time")
-    _add(parser, "--flush-interval", metavar="SECONDS", type=seconds_at_least_zero,
-         default=0.05, help="how often buffered output is written into the document")
-    _add(parser, "--block-wait", metavar="SECONDS", type=seconds_at_least_zero, default=1.0,
-         help="how long a claimed run waits for a browser to create its output block "
-              "before the monitor creates it")
-    _add(parser, "--grace", metavar="SECONDS", type=seconds_at_least_zero, default=10.0,
-         help="on TERM/INT, how long running executions may finish")
-    _add(parser, "--connect-timeout", metavar="SECONDS", type=seconds_above_zero,
-         default=10.0, help="timeout for connecting to mrmd-sync and to a runtime")
-    _add(parser, "--idle-timeout", metavar="SECONDS", type=seconds_above_zero, default=300.0,
-         help="give up on a runtime stream silent this long (runtimes ping every 60 s)")
-    _add(parser, "--reconnect-max", metavar="SECONDS", type=seconds_above_zero, default=30.0,
-         help="cap of the backoff between reconnects to mrmd-sync")
-    _add(parser, "--claim-settle", metavar="SECONDS", type=seconds_at_least_zero, default=0.3,
-         help="after a claim has made a round trip through the server, wait this long for a "
-              "concurrent claim by another monitor before running")
-    _add(parser, "--orphan-timeout", metavar="SECONDS", type=seconds_above_zero, default=20.0,
-         help="a monitor missing from awareness this long has lost its claims: not-started "
-              "runs are taken over, running ones marked error")
-    _add(parser, "--stale-after", metavar="SECONDS", type=seconds_at_least_zero, default=600.0,
-         help="at start, requests older than this are marked expired instead of run (0: never)")
-    _add(parser, "--max-run-time", metavar="SECONDS", type=seconds_at_least_zero, default=0.0,
-         shown_default="0: unlimited", help="stop and mark error a run that takes longer")
-    _add(parser, "--max-output-bytes", metavar="BYTES", type=size_in_bytes, default=2 * 1024 * 1024,
-         shown_default="2M", help="most output one run keeps in the document: past it, the head "
-         "and the latest tail are kept with a line saying how much was left out")
-    _add(parser, "--max-inline-bytes", metavar="BYTES", type=size_in_bytes, default=256 * 1024,
-         shown_default="256K", help="rich output larger than this is kept as an asset reference, "
-         "not inline in the document")
-    _add(parser, "--assets-dir", metavar="PATH", default=None, shown_default="none",
-         help="keep rich outputs larger than --max-inline-bytes as files here (served at "
-              "/assets/ on --status-addr) instead of dropping them")
-    _add(parser, "--retention", metavar="SECONDS", type=seconds_at_least_zero, default=3600.0,
-         help="finished entries are removed from the executions map after this long (0: never); "
-              "the output stays in the text")
-    _add(parser, "--allow-runtime", dest="allow_runtime", metavar="PATTERN", action="append",
-         default=None, shown_default="localhost, 127.0.0.0/8, ::1",
-         help="runtime hosts the monitor may call: a host name (shell wildcards allowed), an "
-              "IP network, or host:port; repeat for several")
-    _add(parser, "--token", metavar="TOKEN", default=None, shown_default="none",
-         help="auth token for mrmd-sync, sent as ?token= and as an Authorization: Bearer header")
-    _add(parser, "--ca-file", metavar="PATH", default=None, shown_default="system CAs",
-         help="CA bundle to verify a wss:// sync server's certificate")
-    _add(parser, "--discover-interval", metavar="SECONDS", type=seconds_above_zero, default=5.0,
-         help="without --doc, how often to ask the server's /stats for its open documents")
-    _add(parser, "--status-addr", metavar="HOST:PORT", type=host_address, default=None,
-         shown_default="off", help="serve /healthz and /metrics here (a bare port means "
-         "127.0.0.1)")
-
-    _assign_env_vars(parser)
+    # Our own record of the declared arguments: nothing needs argparse's private list.
+    parser.monitor_actions = {option.name: _add(parser, option) for option in OPTIONS}
+    parser.config_action = config_action
     return parser
-
-
-def _assign_env_vars(parser) -> None:
-    """Name each option's environment variable now, exactly as
-    ``auto_env_var_prefix`` would.
-
-    ConfigArgParse only does this inside parse_known_args(), so format_help()
-    on a fresh parser would not list them.
-    """
-    for action in parser._actions:
-        keys = parser.get_possible_config_keys(action)
-        if (
-            not keys
-            or getattr(action, "env_var", None)
-            or not action.option_strings
-            or getattr(action, "is_config_file_arg", False)
-            or isinstance(action, (argparse._VersionAction, argparse._HelpAction))
-        ):
-            continue
-        action.env_var = (ENV_PREFIX + keys[0].lstrip("-")).replace("-", "_").upper()
 
 
 def option_actions(parser) -> dict:
     """Option name -> argparse action, for every option a file or env var can set."""
-    result = {}
-    for action in parser._actions:
-        if not action.option_strings or getattr(action, "is_config_file_arg", False):
-            continue
-        if isinstance(action, (argparse._VersionAction, argparse._HelpAction)):
-            continue
-        result[action.option_strings[-1][2:]] = action
-    return result
+    return dict(parser.monitor_actions)
+
+
+def _all_actions(parser):
+    return [parser.config_action] + list(parser.monitor_actions.values())
 
 
 # --------------------------------------------------------------------------
@@ -492,8 +288,8 @@ def _collect_sources(parser, argv, namespace) -> dict:
                 if action.dest == "config_file":
                     raise ConfigError(f"'config' cannot be set inside config file {label}")
                 sources.setdefault(action.dest, SOURCE_FILE_PREFIX + label)
-    for action in parser._actions:
-        if action.option_strings and _on_command_line(argv, action.option_strings):
+    for action in _all_actions(parser):
+        if _on_command_line(argv, action.option_strings):
             sources[action.dest] = SOURCE_COMMAND_LINE
     if namespace.sync_url is not None:
         sources["sync_url"] = SOURCE_COMMAND_LINE
@@ -509,7 +305,7 @@ def _blame(parser, argv, env, message: str) -> str:
     if not match:
         return message
     flags = match.group("flags").split("/")
-    for action in parser._actions:
+    for action in _all_actions(parser):
         if not set(flags) & set(action.option_strings):
             continue
         if _on_command_line(argv, action.option_strings):
@@ -524,8 +320,41 @@ def _blame(parser, argv, env, message: str) -> str:
     return message
 
 
-def load_config(argv: Optional[Sequence[str]], env: Optional[Mapping[str, str]] = None) -> Config:
-    """Parse ``argv`` (without the program name), ``env`` and any ``-c`` file.
+def _sync_url(namespace, sources) -> str:
+    if namespace.sync_url is not None and sources.get("sync_url_setting") == SOURCE_COMMAND_LINE:
+        raise ConfigError("give the sync URL once: either as the sync-url argument or as --sync-url")
+    if namespace.sync_url is not None:
+        raw_url = namespace.sync_url
+    elif namespace.sync_url_setting is not None:
+        raw_url = namespace.sync_url_setting
+        sources["sync_url"] = sources.get("sync_url_setting", SOURCE_DEFAULT)
+    else:
+        raise ConfigError(
+            "the sync URL is required: give it as an argument (e.g. ws://localhost:4444), "
+            f"in {ENV_PREFIX}SYNC_URL, or as sync-url in the config file"
+        )
+    try:
+        return normalize_sync_url(raw_url)
+    except ConfigError as exc:
+        where = sources.get("sync_url", SOURCE_DEFAULT)
+        if where == SOURCE_COMMAND_LINE:
+            raise
+        raise ConfigError(f"{exc} (from {where})") from None
+
+
+def _value(option: Option, namespace) -> Any:
+    value = getattr(namespace, option.field)
+    if option.finish is not None:
+        try:
+            return option.finish(value)
+        except ValueError as exc:
+            raise ConfigError(_one_line(exc)) from None
+    return value
+
+
+def load_config(argv: Optional[Sequence[str]], env: Optional[Mapping[str, str]] = None):
+    """Parse ``argv`` (without the program name), ``env`` and any ``-c`` file
+    into a frozen :class:`Config`.
 
     Raises ConfigError with a one-line reason on any bad value, and
     ParserExit after printing ``--help`` or ``--version``.
@@ -548,117 +377,63 @@ def load_config(argv: Optional[Sequence[str]], env: Optional[Mapping[str, str]] 
     if unknown:
         raise ConfigError("unrecognized arguments: " + " ".join(unknown))
 
-    if namespace.sync_url is not None and sources.get("sync_url_setting") == SOURCE_COMMAND_LINE:
-        raise ConfigError("give the sync URL once: either as the sync-url argument or as --sync-url")
-    if namespace.sync_url is not None:
-        raw_url = namespace.sync_url
-    elif namespace.sync_url_setting is not None:
-        raw_url = namespace.sync_url_setting
-        sources["sync_url"] = sources.get("sync_url_setting", SOURCE_DEFAULT)
-    else:
-        raise ConfigError(
-            "the sync URL is required: give it as an argument (e.g. ws://localhost:4444), "
-            f"in {ENV_PREFIX}SYNC_URL, or as sync-url in the config file"
-        )
-    try:
-        sync_url = normalize_sync_url(raw_url)
-    except ConfigError as exc:
-        where = sources.get("sync_url", SOURCE_DEFAULT)
-        if where == SOURCE_COMMAND_LINE:
-            raise
-        raise ConfigError(f"{exc} (from {where})") from None
-
-    docs = []
-    for doc in namespace.docs or ():
-        doc = str(doc).strip()
-        if not doc:
-            raise ConfigError("--doc must not be empty")
-        if doc not in docs:
-            docs.append(doc)
-
-    log_file = namespace.log_file
-    if log_file is not None:
-        log_file = str(log_file).strip()
-        if log_file in ("", "-"):
-            log_file = None
-
-    by_option = []
-    for option, field in OPTION_FIELDS:
-        by_option.append((option, sources.get(field, SOURCE_DEFAULT)))
-
-    return Config(
-        sync_url=sync_url,
-        docs=tuple(docs),
-        name=namespace.name,
-        log_level=namespace.log_level,
-        log_format=namespace.log_format,
-        log_file=log_file,
-        max_workers=namespace.max_workers,
-        flush_interval=float(namespace.flush_interval),
-        block_wait=float(namespace.block_wait),
-        grace=float(namespace.grace),
-        connect_timeout=float(namespace.connect_timeout),
-        idle_timeout=float(namespace.idle_timeout),
-        reconnect_max=float(namespace.reconnect_max),
-        claim_settle=float(namespace.claim_settle),
-        orphan_timeout=float(namespace.orphan_timeout),
-        stale_after=float(namespace.stale_after),
-        max_run_time=float(namespace.max_run_time),
-        max_output_bytes=int(namespace.max_output_bytes),
-        max_inline_bytes=int(namespace.max_inline_bytes),
-        assets_dir=namespace.assets_dir or None,
-        retention=float(namespace.retention),
-        allow_runtime=tuple(namespace.allow_runtime or DEFAULT_ALLOWED_RUNTIMES),
-        token=namespace.token or None,
-        ca_file=namespace.ca_file or None,
-        discover_interval=float(namespace.discover_interval),
-        status_addr=namespace.status_addr,
-        config_file=namespace.config_file,
-        sources=tuple(by_option),
-    )
+    values = {"sync_url": _sync_url(namespace, sources)}
+    for option in OPTIONS:
+        if option.field != "sync_url":
+            values[option.field] = _value(option, namespace)
+    by_option = tuple((name, sources.get(field, SOURCE_DEFAULT)) for name, field in OPTION_FIELDS)
+    return Config(config_file=namespace.config_file, sources=by_option, **values)
 
 
 # --------------------------------------------------------------------------
 # Describing.
 
 
-def _is_secret(name: str) -> bool:
-    name = name.lower()
-    return any(word in name for word in _SECRET_WORDS)
+def is_secret(name: str) -> bool:
+    """A field or option name that holds a secret: declared so in the table,
+    or named like one (a field added elsewhere before it reaches the table)."""
+    option = BY_FIELD.get(name.replace("-", "_"))
+    if option is not None and option.secret:
+        return True
+    lowered = name.lower()
+    return any(word in lowered for word in ("token", "password", "secret"))
+
+
+def secrets_of(config) -> tuple:
+    """Every secret value of ``config``: secret options and credentials in its URLs."""
+    found = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, str) and value and is_secret(f.name):
+            found.append(value)
+        elif isinstance(value, str) and "://" in value:
+            found.extend(url_secrets(value))
+    return tuple(found)
 
 
 def mask_url(url: str) -> str:
     """Hide a password in the user part and secret-looking query values."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, sep, _password = userinfo.partition(":")
-        netloc = f"{user}{sep}{'***' if sep else ''}@{hostport}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(_is_secret(k) or k.lower() in ("key", "secret", "auth") for k, _ in pairs):
-            query = urlencode(
-                [(k, "***" if (_is_secret(k) or k.lower() in ("key", "secret", "auth")) else v)
-                 for k, v in pairs],
-                safe="*",
-            )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return mask(url)
 
 
-def _render(value) -> str:
+def render(value) -> str:
     if value is None:
         return "none"
     if isinstance(value, (tuple, list)):
-        return ",".join(_render(v) for v in value) if value else "none"
+        return ",".join(render(v) for v in value) if value else "none"
     text = str(value)
     if not text or any(ch.isspace() for ch in text) or "," in text:
         return json.dumps(text)
     return text
+
+
+def shown(field: str, value) -> str:
+    """One value as the start line and the HUP line show it, secrets masked."""
+    if value not in (None, "", ()) and is_secret(field):
+        return "***"
+    if field == "log_file" and value is None:
+        return "stderr"
+    return render(mask(value) if isinstance(value, str) else value)
 
 
 def describe(config) -> str:
@@ -669,14 +444,6 @@ def describe(config) -> str:
     items = []
     for name in known + [n for n in names if n not in known]:
         option = _FIELD_TO_OPTION.get(name, name.replace("_", "-"))
-        value = getattr(config, name)
-        if value not in (None, "", ()) and (_is_secret(option) or _is_secret(name)):
-            shown = "***"
-        elif name == "sync_url" and isinstance(value, str):
-            shown = _render(mask_url(value))
-        elif name == "log_file" and value is None:
-            shown = "stderr"
-        else:
-            shown = _render(value)
-        items.append(f"{option}={shown} ({sources.get(option, SOURCE_DEFAULT)})")
-    return ", ".join(items)
+        items.append(f"{option}={shown(name, getattr(config, name))} "
+                     f"({sources.get(option, SOURCE_DEFAULT)})")
+    return mask(", ".join(items), secrets_of(config))

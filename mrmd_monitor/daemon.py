@@ -14,12 +14,13 @@ import threading
 import time
 
 from . import messages as m
-from .config import OPTION_FIELDS, load_config
+from .config import OPTION_FIELDS, load_config, shown
 from .discovery import Discovery
 from .display import AssetStore, DisplayConverter
 from .errors import ConfigError
 from .metrics import Metrics
 from .mrp import MrpClient
+from .options import restart_only_fields
 from .status import StatusServer, StatusServerError
 from .sync import SyncThread
 from .workers import WorkerPool
@@ -28,13 +29,12 @@ log = logging.getLogger(__name__)
 
 EXIT_NO_DOCUMENTS = 2
 
-# Config fields a HUP cannot change in a running process: the documents and
-# their connections, the pool, the MRP client and the status server are built
-# once at start. A reload keeps their running values and names them in a log line.
-RESTART_ONLY = ("sync_url", "docs", "name", "max_workers", "connect_timeout", "idle_timeout",
-                "status_addr")
+# Config fields a HUP cannot change in a running process (``reloadable=False``
+# in the option table): the documents and their connections, the pool, the MRP
+# client, the asset store and the status server are built once at start. A
+# reload keeps their running values and names them in a log line.
+RESTART_ONLY = restart_only_fields()
 _NOT_COMPARED = ("sources", "config_file")
-_SECRET_FIELDS = ("token",)
 _OPTION_OF = {field: option for option, field in OPTION_FIELDS}
 
 
@@ -272,15 +272,5 @@ class Daemon:
         log.info("SIGHUP: log files reopened")
 
 
-def _shown(field, value):
-    if field in _SECRET_FIELDS and value:
-        return "***"
-    if value is None:
-        return "none"
-    if isinstance(value, (tuple, list)):
-        return ",".join(str(v) for v in value) or "none"
-    return str(value)
-
-
 def _change(field, before, after):
-    return "%s %s -> %s" % (_OPTION_OF.get(field, field), _shown(field, before), _shown(field, after))
+    return "%s %s -> %s" % (_OPTION_OF.get(field, field), shown(field, before), shown(field, after))

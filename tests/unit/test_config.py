@@ -18,6 +18,7 @@ from mrmd_monitor.config import (
     normalize_sync_url,
     option_actions,
 )
+from mrmd_monitor.options import OPTIONS
 from mrmd_monitor.errors import ConfigError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "contrib" / "monitor.ini"
@@ -362,10 +363,68 @@ def test_sample_lists_every_option_with_its_default():
     parser = build_parser()
     shown = sample_defaults()
     actions = option_actions(parser)
-    assert set(shown) == set(actions), "contrib/monitor.ini and the parser disagree"
-    for key, action in actions.items():
-        if action.default is not None:
-            assert shown[key] == str(action.default), key
+    assert set(shown) == set(actions) == {o.name for o in OPTIONS}, \
+        "contrib/monitor.ini, the parser and the option table disagree"
+    for option in OPTIONS:
+        if option.default not in (None, ()) and not option.many:
+            assert shown[option.name] == str(option.default), option.name
+
+
+def sample_comments():
+    """key -> the comment block just above its '#key =' line in contrib/monitor.ini."""
+    found, block = {}, []
+    for line in SAMPLE.read_text().splitlines():
+        match = re.match(r"^#([a-z][a-z-]*) =", line)
+        if match:
+            found[match.group(1)] = " ".join(block)
+            block = []
+        elif line.startswith("# ") or line == "#":
+            block.append(line[2:])
+        else:
+            block = []
+    return found
+
+
+def test_sample_says_restart_exactly_for_the_options_a_hup_cannot_change():
+    comments = sample_comments()
+    for option in OPTIONS:
+        assert ("Restart." in comments[option.name]) == (not option.reloadable), option.name
+
+
+def test_every_option_has_its_own_environment_variable_in_help():
+    parser = build_parser()
+    actions = option_actions(parser)
+    for option in OPTIONS:
+        assert option.env == "MRMD_MONITOR_" + option.name.upper().replace("-", "_")
+        assert actions[option.name].env_var == option.env
+        assert load_config([URL], env={}).source_of(option.name) in ("default", "command line")
+
+
+def test_the_config_has_one_field_per_option_with_the_table_default():
+    config = load_config([URL], env={})
+    fields = [f.name for f in dataclasses.fields(config)]
+    assert fields == ["sync_url"] + [o.field for o in OPTIONS if o.field != "sync_url"] + [
+        "config_file", "sources"]
+    for option in OPTIONS:
+        if option.field != "sync_url":
+            assert getattr(config, option.field) == option.default, option.name
+
+
+def test_every_option_comes_from_the_environment():
+    for option in OPTIONS:
+        value = {"sync-url": "ws://h:1", "log-level": "debug", "log-format": "json",
+                 "status-addr": "9", "name": "x"}.get(option.name, "7")
+        config = load_config([] if option.name == "sync-url" else [URL], env={option.env: value})
+        assert config.source_of(option.name) == "environment " + option.env, option.name
+
+
+def test_restart_only_options_are_marked_in_help(capsys):
+    with pytest.raises(ParserExit):
+        load_config(["--help"], env={})
+    out = " ".join(capsys.readouterr().out.split())
+    assert "a HUP does not change it" in out
+    assert "HUP loads the configuration again" in out
+    assert "follows every document the server lists at /stats" in out
 
 
 def test_sample_parses_as_is():
