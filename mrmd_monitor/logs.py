@@ -5,6 +5,23 @@ log through the same handler) and may be called again: it replaces the handler
 it installed earlier instead of adding a second one. ``reopen_logs()`` is for
 SIGHUP: it reopens the log file so an external rotation takes effect at once
 (WatchedFileHandler also notices a moved file on its own at the next record).
+
+Both formatters are the last stop before a line is written, so the two rules
+about outside text are kept here, once, for every call site:
+
+- every secret of the configuration (the token, a password in the sync URL),
+  and any URL password, ``token=`` value or bearer token, is masked in the
+  finished line, whatever form it reached the message in
+  (:func:`mrmd_monitor.redact.mask`);
+- in text lines, values that came from outside (message arguments, extra
+  fields, thread names, exception texts) have their control characters
+  escaped, so one record is one line (a traceback's frames aside) and no
+  document name, execution id, session or runtime error can start a forged
+  line. JSON lines are one line by construction (json escapes controls; the
+  Unicode line separators are escaped too).
+
+``context(logger, doc=..., exec_id=...)`` gives a logger that adds ``doc`` and
+``exec_id`` to each of its records (shown in JSON lines).
 """
 
 from __future__ import annotations
@@ -13,9 +30,13 @@ import json
 import logging
 import logging.handlers
 import sys
+import traceback
 from datetime import datetime, timezone
+from typing import Optional
 
+from .config import secrets_of
 from .errors import ConfigError
+from .redact import escape, mask
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
 
@@ -24,12 +45,120 @@ CONTEXT_FIELDS = ("doc", "exec_id")
 
 _MARK = "_mrmd_monitor_handler"
 
+# The configured secrets, read by both formatters (set by setup_logging).
+_secrets: tuple = ()
+
+
+def set_secrets(secrets) -> None:
+    """Mask these values (in every form) in every line from now on."""
+    global _secrets
+    _secrets = tuple(s for s in secrets if s)
+
+
+def redact_line(text: str) -> str:
+    return mask(text, _secrets)
+
+
+class _Escaped:
+    """A message argument from outside, shown with its control characters
+    escaped whether the message uses %s or %r."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __str__(self):
+        return escape(str(self.value))
+
+    def __repr__(self):
+        return escape(repr(self.value))
+
+    def __format__(self, spec):
+        return escape(format(self.value, spec))
+
+
+def _escaped_args(args):
+    if isinstance(args, dict):
+        return {k: _safe_arg(v) for k, v in args.items()}
+    if isinstance(args, tuple):
+        return tuple(_safe_arg(a) for a in args)
+    return args
+
+
+def _safe_arg(value):
+    # Numbers keep working with %d and %.1f; everything else may carry outside text.
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return _Escaped(value)
+
+
+def _format_exception_escaped(exc_info) -> str:
+    """A traceback whose exception texts (and notes) are escaped: the frames
+    come from our own source files, the messages may quote a runtime or a peer."""
+    te = traceback.TracebackException(*exc_info, compact=True)
+    out = []
+    _traceback_lines(te, out, set())
+    return "".join(out).rstrip("\n")
+
+
+def _traceback_lines(te, out, seen) -> None:
+    seen.add(id(te))
+    cause, context = te.__cause__, te.__context__
+    if cause is not None and id(cause) not in seen:
+        _traceback_lines(cause, out, seen)
+        out.append("\nThe above exception was the direct cause of the following exception:\n\n")
+    elif context is not None and not te.__suppress_context__ and id(context) not in seen:
+        _traceback_lines(context, out, seen)
+        out.append("\nDuring handling of the above exception, another exception occurred:\n\n")
+    if te.stack:
+        out.append("Traceback (most recent call last):\n")
+        out.extend(te.stack.format())
+    for chunk in te.format_exception_only():
+        out.append(escape(chunk.rstrip("\n")) + "\n")
+
+
+class TextFormatter(logging.Formatter):
+    """The text format, one record per line, secrets masked."""
+
+    def __init__(self):
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        safe = logging.makeLogRecord(record.__dict__)
+        # Arguments escaped one by one keep %d and %r working; the whole
+        # message escaped again covers one written with an f-string.
+        safe.args = _escaped_args(record.args)
+        safe.msg, safe.args = escape(safe.getMessage()), None
+        safe.threadName = escape(record.threadName)
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                setattr(safe, name, escape(value))
+        safe.exc_text = None
+        if record.exc_info:
+            safe.exc_text = _format_exception_escaped(record.exc_info)
+        elif record.exc_text:
+            safe.exc_text = record.exc_text
+        safe.exc_info = None
+        text = super().format(safe)
+        return redact_line(text)
+
+    def formatException(self, ei) -> str:
+        return _format_exception_escaped(ei)
+
+
+_JSON_LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, thread, logger, message [, doc,
     exec_id, exc, stack]."""
 
     def format(self, record: logging.LogRecord) -> str:
+        return _one_json_line(redact_line(self._format(record)))
+
+    def _format(self, record: logging.LogRecord) -> str:
         entry = {
             "time": datetime.fromtimestamp(record.created, tz=timezone.utc)
             .isoformat(timespec="milliseconds")
@@ -51,6 +180,38 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def _one_json_line(text: str) -> str:
+    # json leaves these raw with ensure_ascii=False; str.splitlines would cut there.
+    for raw, escaped in _JSON_LINE_BREAKS.items():
+        if raw in text:
+            text = text.replace(raw, escaped)
+    return text
+
+
+class ContextAdapter(logging.LoggerAdapter):
+    """A logger for one document or one run: every record carries ``doc`` and
+    ``exec_id`` (JSON lines show them) without ``extra=`` at each call."""
+
+    def process(self, msg, kwargs):
+        extra = dict(self.extra)
+        extra.update(kwargs.get("extra") or {})
+        kwargs["extra"] = extra
+        return msg, kwargs
+
+    def bind(self, **fields) -> "ContextAdapter":
+        """The same logger with more context (a run's ``exec_id`` on a document's logger)."""
+        return ContextAdapter(self.logger, {**self.extra, **fields})
+
+
+def context(logger, doc: Optional[str] = None, exec_id: Optional[str] = None) -> ContextAdapter:
+    """``context(log, doc="a.md").info("synced")`` logs with ``doc`` set."""
+    base = logger.logger if isinstance(logger, logging.LoggerAdapter) else logger
+    fields = {k: v for k, v in (("doc", doc), ("exec_id", exec_id)) if v is not None}
+    if isinstance(logger, logging.LoggerAdapter):
+        fields = {**logger.extra, **fields}
+    return ContextAdapter(base, fields)
 
 
 def _level(name: str) -> int:
@@ -80,8 +241,9 @@ def setup_logging(config) -> None:
     if config.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(TextFormatter())
     setattr(handler, _MARK, True)
+    set_secrets(secrets_of(config))
 
     for old in _our_handlers(root):
         root.removeHandler(old)

@@ -1,0 +1,40 @@
+"""logs.py: the per-document / per-run logger, escaping and masking helpers."""
+
+import json
+import logging
+
+from mrmd_monitor import logs
+from mrmd_monitor.config import load_config
+from mrmd_monitor.redact import escape, forms, mask, url_secrets
+
+
+def test_context_adds_doc_and_exec_id_to_json_lines(tmp_path, restore_logging):
+    path = tmp_path / "m.json"
+    logs.setup_logging(load_config(["ws://127.0.0.1:1", "--log-format", "json",
+                                    "--log-file", str(path)], env={}))
+    doc_log = logs.context(logging.getLogger("mrmd_monitor.sync"), doc="a.md")
+    run_log = doc_log.bind(exec_id="e1")
+    doc_log.info("synced")
+    run_log.info("%s running", "e1")
+    run_log.info("override", extra={"exec_id": "e2"})
+    first, second, third = (json.loads(line) for line in path.read_text().splitlines())
+    assert first["doc"] == "a.md" and "exec_id" not in first
+    assert (second["doc"], second["exec_id"], second["message"]) == ("a.md", "e1", "e1 running")
+    assert third["exec_id"] == "e2"
+    assert logs.context(run_log, doc="b.md").extra == {"doc": "b.md", "exec_id": "e1"}
+
+
+def test_escape_keeps_printable_text_and_shows_controls():
+    assert escape("plain é 中 😀") == "plain é 中 😀"
+    assert escape("a\nb\rc\td\x00e\x1bf\x7fg\x9bh\u2028i\u202ej") == \
+        "a\\nb\\rc\\td\\x00e\\x1bf\\x7fg\\x9bh\\u2028i\\u202ej"
+
+
+def test_mask_every_form_and_nothing_else():
+    secret = "p@ss w/rd+1"
+    for form in forms(secret):
+        assert mask("x %s y" % form, [secret]) == "x *** y"
+    assert mask("nothing secret here", [secret]) == "nothing secret here"
+    assert mask("http://127.0.0.1:8080/a@b", []) == "http://127.0.0.1:8080/a@b"  # a port is no password
+    assert mask("ws://h/doc?room=1&token=abc&x=2", []) == "ws://h/doc?room=1&token=***&x=2"
+    assert url_secrets("wss://u:p%40w@h/?token=t%2F1") == ["p%40w", "p@w", "t%2F1", "t/1"]
