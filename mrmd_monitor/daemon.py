@@ -16,12 +16,14 @@ import time
 from . import messages as m
 from .config import OPTION_FIELDS, load_config, shown
 from .discovery import Discovery
-from .display import AssetStore, DisplayConverter
+from .assets import AssetStore
+from .display import DisplayConverter
 from .errors import ConfigError
 from .metrics import Metrics
 from .mrp import MrpClient
 from .options import restart_only_fields
-from .status import StatusServer, StatusServerError
+from .errors import StatusServerError
+from .status import StatusServer
 from .sync import SyncThread
 from .workers import WorkerPool
 
@@ -102,7 +104,10 @@ class Daemon:
             if self.status is not None:
                 host, port = self.status.bound[:2]
                 base = "http://%s:%d/assets" % (host if ":" not in host else "[%s]" % host, port)
-            store = AssetStore(self.config.assets_dir, base)
+            store = AssetStore(self.config.assets_dir, base,
+                               max_bytes=self.config.assets_max_bytes,
+                               retention=self.config.assets_retention)
+            store.prune()  # limits lowered since the last run apply now
         return DisplayConverter(self.config.max_inline_bytes, store)
 
     def _attach(self, name):

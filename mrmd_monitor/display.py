@@ -17,6 +17,8 @@ import mimetypes
 import os
 from urllib.parse import urlsplit
 
+from .assets import AssetStore  # noqa: F401 - moved to assets.py; imported where it was
+
 log = logging.getLogger(__name__)
 
 MAX_ITEMS = 64
@@ -25,33 +27,6 @@ _TEXT_TYPES = ("text/", "application/json", "application/javascript", "image/svg
 
 def _is_text(mime):
     return mime.startswith(_TEXT_TYPES) or mime.endswith(("+json", "+xml"))
-
-
-class AssetStore:
-    """Large display data as files, named by content hash."""
-
-    def __init__(self, directory, base_url=None):
-        self.directory = directory
-        self.base_url = base_url.rstrip("/") + "/" if base_url else None
-
-    def put(self, mime, data):
-        if _is_text(mime) or not isinstance(data, str):
-            raw = data.encode("utf-8") if isinstance(data, str) else repr(data).encode()
-        else:
-            try:
-                raw = base64.b64decode(data, validate=False)
-            except ValueError:
-                raw = data.encode("utf-8")
-        ext = mimetypes.guess_extension(mime.split(";")[0].strip()) or ".bin"
-        name = hashlib.sha256(raw).hexdigest()[:32] + ext
-        path = os.path.join(self.directory, name)
-        if not os.path.exists(path):
-            os.makedirs(self.directory, exist_ok=True)
-            tmp = path + ".tmp"
-            with open(tmp, "wb") as f:
-                f.write(raw)
-            os.replace(tmp, path)
-        return name, (self.base_url + name if self.base_url else None)
 
 
 class DisplayConverter:

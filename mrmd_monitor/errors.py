@@ -52,3 +52,31 @@ class StreamError(MrpError):
 
 class Cancelled(MrpError):
     """The stream was closed on purpose (cancel or shutdown)."""
+
+
+class StatusServerError(MonitorError):
+    """The status server could not listen on its address."""
+
+    def __init__(self, message, *, address=None):
+        super().__init__(message)
+        self.address = address
+
+
+class DiscoveryError(MonitorError):
+    """The sync server's /stats could not be read (unreachable, HTTP error,
+    an answer too large or not a document list)."""
+
+    def __init__(self, message, *, url=None, status_code=None):
+        super().__init__(message)
+        self.url = url
+        self.status_code = status_code
+
+
+class NoStatsEndpoint(DiscoveryError):
+    """The server answers but has no /stats: it cannot tell us its documents."""
+
+
+class AssetRejected(MonitorError, OSError):
+    """An output cannot be kept in --assets-dir (larger than --assets-max-bytes).
+
+    An OSError too, so a caller that handles a failed write handles this."""

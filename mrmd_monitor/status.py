@@ -1,26 +1,35 @@
-"""The optional status server: ``/healthz`` and ``/metrics`` on ``--status-addr``.
+"""The optional status server: ``/healthz``, ``/metrics`` and ``/assets/`` on
+``--status-addr``.
 
-It runs on its own thread (``status``, plus one short-lived thread per
-request) and reads only what is safe to read from another thread: the
+It runs on its own thread (``status``, which accepts) plus at most
+``MAX_CONNECTIONS`` short-lived threads (``status-conn-<n>``), one per open
+connection. Every connection has one deadline for the whole request, reading
+and answering alike (``REQUEST_DEADLINE``): at the deadline the accept thread
+shuts the socket down, which unblocks its thread however slowly the client
+trickles bytes. A connection over the limit gets a 503 at once and is closed.
+
+It reads only what is safe to read from another thread: the
 :class:`~mrmd_monitor.metrics.Metrics` registry (numbers under a lock) and,
 for each document, a sync thread's ``doc_name``, ``synced`` (a bool) and
 ``last_heard_wall`` (a float epoch or None). It never touches a pycrdt object
 and never posts anything: scraping cannot disturb a run.
 
 ``health(documents, stopping)`` and ``render_metrics(metrics, documents,
-now)`` are plain functions; the HTTP part only serves what they return.
+now)`` are plain functions; the routes (:data:`ROUTES`, one row per path)
+name what answers each path. Every answer says ``X-Content-Type-Options:
+nosniff``; assets (notebook output, untrusted) also ``Content-Security-Policy:
+sandbox``, so an HTML or SVG asset cannot run script in the server's origin.
 """
 
+import itertools
 import logging
-import mimetypes
-import os
-import re
 import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .errors import MonitorError
+from .assets import read_asset
+from .errors import StatusServerError  # noqa: F401 - re-exported: it lived here
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -28,16 +37,21 @@ log = logging.getLogger(__name__)
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 
-#: Seconds a client may take to send its request before the connection is dropped.
+#: Seconds one read of a request may wait (the whole request has REQUEST_DEADLINE).
 REQUEST_TIMEOUT = 5.0
+#: Seconds a connection may take, from accept to the last byte of the answer.
+REQUEST_DEADLINE = 10.0
+#: Connections served at once; more get a 503 at once.
+MAX_CONNECTIONS = 32
+#: Refused connections kept half-closed for a moment so the client reads its 503.
+_MAX_LINGERING = 256
+_LINGER = 1.0
 
-
-class StatusServerError(MonitorError):
-    """The status server could not listen on its address."""
-
-    def __init__(self, message, *, address=None):
-        super().__init__(message)
-        self.address = address
+_SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"))
+_ASSET_HEADERS = (("Content-Security-Policy", "sandbox"),)
+_REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"X-Content-Type-Options: nosniff\r\nConnection: close\r\nContent-Length: 5\r\n\r\n"
+            b"busy\n")
 
 
 def split_address(address):
@@ -76,7 +90,7 @@ def render_metrics(metrics, documents, now):
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "mrmd-monitor"
-    timeout = REQUEST_TIMEOUT  # applies to reading the request
+    timeout = REQUEST_TIMEOUT  # each read; the accept thread enforces the whole deadline
 
     def do_GET(self):
         self._answer(send_body=True)
@@ -85,29 +99,38 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(send_body=False)
 
     def _answer(self, send_body):
-        owner = self.server.owner
         path = self.path.split("?", 1)[0]
         try:
-            if path == "/healthz":
-                ok, text = owner.health()
-                code, ctype = (200 if ok else 503), TEXT_CONTENT_TYPE
-            elif path == "/metrics":
-                code, ctype, text = 200, METRICS_CONTENT_TYPE, owner.metrics_text()
-            elif path.startswith("/assets/") and owner.asset(path[len("/assets/"):]) is not None:
-                code, (ctype, text) = 200, owner.asset(path[len("/assets/"):])
-            else:
-                code, ctype, text = 404, TEXT_CONTENT_TYPE, "not found: try /healthz or /metrics\n"
+            code, ctype, body, headers = self.server.owner.answer(path)
         except Exception:  # noqa: BLE001 - a scrape must never take the monitor down
             log.exception("status request %s failed", path)
-            code, ctype, text = 500, TEXT_CONTENT_TYPE, "internal error\n"
-        body = text if isinstance(text, bytes) else text.encode("utf-8")
+            code, ctype, body, headers = 500, TEXT_CONTENT_TYPE, "internal error\n", ()
+        body = body if isinstance(body, bytes) else body.encode("utf-8")
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
+        for name, value in _SECURITY_HEADERS + tuple(headers):
+            self.send_header(name, value)
         self.end_headers()
         if send_body:
             self.wfile.write(body)
+
+    def send_error(self, code, message=None, explain=None):
+        # The stock error page is HTML without our headers: answer in plain text.
+        self.close_connection = True
+        try:
+            self.send_response(code, message)
+            body = ("%d %s\n" % (code, message or "")).encode("utf-8", "replace")
+            self.send_header("Content-Type", TEXT_CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in _SECURITY_HEADERS:
+                self.send_header(name, value)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except OSError:
+            pass
 
     def log_message(self, fmt, *args):  # the default writes to stderr
         log.debug("status: %s %s", self.address_string(), fmt % args)
@@ -116,18 +139,112 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 64
 
-    def __init__(self, address, owner, family):
+    def __init__(self, address, owner, family, max_connections, deadline):
         self.address_family = family
         self.owner = owner
+        self.deadline = deadline
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._max_connections = max_connections
+        self._active = {}            # socket -> monotonic deadline; guarded by _active_lock
+        self._active_lock = threading.Lock()
+        self._lingering = []         # (close at, socket): refused, half-closed
+        self._numbers = itertools.count(1)
+        self._full = False
         super().__init__(address, _Handler)
 
+    # Runs on the accept thread: hands the connection to a thread of its own,
+    # or refuses it when every slot is taken.
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        if self._full:
+            self._full = False
+            log.info("status server: below %d connections again", self._max_connections)
+        with self._active_lock:
+            self._active[request] = time.monotonic() + self.deadline
+        thread = threading.Thread(target=self._serve_one, args=(request, client_address),
+                                  name="status-conn-%d" % next(self._numbers), daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # cannot start a thread: the connection is dropped
+            self.shutdown_request(request)
+            self._slots.release()
+            raise
 
-_ASSET_NAME = re.compile(r"^[0-9a-f]{32}\.[a-z0-9]{1,10}$")
+    def _serve_one(self, request, client_address):
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 - a client that breaks off is routine
+            log.debug("status connection from %s ended early", client_address[0], exc_info=True)
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def shutdown_request(self, request):
+        # Forget it first, under the lock: the deadline check never shuts down
+        # a socket that is being closed (its descriptor could be reused).
+        with self._active_lock:
+            self._active.pop(request, None)
+            super().shutdown_request(request)
+
+    def _refuse(self, request):
+        if not self._full:
+            self._full = True
+            log.warning("status server: %d connections open; refusing new ones with 503 until "
+                        "one ends (each ends within %.0fs)", self._max_connections, self.deadline)
+        try:
+            request.setblocking(False)
+            try:
+                request.recv(65536)  # what has arrived: closing on unread data would reset
+            except OSError:
+                pass
+            request.send(_REFUSAL)
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        if len(self._lingering) >= _MAX_LINGERING:
+            request.close()
+        else:
+            self._lingering.append((time.monotonic() + _LINGER, request))
+
+    # Called by serve_forever on the accept thread at least every poll interval.
+    def service_actions(self):
+        now = time.monotonic()
+        with self._active_lock:
+            for sock, deadline in list(self._active.items()):
+                if deadline <= now:
+                    self._active.pop(sock, None)
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)  # unblocks its thread's read or write
+                    except OSError:
+                        pass
+        if self._lingering:
+            keep = []
+            for close_at, sock in self._lingering:
+                if close_at <= now:
+                    sock.close()
+                else:
+                    keep.append((close_at, sock))
+            self._lingering = keep
+
+    def server_close(self):
+        super().server_close()
+        for _, sock in self._lingering:
+            sock.close()
+        self._lingering = []
+        with self._active_lock:
+            for sock in list(self._active):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
 
 class StatusServer:
-    """Serves ``/healthz`` and ``/metrics`` on a thread named ``status``.
+    """Serves :data:`ROUTES` on a thread named ``status``.
 
     ``documents`` is a callable returning the current sync threads (or any
     objects with ``doc_name``, ``synced`` and ``last_heard_wall``);
@@ -137,10 +254,13 @@ class StatusServer:
     """
 
     def __init__(self, address, metrics, documents, stopping=lambda: False, clock=time.time,
-                 assets_dir=None):
+                 assets_dir=None, max_connections=MAX_CONNECTIONS,
+                 request_deadline=REQUEST_DEADLINE):
         self.address = address
         self.assets_dir = assets_dir
         self.metrics = metrics
+        self.max_connections = max_connections
+        self.request_deadline = request_deadline
         self._documents = documents
         self._stopping = stopping
         self._clock = clock
@@ -157,16 +277,34 @@ class StatusServer:
         return render_metrics(self.metrics, list(self._documents()), self._clock())
 
     def asset(self, name):
-        """``(content type, bytes)`` of a stored rich output, or None. Only
-        names the asset store makes (a hash and an extension) are served."""
-        if not self.assets_dir or not _ASSET_NAME.match(name):
+        """``(content type, bytes)`` of a stored rich output, or None."""
+        return read_asset(self.assets_dir, name)
+
+    def answer(self, path):
+        """``(status, content type, body, extra headers)`` for ``path``."""
+        route = ROUTES.get(path)
+        if route is not None:
+            return route(self)
+        for prefix, prefixed in PREFIX_ROUTES:
+            if path.startswith(prefix):
+                answer = prefixed(self, path[len(prefix):])
+                if answer is not None:
+                    return answer
+        return 404, TEXT_CONTENT_TYPE, "not found: try /healthz or /metrics\n", ()
+
+    def _answer_health(self):
+        ok, text = self.health()
+        return (200 if ok else 503), TEXT_CONTENT_TYPE, text, ()
+
+    def _answer_metrics(self):
+        return 200, METRICS_CONTENT_TYPE, self.metrics_text(), ()
+
+    def _answer_asset(self, name):
+        found = self.asset(name)
+        if found is None:
             return None
-        try:
-            with open(os.path.join(self.assets_dir, name), "rb") as f:
-                data = f.read()
-        except OSError:
-            return None
-        return mimetypes.guess_type(name)[0] or "application/octet-stream", data
+        ctype, data = found
+        return 200, ctype, data, _ASSET_HEADERS
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -179,7 +317,8 @@ class StatusServer:
         host, port = split_address(self.address)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            server = _Server((host, port), self, family)
+            server = _Server((host, port), self, family, self.max_connections,
+                             self.request_deadline)
         except (OSError, OverflowError) as exc:
             raise StatusServerError("cannot serve /healthz and /metrics on %s: %s"
                                     % (self.address, getattr(exc, "strerror", None) or exc),
@@ -195,7 +334,7 @@ class StatusServer:
 
     def _serve(self):
         try:
-            self._server.serve_forever(poll_interval=0.5)
+            self._server.serve_forever(poll_interval=0.25)
         except Exception:  # noqa: BLE001 - never die silently
             log.exception("status server crashed")
 
@@ -209,3 +348,15 @@ class StatusServer:
         server.server_close()
         thread.join(timeout)
         log.info("status server stopped")
+
+
+# What answers each path: one row per path, a method of StatusServer returning
+# (status, content type, body, extra headers). PREFIX_ROUTES take the rest of
+# the path and may return None for "not found".
+ROUTES = {
+    "/healthz": StatusServer._answer_health,
+    "/metrics": StatusServer._answer_metrics,
+}
+PREFIX_ROUTES = (
+    ("/assets/", StatusServer._answer_asset),
+)

@@ -1,0 +1,198 @@
+"""Hostile clients of the status server and hostile files in the assets dir.
+
+The status server may listen on more than loopback, and the assets it serves
+are rich outputs a notebook produced: untrusted content. Each test is the
+attack, then what the operator (or the browser) gets.
+"""
+
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from mrmd_monitor.assets import AssetStore
+from mrmd_monitor.errors import AssetRejected
+from mrmd_monitor.metrics import Metrics
+from mrmd_monitor.status import MAX_CONNECTIONS, StatusServer
+from tests.support.waiting import wait_until
+
+NAME = "0123456789abcdef0123456789abcdef"
+
+
+def get(server, path):
+    host, port = server.bound
+    try:
+        with urllib.request.urlopen("http://%s:%d%s" % (host, port, path), timeout=10) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, err.headers, err.read()
+
+
+@pytest.fixture
+def status():
+    servers = []
+
+    def start(**kwargs):
+        server = StatusServer("127.0.0.1:0", Metrics(), lambda: [], **kwargs).start()
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _threads():
+    return threading.active_count()
+
+
+def test_slow_clients_hold_a_bounded_number_of_threads_and_only_until_the_deadline(status):
+    server = status(request_deadline=2.0)
+    host, port = server.bound
+    baseline = _threads()  # the test's own threads and the accept thread
+    clients = []
+    stop = threading.Event()
+    try:
+        for _ in range(150):
+            sock = socket.create_connection((host, port), timeout=5)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+            clients.append(sock)
+        # Each client trickles one header byte every 0.3 s: no single read ever times out.
+        def trickle():
+            while not stop.wait(0.3):
+                for sock in clients:
+                    try:
+                        sock.send(b"X")
+                    except OSError:
+                        pass
+        feeder = threading.Thread(target=trickle, name="test-trickle")
+        feeder.start()
+        try:
+            peak = 0
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                peak = max(peak, _threads() - baseline - 1)  # minus the feeder
+                time.sleep(0.05)
+            # 150 slow clients: at most MAX_CONNECTIONS handler threads.
+            assert 0 < peak <= MAX_CONNECTIONS, peak
+            # The deadline frees every slot although the clients are still sending.
+            wait_until(lambda: _threads() <= baseline + 1, timeout=20)
+            code, _, body = get(server, "/healthz")
+            assert (code, body) == (200, b"ok\n")
+        finally:
+            stop.set()
+            feeder.join()
+    finally:
+        for sock in clients:
+            sock.close()
+
+
+def test_a_client_over_the_limit_gets_503_at_once(status):
+    server = status(request_deadline=30.0, max_connections=2)
+    host, port = server.bound
+    holders = [socket.create_connection((host, port), timeout=5) for _ in range(2)]
+    try:
+        for sock in holders:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        wait_until(lambda: sum(t.name.startswith("status-conn") for t in threading.enumerate()) == 2,
+                   timeout=10)
+        started = time.monotonic()
+        code, headers, _ = get(server, "/healthz")
+        assert code == 503 and time.monotonic() - started < 5
+        assert headers["X-Content-Type-Options"] == "nosniff"
+    finally:
+        for sock in holders:
+            sock.close()
+    wait_until(lambda: get(server, "/healthz")[0] == 200, timeout=10)
+
+
+def test_every_answer_says_nosniff(status, tmp_path):
+    server = status(assets_dir=str(tmp_path))
+    (tmp_path / (NAME + ".png")).write_bytes(b"\x89PNG")
+    for path in ("/healthz", "/metrics", "/nothing", "/assets/" + NAME + ".png", "/assets/x"):
+        _, headers, _ = get(server, path)
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+
+
+@pytest.mark.parametrize("ext, ctype", [(".html", "text/html"), (".svg", "image/svg+xml"),
+                                        (".png", "image/png")])
+def test_assets_are_sandboxed(status, tmp_path, ext, ctype):
+    (tmp_path / (NAME + ext)).write_bytes(b"<script>alert(document.cookie)</script>")
+    server = status(assets_dir=str(tmp_path))
+    code, headers, body = get(server, "/assets/" + NAME + ext)
+    assert code == 200 and headers["Content-Type"].startswith(ctype)
+    assert headers["Content-Security-Policy"] == "sandbox"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_symlink_in_the_assets_dir_is_not_followed(status, tmp_path):
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("operator secret")
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    os.symlink(secret, assets / (NAME + ".txt"))
+    server = status(assets_dir=str(assets))
+    code, _, body = get(server, "/assets/" + NAME + ".txt")
+    assert code == 404 and b"operator secret" not in body
+
+
+def test_a_fifo_in_the_assets_dir_does_not_hang_the_server(status, tmp_path):
+    os.mkfifo(tmp_path / (NAME + ".txt"))
+    server = status(assets_dir=str(tmp_path), request_deadline=30.0)
+    started = time.monotonic()
+    assert get(server, "/assets/" + NAME + ".txt")[0] == 404
+    assert time.monotonic() - started < 5
+
+
+def test_storing_an_asset_never_writes_through_a_planted_symlink(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    store = AssetStore(str(assets))
+    data = "<b>big</b>" * 10
+    import hashlib
+
+    name = hashlib.sha256(data.encode()).hexdigest()[:32] + ".html"
+    for planted in (name + ".tmp", ".tmp-" + name):  # the old fixed temp name, and a guess
+        os.symlink(victim, assets / planted)
+    stored, _ = store.put("text/html", data)
+    assert stored == name
+    assert victim.read_text() == "keep me"
+    assert (assets / name).read_text() == data and not (assets / name).is_symlink()
+
+
+def test_the_assets_dir_is_kept_under_its_quota_oldest_first(tmp_path):
+    store = AssetStore(str(tmp_path), max_bytes=3000)
+    names = []
+    for i in range(6):
+        name, _ = store.put("text/html", ("%d" % i) * 1000)
+        names.append(name)
+        os.utime(tmp_path / name, (1000 + i, 1000 + i))  # a clear age order
+    kept = sorted(os.listdir(tmp_path))
+    assert kept == sorted(names[-3:])
+    assert sum(os.path.getsize(tmp_path / n) for n in kept) <= 3000
+
+
+def test_an_asset_larger_than_the_quota_is_refused(tmp_path):
+    store = AssetStore(str(tmp_path), max_bytes=100)
+    with pytest.raises(AssetRejected, match="larger than --assets-max-bytes"):
+        store.put("text/html", "x" * 101)
+    assert os.listdir(tmp_path) == []
+
+
+def test_old_assets_are_removed_after_the_retention(tmp_path):
+    clock = [10_000.0]
+    store = AssetStore(str(tmp_path), retention=3600, clock=lambda: clock[0])
+    old, _ = store.put("text/html", "old" * 10)
+    os.utime(tmp_path / old, (clock[0] - 4000, clock[0] - 4000))
+    new, _ = store.put("text/html", "new" * 10)
+    assert os.listdir(tmp_path) == [new]
