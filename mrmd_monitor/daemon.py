@@ -15,7 +15,7 @@ import time
 
 from . import messages as m
 from .config import OPTION_FIELDS, load_config, shown
-from .discovery import Discovery
+from .discovery import Discovery, plan
 from .assets import AssetStore
 from .display import DisplayConverter
 from .errors import ConfigError
@@ -58,6 +58,7 @@ class Daemon:
         self.syncs = []
         self._ready_docs = set()
         self._stopping = False
+        self._capped = False   # --max-docs left listed documents alone (logged once)
 
     # -- signals ---------------------------------------------------------------
 
@@ -91,7 +92,7 @@ class Daemon:
             log.info("mrmd-monitor started as %r: %s, document(s) %s", self.config.name,
                      self.config.sync_url, ", ".join(self.config.docs))
         else:
-            self.discovery = Discovery(self.config, report=self._on_discovered,
+            self.discovery = Discovery(lambda: self.config, report=self._on_discovered,
                                        fail=self._on_discovery_failed)
             self.discovery.start()
             log.info("mrmd-monitor started as %r: %s, following every document listed at %s",
@@ -128,18 +129,27 @@ class Daemon:
         self._events.put(("exited", sync))
 
     def _follow(self, names):
-        """Attach to documents the server lists, detach from those it no longer does."""
+        """Attach to documents the server lists (at most --max-docs), detach
+        from those it no longer does."""
         current = {s.doc_name: s for s in self.syncs if not s.leaving}
-        for name in names:
-            if name not in current:
-                log.info("document %s appeared on the server: attaching", name)
-                self._attach(name)
-        for name, sync in current.items():
-            if name not in names:
-                log.info("document %s is no longer listed by the server: detaching", name)
-                sync.leaving = True
-                sync.post(m.Stop(deadline=time.monotonic() + self.config.grace,
-                                 reason="the document was closed on the server"))
+        attach, detach, left_out = plan(names, list(current), self.config.max_docs)
+        for name in attach:
+            log.info("document %s appeared on the server: attaching", name)
+            self._attach(name)
+        for name in detach:
+            log.info("document %s is no longer listed by the server: detaching", name)
+            sync = current[name]
+            sync.leaving = True
+            sync.post(m.Stop(deadline=time.monotonic() + self.config.grace,
+                             reason="the document was closed on the server"))
+        if left_out and not self._capped:
+            log.warning("--max-docs %d reached: following %d document(s), leaving %d more the "
+                        "server lists alone (first: %s)", self.config.max_docs,
+                        len(current) - len(detach) + len(attach), len(left_out), left_out[0])
+        elif not left_out and self._capped:
+            log.info("every document the server lists is followed again (--max-docs %d)",
+                     self.config.max_docs)
+        self._capped = bool(left_out)
         if not self._announced and not self.syncs:
             self._announce()
 

@@ -2,23 +2,29 @@
 
 mrmd-sync lists its open documents at ``/stats`` (``documents[].name``) on
 the same host and port as the websockets. Without ``--doc`` the monitor
-follows that list. The poll is blocking HTTP, so it has a thread of its own;
-it only reports names, and the daemon attaches and detaches sync threads.
+follows that list, at most ``--max-docs`` documents. The poll is blocking
+HTTP, so it has a thread of its own; it only reports names, and the daemon
+attaches and detaches sync threads (``plan`` decides which).
+
+The answer is outside input: it is read to at most ``MAX_STATS_BYTES``,
+redirects are not followed (the token would go with them), and a bad answer
+after a good one is logged once while the documents already followed are
+kept; only a server that never listed its documents ends the monitor.
 """
 
+import json
 import logging
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from .errors import MonitorError
+from .errors import DiscoveryError, MonitorError, NoStatsEndpoint
 
 log = logging.getLogger(__name__)
 
-
-class NoStatsEndpoint(MonitorError):
-    """The server answers but has no /stats: it cannot tell us its documents."""
+#: Most bytes of a /stats answer read (about 40,000 document names).
+MAX_STATS_BYTES = 4 * 1024 * 1024
 
 
 def stats_url(sync_url):
@@ -41,39 +47,78 @@ def parse_stats(payload):
     return names
 
 
-def fetch_documents(url, *, timeout, token=None, verify=True):
+def plan(listed, following, max_docs):
+    """``(attach, detach, left_out)``: the documents to attach to, to leave, and
+    the listed ones left alone because ``max_docs`` are followed already.
+
+    Documents already followed keep their place (one newly listed ahead of
+    them in the server's order does not push them out)."""
+    listed_set = set(listed)
+    keep = [d for d in following if d in listed_set]
+    detach = [d for d in following if d not in listed_set]
+    room = max(0, max_docs - len(keep))
+    followed = set(following)
+    new = [d for d in listed if d not in followed]
+    return new[:room], detach, new[room:]
+
+
+def _read_limited(response, url, limit):
+    body = bytearray()
+    for chunk in response.iter_content(65536):
+        body += chunk
+        if len(body) > limit:
+            raise DiscoveryError("%s answered more than %d bytes: larger than a document list "
+                                 "should be" % (url, limit), url=url)
+    return bytes(body)
+
+
+def fetch_documents(url, *, timeout, token=None, verify=True, limit=MAX_STATS_BYTES):
+    """The names listed at ``url``. Raises NoStatsEndpoint when the server has
+    no document list there, DiscoveryError for any other failure."""
     headers = {"Authorization": "Bearer %s" % token} if token else {}
     params = {"token": token} if token else None
     try:
-        response = requests.get(url, timeout=timeout, headers=headers, params=params,
-                                verify=verify)
+        with requests.get(url, timeout=timeout, headers=headers, params=params, verify=verify,
+                          stream=True, allow_redirects=False) as response:
+            if response.status_code == 404:
+                raise NoStatsEndpoint(
+                    "the sync server has no %s (a plain y-websocket server?): it cannot list its "
+                    "documents, so give them with --doc" % url, url=url, status_code=404)
+            if response.status_code != 200:
+                raise DiscoveryError("%s answered HTTP %d" % (url, response.status_code),
+                                     url=url, status_code=response.status_code)
+            body = _read_limited(response, url, limit)
     except requests.RequestException as exc:
-        raise ConnectionError("cannot reach %s: %s" % (url, type(exc).__name__)) from exc
-    if response.status_code == 404:
-        raise NoStatsEndpoint(
-            "the sync server has no %s (a plain y-websocket server?): it cannot list its "
-            "documents, so give them with --doc" % url)
-    if response.status_code != 200:
-        raise ConnectionError("%s answered HTTP %d" % (url, response.status_code))
+        raise DiscoveryError("cannot reach %s: %s" % (url, type(exc).__name__), url=url) from None
     try:
-        return parse_stats(response.json())
-    except ValueError as exc:
+        return parse_stats(json.loads(body))
+    except (ValueError, RecursionError):
         raise NoStatsEndpoint("%s does not list documents (documents[].name): give them "
-                              "with --doc" % url) from exc
+                              "with --doc" % url, url=url, status_code=200) from None
 
 
 class Discovery(threading.Thread):
-    """Polls /stats every ``interval`` seconds and calls ``report(names)`` or
-    ``fail(error)`` (for a server without /stats) from its own thread."""
+    """Polls /stats every ``discover-interval`` seconds and calls ``report(names)``
+    after each good answer, or ``fail(error)`` for a server that has never
+    listed its documents, from its own thread.
 
-    def __init__(self, config, report, fail):
+    ``settings`` is the current Config or a callable returning it (so a HUP's
+    token, CA file and interval apply at the next poll).
+    """
+
+    def __init__(self, settings, report, fail):
         super().__init__(name="discover", daemon=True)
-        self.url = stats_url(config.sync_url)
-        self.config = config
+        self._settings = settings if callable(settings) else (lambda: settings)
+        self.url = stats_url(self._settings().sync_url)
         self._report = report
         self._fail = fail
         self._halt = threading.Event()
-        self._warned = False
+        self._known = None       # the names of the last good answer
+        self._troubled = False   # a failure is logged; the next success says so
+
+    @property
+    def config(self):
+        return self._settings()
 
     def stop(self):
         self._halt.set()
@@ -81,22 +126,35 @@ class Discovery(threading.Thread):
     def run(self):
         try:
             while not self._halt.is_set():
+                config = self._settings()
                 try:
-                    names = fetch_documents(self.url, timeout=self.config.connect_timeout,
-                                            token=self.config.token,
-                                            verify=self.config.ca_file or True)
+                    names = fetch_documents(self.url, timeout=config.connect_timeout,
+                                            token=config.token, verify=config.ca_file or True)
                 except NoStatsEndpoint as exc:
-                    self._fail(exc)
-                    return
-                except ConnectionError as exc:
-                    if not self._warned:
-                        log.warning("document discovery: %s; retrying every %.0fs", exc,
-                                    self.config.discover_interval)
-                        self._warned = True
+                    if self._known is None:
+                        self._fail(exc)
+                        return
+                    self._trouble(exc, config)
+                except DiscoveryError as exc:
+                    self._trouble(exc, config)
                 else:
-                    self._warned = False
+                    if self._troubled:
+                        log.info("document discovery: %s answers again", self.url)
+                    self._troubled = False
+                    self._known = names
                     self._report(names)
-                self._halt.wait(self.config.discover_interval)
+                self._halt.wait(config.discover_interval)
         except BaseException:  # noqa: B902 - never die silently
             log.exception("document discovery crashed")
             self._fail(MonitorError("document discovery crashed (see the log)"))
+
+    def _trouble(self, error, config):
+        if self._troubled:
+            return
+        self._troubled = True
+        if self._known is None:
+            log.warning("document discovery: %s; retrying every %gs", error,
+                        config.discover_interval)
+        else:
+            log.warning("document discovery: %s; keeping the %d document(s) already followed, "
+                        "retrying every %gs", error, len(self._known), config.discover_interval)
