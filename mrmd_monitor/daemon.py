@@ -1,9 +1,18 @@
 """The main thread: starts the parts in order, turns signals into events, and
 stops everything against one deadline.
 
-Signal handlers only enqueue; the loop below does the work: TERM/INT stop
-gracefully (a second one stops at once), HUP reloads the configuration and
-reopens the log files.
+Signal handlers only enqueue (gunicorn's arbiter does the same); the loop
+takes one event at a time and calls ``handle_<event>``: ``handle_term`` and
+``handle_int`` stop gracefully (a second one stops at once), ``handle_hup``
+reloads the configuration and reopens the log files; the other events come
+from the parts (a document synced, discovery's list, a sync thread that
+ended).
+
+Stopping has one deadline: ``--grace`` for the runs, plus ``STOP_MARGIN`` for
+closing streams, writing the last lines, flushing and joining. Every join
+after the stop gets what is left of it, so the process is gone within
+``grace + STOP_MARGIN`` seconds of the signal (keep the service manager's
+stop timeout above that).
 """
 
 import dataclasses
@@ -14,15 +23,15 @@ import threading
 import time
 
 from . import messages as m
+from .assets import AssetStore
 from .config import OPTION_FIELDS, load_config, shown
 from .discovery import Discovery, plan
-from .assets import AssetStore
 from .display import DisplayConverter
-from .errors import ConfigError
+from .errors import ConfigError, StatusServerError
+from .logs import context
 from .metrics import Metrics
 from .mrp import MrpClient
 from .options import restart_only_fields
-from .errors import StatusServerError
 from .status import StatusServer
 from .sync import SyncThread
 from .workers import WorkerPool
@@ -30,6 +39,15 @@ from .workers import WorkerPool
 log = logging.getLogger(__name__)
 
 EXIT_NO_DOCUMENTS = 2
+
+#: Seconds after the grace period for closing streams, last lines, flushes and joins.
+STOP_MARGIN = 5.0
+#: Of STOP_MARGIN, what is kept for the pool, discovery and the status server
+#: after the sync threads.
+_JOIN_RESERVE = 1.5
+
+# Signal -> the event its handler enqueues (handled by ``handle_<event>``).
+SIGNAL_EVENTS = {signal.SIGTERM: "term", signal.SIGINT: "int", signal.SIGHUP: "hup"}
 
 # Config fields a HUP cannot change in a running process (``reloadable=False``
 # in the option table): the documents and their connections, the pool, the MRP
@@ -59,17 +77,18 @@ class Daemon:
         self._ready_docs = set()
         self._stopping = False
         self._capped = False   # --max-docs left listed documents alone (logged once)
+        self._stop_deadline = None   # monotonic time by which the process is done
 
     # -- signals ---------------------------------------------------------------
 
     def _on_signal(self, signum, _frame):
-        self._events.put(("signal", signum))
+        self._events.put((SIGNAL_EVENTS[signum], signum))
 
     def _install_signals(self):
         if threading.current_thread() is not threading.main_thread():
             return {}
         old = {}
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in SIGNAL_EVENTS:
             old[sig] = signal.signal(sig, self._on_signal)
         return old
 
@@ -134,10 +153,11 @@ class Daemon:
         current = {s.doc_name: s for s in self.syncs if not s.leaving}
         attach, detach, left_out = plan(names, list(current), self.config.max_docs)
         for name in attach:
-            log.info("document %s appeared on the server: attaching", name)
+            context(log, doc=name).info("document %s appeared on the server: attaching", name)
             self._attach(name)
         for name in detach:
-            log.info("document %s is no longer listed by the server: detaching", name)
+            context(log, doc=name).info("document %s is no longer listed by the server: detaching",
+                                        name)
             sync = current[name]
             sync.leaving = True
             sync.post(m.Stop(deadline=time.monotonic() + self.config.grace,
@@ -177,68 +197,93 @@ class Daemon:
                 signal.signal(sig, handler)
 
     def _serve(self):
-        deadline = None
         while True:
-            timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
             try:
-                kind, value = self._events.get(timeout=timeout)
+                kind, value = self._events.get(timeout=self._wait_time())
             except queue.Empty:
                 kind, value = "tick", None
-            if kind == "synced":
-                self._ready_docs.add(value)
-                if not self._announced and all(s.doc_name in self._ready_docs for s in self.syncs):
-                    self._announce()
-            elif kind == "docs" and not self._stopping:
-                self._follow(value)
-            elif kind == "no-docs":
-                log.error("%s", value)
-                self._exit_code = EXIT_NO_DOCUMENTS
-                deadline = self._stop(fast=False, why="no documents to watch")
-            elif kind == "exited":
-                value.join(2.0)   # it is past its loop: joining is quick
-                if value.leaving and not value.crashed:
-                    self.syncs.remove(value)
-                    self._ready_docs.discard(value.doc_name)
-            elif kind == "signal":
-                if value == signal.SIGHUP:
-                    self._reload()
-                else:
-                    deadline = self._stop(fast=self._stopping, why=signal.Signals(value).name)
-            elif kind == "stop":
-                deadline = self._stop(fast=value or self._stopping, why="requested")
+            getattr(self, "handle_" + kind.replace("-", "_"))(value)
             if self._stopping and not any(s.is_alive() for s in self.syncs):
                 break
-            if self._stopping and deadline is not None and time.monotonic() > deadline + 5.0:
+            if self._stopping and self._remaining() <= _JOIN_RESERVE:
                 log.error("sync threads did not stop in time; exiting anyway")
                 break
             for s in self.syncs:
                 if not s.is_alive() and s.crashed and not self._stopping:
                     log.error("sync thread %s died; stopping the monitor", s.name)
-                    deadline = self._stop(fast=False, why="a sync thread died")
-        self.pool.shutdown(timeout=2.0)
+                    self._stop(fast=False, why="a sync thread died")
+        self.pool.shutdown(timeout=self._remaining())
         if self.discovery is not None:
             self.discovery.stop()
-            self.discovery.join(self.config.connect_timeout + 1)
+            self.discovery.join(self._remaining())
         if self.status is not None:
-            self.status.stop()
+            self.status.stop(timeout=self._remaining())
         crashed = any(s.crashed for s in self.syncs)
         log.info("monitor stopped")
         return 1 if crashed else self._exit_code
 
+    def _wait_time(self):
+        if self._stop_deadline is None:
+            return 1.0
+        return max(0.0, min(1.0, self._remaining() - _JOIN_RESERVE))
+
+    def _remaining(self, default=2.0):
+        """Seconds left of the stop deadline (``default`` before any stop)."""
+        if self._stop_deadline is None:
+            return default
+        return max(0.0, self._stop_deadline - time.monotonic())
+
+    # -- events: each ``handle_<kind>`` runs on the main thread ----------------
+
+    def handle_tick(self, _):
+        pass
+
+    def handle_synced(self, name):
+        self._ready_docs.add(name)
+        if not self._announced and all(s.doc_name in self._ready_docs for s in self.syncs):
+            self._announce()
+
+    def handle_docs(self, names):
+        if not self._stopping:
+            self._follow(names)
+
+    def handle_no_docs(self, error):
+        log.error("%s", error)
+        self._exit_code = EXIT_NO_DOCUMENTS
+        self._stop(fast=False, why="no documents to watch")
+
+    def handle_exited(self, sync):
+        sync.join(min(2.0, self._remaining()))  # it is past its loop: joining is quick
+        if sync.leaving and not sync.crashed:
+            self.syncs.remove(sync)
+            self._ready_docs.discard(sync.doc_name)
+
+    def handle_term(self, signum):
+        self._stop(fast=self._stopping, why=signal.Signals(signum).name)
+
+    handle_int = handle_term
+
+    def handle_hup(self, _signum):
+        self._reload()
+
+    def handle_stop(self, fast):
+        self._stop(fast=fast or self._stopping, why="requested")
+
     def _stop(self, fast, why):
         grace = 0.0 if fast else self.config.grace
-        deadline = time.monotonic() + grace
+        runs_deadline = time.monotonic() + grace
         if fast and self._stopping:
             log.warning("second stop signal (%s): stopping now", why)
         else:
             log.info("stopping (%s): running executions may finish within %.1fs", why, grace)
         self._stopping = True
+        self._stop_deadline = runs_deadline + STOP_MARGIN
         if self.discovery is not None:
             self.discovery.stop()
         self.pool.stop_starting()
         for s in self.syncs:
-            s.post(m.Stop(deadline=deadline, reason="the monitor was stopped"))
-        return deadline
+            s.post(m.Stop(deadline=runs_deadline, reason="the monitor was stopped"))
+        return runs_deadline
 
     def _reload(self):
         """HUP: load the configuration again, apply what can change live (log
