@@ -1,7 +1,10 @@
 """The ``mrmd-monitor`` command: parse the configuration, set up logging, run.
 
 ``main(argv)`` returns the exit status instead of exiting, so tests can call
-it; ``main_entry()`` is the console script.
+it; ``main_entry()`` is the console script. A first argument named in
+:data:`SUBCOMMANDS` runs that subcommand with the rest of the arguments
+instead of the daemon (a sync URL is never a bare word: ``ws://`` or
+``host:port``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ log = logging.getLogger(__name__)
 
 EXIT_USAGE = 2
 
+# Subcommand name -> function(argv) -> exit status. Empty today: the daemon is
+# the command itself; e.g. a ``status`` subcommand adds one row here.
+SUBCOMMANDS = {}
+
 
 def _fail(reason) -> int:
     text = " ".join(str(reason).split())
@@ -29,6 +36,8 @@ def _fail(reason) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return int(SUBCOMMANDS[argv[0]](argv[1:]) or 0)
     try:
         config = load_config(argv)
     except ParserExit as done:  # --help or --version, already printed

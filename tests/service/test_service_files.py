@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from mrmd_monitor.config import load_config
+from mrmd_monitor.daemon import STOP_MARGIN
 
 from tests.service.helpers import CONTRIB, SHIPPED_COMMAND, SHIPPED_CONFIG, adapt
 
@@ -37,7 +38,7 @@ def test_systemd_unit_settings():
     assert service["ExecStart"] == "%s -c %s" % (SHIPPED_COMMAND, SHIPPED_CONFIG)
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert service["KillSignal"] == "SIGTERM"
-    assert seconds(service["TimeoutStopSec"]) > DEFAULT_GRACE
+    assert seconds(service["TimeoutStopSec"]) > DEFAULT_GRACE + STOP_MARGIN
     assert service["Restart"] == "on-failure"
     assert service["User"] not in ("", "root", "0")
     assert service.get("Type", "simple") in ("simple", "exec")  # the monitor stays in the foreground
@@ -86,7 +87,7 @@ def test_supervisor_program_settings():
     program = supervisor_program()
     assert program["command"] == "%s -c %s" % (SHIPPED_COMMAND, SHIPPED_CONFIG)
     assert program["stopsignal"] == "TERM"
-    assert float(program["stopwaitsecs"]) > DEFAULT_GRACE
+    assert float(program["stopwaitsecs"]) > DEFAULT_GRACE + STOP_MARGIN
     assert program["autorestart"] in ("true", "unexpected")
     assert program["user"] not in ("", "root")
     assert program["stdout_logfile"].startswith("/var/log/")

@@ -122,3 +122,11 @@ def test_main_entry_exits_with_the_status(monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main_entry()
     assert info.value.code == 0
+
+
+def test_a_subcommand_gets_the_rest_of_the_arguments(monkeypatch, fake_daemon):
+    seen = []
+    monkeypatch.setitem(cli.SUBCOMMANDS, "probe", lambda argv: seen.append(argv) or 4)
+    assert cli.main(["probe", "--status-addr", "9464"]) == 4
+    assert seen == [["--status-addr", "9464"]] and "ran" not in fake_daemon
+    assert cli.main([URL]) == 0 and fake_daemon["ran"]  # anything else is the daemon
