@@ -26,6 +26,7 @@ about outside text are kept here, once, for every call site:
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import logging.handlers
@@ -36,7 +37,7 @@ from typing import Optional
 
 from .config import secrets_of
 from .errors import ConfigError
-from .redact import escape, mask
+from .redact import Masker, escape
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
 
@@ -47,16 +48,18 @@ _MARK = "_mrmd_monitor_handler"
 
 # The configured secrets, read by both formatters (set by setup_logging).
 _secrets: tuple = ()
+_masker = Masker()
 
 
 def set_secrets(secrets) -> None:
     """Mask these values (in every form) in every line from now on."""
-    global _secrets
-    _secrets = tuple(s for s in secrets if s)
+    global _secrets, _masker
+    _secrets = tuple(dict.fromkeys(s for s in secrets if s))
+    _masker = Masker(_secrets)
 
 
 def redact_line(text: str) -> str:
-    return mask(text, _secrets)
+    return _masker(text)
 
 
 class _Escaped:
@@ -125,7 +128,7 @@ class TextFormatter(logging.Formatter):
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
-        safe = logging.makeLogRecord(record.__dict__)
+        safe = copy.copy(record)  # other handlers may share the record
         # Arguments escaped one by one keep %d and %r working; the whole
         # message escaped again covers one written with an f-string.
         safe.args = _escaped_args(record.args)
@@ -243,7 +246,9 @@ def setup_logging(config) -> None:
     else:
         handler.setFormatter(TextFormatter())
     setattr(handler, _MARK, True)
-    set_secrets(secrets_of(config))
+    # The previous secrets stay masked too: a line about the old connection
+    # may still be written after a HUP changed the token.
+    set_secrets(_secrets + secrets_of(config))
 
     for old in _our_handlers(root):
         root.removeHandler(old)

@@ -84,21 +84,32 @@ def url_secrets(url: Optional[str]) -> list:
     return [f for f in found if f]
 
 
+class Masker:
+    """``mask`` with the forms of its secrets worked out once (the log
+    formatters call it for every line)."""
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        found = set()
+        for secret in secrets:
+            if secret:
+                found.update(forms(str(secret)))
+        self.forms = tuple(sorted(found, key=len, reverse=True))
+
+    def __call__(self, text) -> str:
+        text = str(text)
+        for form in self.forms:
+            if form in text:
+                text = text.replace(form, MASK)
+        if "://" in text and "@" in text:
+            text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + "@", text)
+        if "=" in text:
+            text = _QUERY_SECRET.sub(lambda m: m.group("head") + MASK, text)
+        if "earer" in text:
+            text = _BEARER.sub(lambda m: m.group("head") + MASK, text)
+        return text
+
+
 def mask(text, secrets: Iterable[str] = ()) -> str:
     """``text`` with every form of every secret, URL passwords, secret query
     values and bearer tokens replaced by ``***``."""
-    text = str(text)
-    all_forms = []
-    for secret in secrets:
-        if secret:
-            all_forms.extend(forms(str(secret)))
-    for form in sorted(set(all_forms), key=len, reverse=True):
-        if form in text:
-            text = text.replace(form, MASK)
-    if "://" in text and "@" in text:
-        text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + "@", text)
-    if "=" in text:
-        text = _QUERY_SECRET.sub(lambda m: m.group("head") + MASK, text)
-    if "earer" in text:
-        text = _BEARER.sub(lambda m: m.group("head") + MASK, text)
-    return text
+    return Masker(secrets)(text)
