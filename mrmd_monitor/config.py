@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import configargparse
 
 from . import __version__
-from .errors import ConfigError
+from .errors import ConfigError, ParserExit  # noqa: F401 - ParserExit is re-exported
 from .options import (  # noqa: F401 - re-exported: the value types are part of the config API
     DEFAULT_ALLOWED_RUNTIMES,
     ENV_PREFIX,
@@ -94,14 +94,6 @@ Config = dataclasses.make_dataclass(
     frozen=True,
 )
 Config.__module__ = __name__
-
-
-class ParserExit(SystemExit):
-    """``--help`` or ``--version`` was handled; the text is already printed.
-
-    A SystemExit, so a caller that does not care behaves like argparse; the
-    CLI catches it and returns ``code`` as its exit status.
-    """
 
 
 def _one_line(text: str) -> str:

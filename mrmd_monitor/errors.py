@@ -80,3 +80,11 @@ class AssetRejected(MonitorError, OSError):
     """An output cannot be kept in --assets-dir (larger than --assets-max-bytes).
 
     An OSError too, so a caller that handles a failed write handles this."""
+
+
+class ParserExit(SystemExit):
+    """``--help`` or ``--version`` was handled; the text is already printed.
+
+    A SystemExit (not a MonitorError), so a caller that does not care behaves
+    like argparse; the CLI catches it and returns ``code`` as its exit status.
+    """
