@@ -47,7 +47,7 @@ from .options import (  # noqa: F401 - re-exported: the value types are part of 
     size_in_bytes,
     workers,
 )
-from .redact import SECRET_WORDS, mask, url_secrets
+from .redact import mask, url_secrets
 
 PROG = "mrmd-monitor"
 CONFIG_SECTION = "mrmd-monitor"
