@@ -148,9 +148,10 @@ class AssetStore:
         return True
 
 
-def read_asset(directory, name):
-    """``(content type, bytes)`` of a stored asset, or None: only names the
-    store makes, only regular files, never through a symlink."""
+def open_asset(directory, name):
+    """``(content type, open binary file, size)`` of a stored asset, or None:
+    only names the store makes, only regular files, never through a symlink.
+    The caller closes the file."""
     if not directory or not ASSET_NAME.match(name):
         return None
     try:
@@ -164,8 +165,19 @@ def read_asset(directory, name):
         return None
     finally:
         os.close(dir_fd)
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return None
-        data = f.read()
-    return mimetypes.guess_type(name)[0] or "application/octet-stream", data
+    f = os.fdopen(fd, "rb")
+    info = os.fstat(f.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        f.close()
+        return None
+    return mimetypes.guess_type(name)[0] or "application/octet-stream", f, info.st_size
+
+
+def read_asset(directory, name):
+    """``(content type, bytes)`` of a stored asset, or None (see open_asset)."""
+    found = open_asset(directory, name)
+    if found is None:
+        return None
+    ctype, f, _size = found
+    with f:
+        return ctype, f.read()

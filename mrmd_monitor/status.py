@@ -16,19 +16,22 @@ and never posts anything: scraping cannot disturb a run.
 
 ``health(documents, stopping)`` and ``render_metrics(metrics, documents,
 now)`` are plain functions; the routes (:data:`ROUTES`, one row per path)
-name what answers each path. Every answer says ``X-Content-Type-Options:
+name what answers each path (a body is text, bytes, or an open file sent in
+pieces and closed afterwards). Every answer says ``X-Content-Type-Options:
 nosniff``; assets (notebook output, untrusted) also ``Content-Security-Policy:
 sandbox``, so an HTML or SVG asset cannot run script in the server's origin.
 """
 
 import itertools
 import logging
+import os
+import shutil
 import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .assets import read_asset
+from .assets import open_asset, read_asset
 from .errors import StatusServerError  # noqa: F401 - re-exported: it lived here
 from .metrics import Metrics
 
@@ -46,6 +49,7 @@ MAX_CONNECTIONS = 32
 #: Refused connections kept half-closed for a moment so the client reads its 503.
 _MAX_LINGERING = 256
 _LINGER = 1.0
+_CHUNK = 64 * 1024
 
 _SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"))
 _ASSET_HEADERS = (("Content-Security-Policy", "sandbox"),)
@@ -105,15 +109,26 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # noqa: BLE001 - a scrape must never take the monitor down
             log.exception("status request %s failed", path)
             code, ctype, body, headers = 500, TEXT_CONTENT_TYPE, "internal error\n", ()
-        body = body if isinstance(body, bytes) else body.encode("utf-8")
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in _SECURITY_HEADERS + tuple(headers):
-            self.send_header(name, value)
-        self.end_headers()
-        if send_body:
-            self.wfile.write(body)
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        try:
+            size = len(body) if isinstance(body, bytes) else os.fstat(body.fileno()).st_size
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(size))
+            for name, value in _SECURITY_HEADERS + tuple(headers):
+                self.send_header(name, value)
+            self.end_headers()
+            if not send_body:
+                return
+            if isinstance(body, bytes):
+                self.wfile.write(body)
+            else:
+                # A file (an asset): sent in pieces, never held whole in memory.
+                shutil.copyfileobj(body, self.wfile, _CHUNK)
+        finally:
+            if not isinstance(body, bytes):
+                body.close()
 
     def send_error(self, code, message=None, explain=None):
         # The stock error page is HTML without our headers: answer in plain text.
@@ -300,11 +315,11 @@ class StatusServer:
         return 200, METRICS_CONTENT_TYPE, self.metrics_text(), ()
 
     def _answer_asset(self, name):
-        found = self.asset(name)
+        found = open_asset(self.assets_dir, name)
         if found is None:
             return None
-        ctype, data = found
-        return 200, ctype, data, _ASSET_HEADERS
+        ctype, f, _size = found
+        return 200, ctype, f, _ASSET_HEADERS
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -196,3 +196,16 @@ def test_old_assets_are_removed_after_the_retention(tmp_path):
     os.utime(tmp_path / old, (clock[0] - 4000, clock[0] - 4000))
     new, _ = store.put("text/html", "new" * 10)
     assert os.listdir(tmp_path) == [new]
+
+
+def test_a_large_asset_is_sent_whole_and_head_gives_its_length(status, tmp_path):
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    (tmp_path / (NAME + ".png")).write_bytes(data)
+    server = status(assets_dir=str(tmp_path))
+    code, headers, body = get(server, "/assets/" + NAME + ".png")
+    assert code == 200 and body == data and headers["Content-Length"] == str(len(data))
+    host, port = server.bound
+    request = urllib.request.Request("http://%s:%d/assets/%s.png" % (host, port, NAME),
+                                     method="HEAD")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.headers["Content-Length"] == str(len(data)) and resp.read() == b""
