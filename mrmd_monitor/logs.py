@@ -99,7 +99,7 @@ def _safe_arg(value):
 def _format_exception_escaped(exc_info) -> str:
     """A traceback whose exception texts (and notes) are escaped: the frames
     come from our own source files, the messages may quote a runtime or a peer."""
-    te = traceback.TracebackException(*exc_info, compact=True)
+    te = traceback.TracebackException(*exc_info)
     out = []
     _traceback_lines(te, out, set())
     return "".join(out).rstrip("\n")
@@ -132,7 +132,11 @@ class TextFormatter(logging.Formatter):
         # Arguments escaped one by one keep %d and %r working; the whole
         # message escaped again covers one written with an f-string.
         safe.args = _escaped_args(record.args)
-        safe.msg, safe.args = escape(safe.getMessage()), None
+        try:
+            message = safe.getMessage()
+        except (TypeError, ValueError):  # e.g. %d given a number type we wrapped
+            message = record.getMessage()
+        safe.msg, safe.args = escape(message), None
         safe.threadName = escape(record.threadName)
         for name in CONTEXT_FIELDS:
             value = getattr(record, name, None)

@@ -38,3 +38,16 @@ def test_mask_every_form_and_nothing_else():
     assert mask("http://127.0.0.1:8080/a@b", []) == "http://127.0.0.1:8080/a@b"  # a port is no password
     assert mask("ws://h/doc?room=1&token=abc&x=2", []) == "ws://h/doc?room=1&token=***&x=2"
     assert url_secrets("wss://u:p%40w@h/?token=t%2F1") == ["p%40w", "p@w", "t%2F1", "t/1"]
+
+
+def test_odd_records_still_format_on_one_line(tmp_path, restore_logging):
+    from decimal import Decimal
+
+    path = tmp_path / "m.log"
+    logs.setup_logging(load_config(["ws://127.0.0.1:1", "--log-file", str(path)], env={}))
+    log = logging.getLogger("mrmd_monitor.odd")
+    log.warning("%d items", Decimal(3))               # a number type the escaping wraps
+    log.warning("%(a)s and %(b)d", {"a": "x\ny", "b": 2})  # mapping arguments
+    log.warning(ValueError("v\nw"))                  # a message that is not a string
+    lines = path.read_text().splitlines()
+    assert [line.split(": ", 1)[1] for line in lines] == ["3 items", "x\\ny and 2", "v\\nw"]
