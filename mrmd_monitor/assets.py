@@ -22,6 +22,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 import time
 
 from .errors import AssetRejected
@@ -62,6 +63,9 @@ class AssetStore:
         self.max_bytes = int(max_bytes or 0)
         self.retention = float(retention or 0.0)
         self._clock = clock
+        # Worker threads store at the same time: one pruning pass at a time,
+        # so two of them do not both remove "the oldest" file.
+        self._prune_lock = threading.Lock()
 
     def put(self, mime, data):
         """Store ``data``; returns ``(name, url or None)``. Raises OSError
@@ -103,6 +107,10 @@ class AssetStore:
         """Remove files past the retention, then the oldest until under the quota."""
         if not self.max_bytes and not self.retention:
             return
+        with self._prune_lock:
+            self._prune(keep)
+
+    def _prune(self, keep):
         now = self._clock()
         files = []
         try:
