@@ -27,11 +27,13 @@ MASK = "***"
 # Words that make a URL query key or an option name a secret.
 SECRET_WORDS = ("token", "password", "passwd", "secret", "auth", "key")
 
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)(?P<pw>[^@\s/]*)@")
+# The value classes stop at a quote and a backslash: masking inside a JSON
+# log line must never eat half of an escape and end its string early.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@\"]*:)(?P<pw>[^@\s/\"\\]*)@")
 _QUERY_SECRET = re.compile(
-    r"(?P<head>[?&;](?:[A-Za-z0-9_.-]*(?:%s)[A-Za-z0-9_.-]*)=)(?P<value>[^&#\s'\"]+)"
+    r"(?P<head>[?&;](?:[A-Za-z0-9_.-]*(?:%s)[A-Za-z0-9_.-]*)=)(?P<value>[^&#\s'\"\\]+)"
     % "|".join(SECRET_WORDS), re.IGNORECASE)
-_BEARER = re.compile(r"(?P<head>\bBearer\s+)(?P<value>[^\s'\",;]+)", re.IGNORECASE)
+_BEARER = re.compile(r"(?P<head>\bBearer\s+)(?P<value>[^\s'\",;\\]+)", re.IGNORECASE)
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators and
 # bidi overrides, which can make a line look like another one.
