@@ -163,9 +163,15 @@ class JsonFormatter(logging.Formatter):
     exec_id, exc, stack]."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return _one_json_line(redact_line(self._format(record)))
+        entry = self._entry(record)
+        # Masked value by value, before encoding: masking the encoded text
+        # could cut a JSON escape in half.
+        for key, value in entry.items():
+            if isinstance(value, str) and key not in ("time", "level"):
+                entry[key] = redact_line(value)
+        return _one_json_line(json.dumps(entry, ensure_ascii=False, default=str))
 
-    def _format(self, record: logging.LogRecord) -> str:
+    def _entry(self, record: logging.LogRecord) -> dict:
         entry = {
             "time": datetime.fromtimestamp(record.created, tz=timezone.utc)
             .isoformat(timespec="milliseconds")
@@ -186,7 +192,7 @@ class JsonFormatter(logging.Formatter):
             entry["exc"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return entry
 
 
 def _one_json_line(text: str) -> str:

@@ -56,11 +56,11 @@ def test_odd_records_still_format_on_one_line(tmp_path, restore_logging):
 def test_masking_never_breaks_a_json_line(tmp_path, restore_logging):
     path = tmp_path / "m.json"
     logs.setup_logging(load_config(["ws://127.0.0.1:1", "--log-format", "json",
-                                    "--log-file", str(path), "--token", 'q"t\\k'], env={}))
+                                    "--log-file", str(path), "--token", 'q"t\\k\\'], env={}))
     log = logging.getLogger("mrmd_monitor.odd")
     for text in ('ws://h/?token=abc"x', 'Bearer abc"def', 'http://u:p"w@h/', 'http://u:p\\w@h/',
-                 'token q"t\\k', 'a "?key=v\\" b'):
+                 'token q"t\\k\\', 'a "?key=v\\" b', 'q"t\\k\\\\" end'):
         log.warning("%s", text, extra={"doc": text})
     for line in path.read_text().splitlines():
         record = json.loads(line)  # still valid JSON
-        assert 'q"t\\k' not in record["message"]
+        assert 'q"t\\k' not in record["message"] and "q\\\"t" not in line
