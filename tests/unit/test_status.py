@@ -189,3 +189,15 @@ def test_a_busy_address_is_a_clear_error():
                                                     + address.replace(".", r"\.")):
             server.start()
         server.stop()  # nothing started: still fine
+
+
+def test_a_route_is_one_row_of_the_table(serve, monkeypatch):
+    from mrmd_monitor import status as status_module
+
+    monkeypatch.setitem(status_module.ROUTES, "/hello",
+                        lambda server: (200, "text/plain; charset=utf-8", "hi\n", ()))
+    server = serve([FakeDoc("a")])
+    code, headers, body = get(server, "/hello")
+    assert (code, body) == (200, "hi\n")
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert get(server, "/nothing")[0] == 404
