@@ -156,8 +156,6 @@ def test_hostile_entries_do_not_forge_monitor_log_lines(sync_server, doc_name, p
     lines = monitor.lines("stderr")
     records = [line for line in lines if RECORD_START.match(line)]
     assert not any(line.startswith(FORGED) for line in lines), lines
-    assert not [line for line in lines if not RECORD_START.match(line)
-                and not line.startswith(("Traceback", " ", "\t"))], lines
     assert any("bad\\n2026-01-01" in line for line in records)
     text = "\n".join(lines)
     assert token not in text and quote(token, safe="") not in text
