@@ -18,8 +18,9 @@ terminal's behaviour depends on a screen size, these choices apply:
 * Downward moves (``ESC[B``, ``ESC[E``) create the lines they reach, but move
   at most 24 rows per sequence so a garbage count cannot allocate without
   bound.
-* ``ESC[1J`` empties the lines above the cursor (they stay, so line indices
-  are stable) and blanks the current line up to the cursor. ``ESC[2J`` and
+* ``ESC[1J`` empties the screen's lines above the cursor (they stay, so line
+  indices are stable) and blanks the current line up to the cursor; lines
+  above the screen are scrollback, out of its reach as on a terminal. ``ESC[2J`` and
   ``ESC[3J`` clear everything to a single empty line with the cursor at 0,0:
   without a screen there is nothing to keep, and output written after a
   ``clear`` should start at the top of the block.
@@ -29,8 +30,16 @@ terminal's behaviour depends on a screen size, these choices apply:
   control character, only the ESC goes and the control still acts.
 * C0 controls other than LF, CR, BS, TAB and ESC are dropped. C1 code points
   (U+0080-U+009F) are kept as text: a UTF-8 terminal does not act on them.
-* A line is cut at ``max_line_chars``: writes past that column are dropped
-  until the cursor comes back (``\\r``, a newline, a cursor move).
+* A line is cut at ``max_columns`` (default 4,096, a wide terminal): writes
+  past that column are dropped until the cursor comes back (``\\r``, a
+  newline, a cursor move), and tabs, padding and erases never extend a line
+  past it. The cursor itself may sit past the edge (so that moving back
+  left lands where the program expects), clamped at ``_FAR`` so that counts
+  stay small numbers.
+
+Everything held is bounded by what it renders: ``size`` is the exact UTF-8
+length of ``text()``, kept up to date by every change, so a caller can cap
+what the renderer holds in O(1) instead of measuring what was fed to it.
 """
 
 from __future__ import annotations
@@ -38,9 +47,10 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Tuple
 
-__all__ = ["TerminalRenderer", "SCREEN_ROWS"]
+__all__ = ["TerminalRenderer", "SCREEN_ROWS", "DEFAULT_COLUMNS"]
 
 SCREEN_ROWS = 24
+DEFAULT_COLUMNS = 4096
 
 # Plain runs are found with a bare character class, which the regex engine
 # scans far faster than it can try an alternation at every position; LF is
@@ -69,19 +79,58 @@ _MAX_PENDING = 256
 # Longer counts are clamped before int(), which refuses over 4300 digits;
 # every use clamps them far lower anyway.
 _MAX_DIGITS = 9
+# The farthest the cursor goes past the right edge; far enough that no
+# realistic left move comes back from it differently.
+_FAR = 10 ** _MAX_DIGITS
+
+
+# Lines are measured this many at a time, in one join, when many are dropped
+# at once: a Python step per line would make a cap over a million empty rows
+# cost seconds.
+_BLOCK = 512
+
+
+def _u8(text: str) -> int:
+    """UTF-8 length; isascii() is O(1) on CPython, so ASCII lines cost nothing."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _size_of(lines: List[str]) -> int:
+    """UTF-8 bytes of ``lines``, one newline each."""
+    return _u8("\n".join(lines)) + 1 if lines else 0
+
+
+def _fit(lines: List[str], stop: int, limit: int) -> Tuple[int, int]:
+    """The most leading lines (at most ``stop``) whose size, one newline each,
+    stays within ``limit``; returns their count and size."""
+    n = total = 0
+    while n < stop:
+        end = min(n + _BLOCK, stop)
+        size = _size_of(lines[n:end])
+        if total + size <= limit:
+            n, total = end, total + size
+            continue
+        for line in lines[n:end]:
+            size = _u8(line) + 1
+            if total + size > limit:
+                break
+            n, total = n + 1, total + size
+        break
+    return n, total
 
 
 class TerminalRenderer:
     """Render a pty's output stream into lines, reporting which lines changed."""
 
-    def __init__(self, tab_size: int = 8, max_line_chars: int = 100_000):
+    def __init__(self, tab_size: int = 8, max_columns: int = DEFAULT_COLUMNS):
         if tab_size < 1:
             raise ValueError(f"tab_size must be at least 1, not {tab_size!r}")
-        if max_line_chars < 1:
-            raise ValueError(f"max_line_chars must be at least 1, not {max_line_chars!r}")
+        if max_columns < 1:
+            raise ValueError(f"max_columns must be at least 1, not {max_columns!r}")
         self._tab_size = tab_size
-        self._max = max_line_chars
+        self._max = max_columns
         self._lines: List[str] = [""]
+        self._bytes = 0   # UTF-8 bytes of the lines, newlines not counted
         self._row = 0
         self._col = 0
         self._saved = (0, 0)
@@ -153,6 +202,11 @@ class TerminalRenderer:
     def line_count(self) -> int:
         return len(self._lines)
 
+    @property
+    def size(self) -> int:
+        """``len(self.text().encode("utf-8"))``, in O(1)."""
+        return self._bytes + len(self._lines) - 1
+
     def take_changes(self) -> Optional[Tuple[int, List[str]]]:
         """Lines changed since the previous call (or since creation).
 
@@ -169,6 +223,15 @@ class TerminalRenderer:
         self._dirty = None
         return first, self._lines[first:]
 
+    @property
+    def cursor_row(self) -> int:
+        return self._row
+
+    def lines_within(self, budget: int) -> int:
+        """How many leading lines above the cursor fit in ``budget`` bytes,
+        counting each line's newline."""
+        return _fit(self._lines, self._row, budget)[0]
+
     def discard_head(self, n: int) -> List[str]:
         """Forget the first ``n`` lines (never the cursor's), returning them.
 
@@ -180,11 +243,31 @@ class TerminalRenderer:
             return []
         dropped = self._lines[:n]
         del self._lines[:n]
+        self._bytes -= _size_of(dropped) - n
         self._row -= n
         self._saved = (max(0, self._saved[0] - n), self._saved[1])
         if self._dirty is not None:
             self._dirty = max(0, self._dirty - n)
         return dropped
+
+    def trim_to(self, max_bytes: int, keep: int = SCREEN_ROWS) -> Tuple[int, int]:
+        """Forget the oldest lines until ``size <= max_bytes``, keeping the last
+        ``keep`` lines (what cursor moves can still reach) and the cursor's.
+
+        Returns how many lines and bytes (their newlines included) went.
+        """
+        excess = self.size - max_bytes
+        if excess <= 0:
+            return 0, 0
+        lines = self._lines
+        stop = max(0, min(self._row, len(lines) - max(1, keep)))
+        n, freed = _fit(lines, stop, excess - 1)
+        if n < stop:
+            # The first line that brings the size within max_bytes goes too.
+            freed += _u8(lines[n]) + 1
+            n += 1
+        self.discard_head(n)
+        return n, freed
 
     # -- text ---------------------------------------------------------------
 
@@ -207,8 +290,15 @@ class TerminalRenderer:
         limit = self._max
         if max(map(len, new)) > limit:
             new = [part[:limit] for part in new]
+            added = sum(map(_u8, new))
+        elif seg.isascii():
+            # The new lines are the segment after its first LF, less the LFs.
+            added = len(seg) - len(parts[0]) - len(new)
+        else:
+            added = len(seg.encode("utf-8")) - _u8(parts[0]) - len(new)
         first = len(lines)
         lines.extend(new)
+        self._bytes += added
         self._row = len(lines) - 1
         self._col = len(parts[-1])
         self._mark(first)
@@ -216,25 +306,31 @@ class TerminalRenderer:
     def _write(self, text: str) -> None:
         col = self._col
         end = col + len(text)
-        self._col = end
+        self._col = min(end, _FAR)
         limit = self._max
         if col >= limit:
             return
+        if end > limit:
+            # Cut before building the line: a huge unbroken write costs what is kept.
+            text = text[:limit - col]
+            end = limit
         row = self._row
         line = self._lines[row]
         n = len(line)
+        # The size changes by what is written over what it replaces: measuring
+        # only that keeps a long non-ASCII line cheap to write to.
         if col == n:
             new = line + text
+            grown = _u8(text)
         elif col > n:
             new = line + " " * (col - n) + text
+            grown = col - n + _u8(text)
         else:
             new = line[:col] + text + line[end:]
-        if len(new) > limit:
-            new = new[:limit]
-        if col < n and new == line:
-            return
-        self._lines[row] = new
-        self._mark(row)
+            if new == line:
+                return
+            grown = _u8(text) - _u8(line[col:end])
+        self._set(row, new, grown)
 
     def _newline(self) -> None:
         self._col = 0
@@ -243,12 +339,11 @@ class TerminalRenderer:
     def _tab(self) -> None:
         size = self._tab_size
         stop = (self._col // size + 1) * size
-        self._col = stop
+        self._col = min(stop, _FAR)
         line = self._lines[self._row]
         width = min(stop, self._max)
         if len(line) < width:
-            self._lines[self._row] = line + " " * (width - len(line))
-            self._mark(self._row)
+            self._set(self._row, line + " " * (width - len(line)), width - len(line))
 
     # -- escape sequences ---------------------------------------------------
 
@@ -282,7 +377,7 @@ class TerminalRenderer:
         elif final == "B":
             self._goto_row(self._row + min(count, SCREEN_ROWS))
         elif final == "C":
-            self._col += count
+            self._col = min(self._col + count, _FAR)
         elif final == "D":
             self._col = max(0, self._col - count)
         elif final == "G":
@@ -314,35 +409,44 @@ class TerminalRenderer:
         row, col = self._row, self._col
         line = self._lines[row]
         if mode == 0:
-            new = line[:col]
+            new, shrunk = line[:col], _u8(line[col:])
         elif mode == 1:
-            new = " " * min(col + 1, len(line)) + line[col + 1:]
+            blank = min(col + 1, len(line))
+            new, shrunk = " " * blank + line[blank:], _u8(line[:blank]) - blank
         elif mode == 2:
-            new = ""
+            new, shrunk = "", _u8(line)
         else:
             return
         if new != line:
-            self._lines[row] = new
-            self._mark(row)
+            self._set(row, new, -shrunk)
 
     def _erase_display(self, mode: int) -> None:
         lines = self._lines
         if mode == 0:
             self._erase_line(0)
             if len(lines) > self._row + 1:
+                self._bytes -= _size_of(lines[self._row + 1:]) - (len(lines) - self._row - 1)
                 del lines[self._row + 1:]
                 self._mark(self._row + 1)
         elif mode == 1:
-            for i in range(self._row):
+            # Only the screen, as on a terminal: scrollback is out of reach
+            # (and a loop over it would make each ESC[1J cost the whole output).
+            for i in range(max(0, len(lines) - SCREEN_ROWS), self._row):
                 if lines[i]:
-                    lines[i] = ""
-                    self._mark(i)
+                    self._set(i, "", -_u8(lines[i]))
             self._erase_line(1)
         elif mode == 2 or mode == 3:
             if lines != [""]:
                 lines[:] = [""]
+                self._bytes = 0
                 self._mark(0)
             self._row = self._col = 0
+
+    def _set(self, row: int, new: str, grown: int) -> None:
+        """Replace a line whose UTF-8 size changes by ``grown``."""
+        self._lines[row] = new
+        self._bytes += grown
+        self._mark(row)
 
     def _mark(self, row: int) -> None:
         if self._dirty is None or row < self._dirty:
