@@ -69,6 +69,8 @@ OPTION_FIELDS = (
     ("max-run-time", "max_run_time"),
     ("max-output-bytes", "max_output_bytes"),
     ("max-inline-bytes", "max_inline_bytes"),
+    ("max-columns", "max_columns"),
+    ("max-display-bytes", "max_display_bytes"),
     ("assets-dir", "assets_dir"),
     ("retention", "retention"),
     ("allow-runtime", "allow_runtime"),
@@ -110,6 +112,8 @@ class Config:
     max_run_time: float = 0.0
     max_output_bytes: int = 2 * 1024 * 1024
     max_inline_bytes: int = 256 * 1024
+    max_columns: int = 4096
+    max_display_bytes: int = 512 * 1024
     assets_dir: Optional[str] = None
     retention: float = 3600.0
     allow_runtime: tuple[str, ...] = DEFAULT_ALLOWED_RUNTIMES
@@ -404,6 +408,12 @@ def build_parser() -> configargparse.ArgumentParser:
     _add(parser, "--max-inline-bytes", metavar="BYTES", type=size_in_bytes, default=256 * 1024,
          shown_default="256K", help="rich output larger than this is kept as an asset reference, "
          "not inline in the document")
+    _add(parser, "--max-columns", metavar="COLUMNS", type=workers, default=4096,
+         help="width of the terminal output is rendered on: text, tabs and cursor moves past "
+              "this column are dropped")
+    _add(parser, "--max-display-bytes", metavar="BYTES", type=size_in_bytes, default=512 * 1024,
+         shown_default="512K", help="most rich output one run keeps inline in its entry: past "
+         "it, outputs become asset references (with --assets-dir) or a note of what was left out")
     _add(parser, "--assets-dir", metavar="PATH", default=None, shown_default="none",
          help="keep rich outputs larger than --max-inline-bytes as files here (served at "
               "/assets/ on --status-addr) instead of dropping them")
@@ -606,6 +616,8 @@ def load_config(argv: Optional[Sequence[str]], env: Optional[Mapping[str, str]] 
         max_run_time=float(namespace.max_run_time),
         max_output_bytes=int(namespace.max_output_bytes),
         max_inline_bytes=int(namespace.max_inline_bytes),
+        max_columns=int(namespace.max_columns),
+        max_display_bytes=int(namespace.max_display_bytes),
         assets_dir=namespace.assets_dir or None,
         retention=float(namespace.retention),
         allow_runtime=tuple(namespace.allow_runtime or DEFAULT_ALLOWED_RUNTIMES),
