@@ -10,6 +10,7 @@ few bytes of escape sequences can draw thousands of columns. Pure: no
 threads, sockets or clocks.
 """
 
+from collections import deque
 from typing import List, Optional, Tuple
 
 from .terminal import DEFAULT_COLUMNS, TerminalRenderer
@@ -125,3 +126,94 @@ class RunOutput:
         self.omitted_lines += lines
         self.omitted_bytes += size
         return lines > 0
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+class PendingOutput:
+    """Raw output read from a runtime that the document has not taken yet.
+
+    A runtime that prints faster than the document takes its output must not
+    be held back (it would buffer what it prints itself, mrmd-python 0.4.2
+    with an ever-growing ``accumulated`` in every event) nor make us hold
+    everything. Up to ``limit`` characters everything is kept; past it, the
+    first half is kept as the head, then the latest text as the tail, and
+    ``take()`` puts one line between them saying how much was left out.
+    Cuts fall on line ends where there are any, so the lines left out are
+    whole. Pure: the caller provides the locking.
+    """
+
+    def __init__(self, limit: int = 1 << 20):
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit!r}")
+        self.limit = limit
+        self._head_max = limit // 2
+        self._tail_max = limit - self._head_max
+        self._reset()
+
+    def _reset(self):
+        self._parts = deque()       # everything, or once over the limit the tail
+        self._size = 0
+        self._head: Optional[str] = None
+        self._left_bytes = 0
+        self._left_lines = 0
+
+    @property
+    def held(self) -> int:
+        """Characters held (a bound on memory, with the head)."""
+        return self._size + (len(self._head) if self._head is not None else 0)
+
+    def add(self, text: str) -> None:
+        self._parts.append(text)
+        self._size += len(text)
+        if self._head is None:
+            if self._size > self.limit:
+                self._split()
+        elif self._size > self._tail_max:
+            self._trim()
+
+    def take(self) -> str:
+        """Everything pending, in order, and start afresh."""
+        tail = "".join(self._parts)
+        head = self._head
+        if head is None:
+            self._reset()
+            return tail
+        # Start the tail on a line of its own when a line ends early in it.
+        cut = tail.find("\n", 0, len(tail) // 2)
+        if cut >= 0:
+            self._leave_out(tail[:cut + 1])
+            tail = tail[cut + 1:]
+        notice = ("[mrmd-monitor: %d lines (%d bytes) of output left out here: the runtime "
+                  "printed faster than the document took it]\r\n"
+                  % (self._left_lines, self._left_bytes))
+        self._reset()
+        return head + ("" if head.endswith("\n") else "\r\n") + notice + tail
+
+    def _split(self):
+        text = "".join(self._parts)
+        end = text.rfind("\n", 0, self._head_max) + 1 or self._head_max
+        self._head = text[:end]
+        self._parts = deque([text[end:]])
+        self._size = len(text) - end
+        self._trim()
+
+    def _trim(self):
+        parts = self._parts
+        while self._size > self._tail_max:
+            first = parts[0]
+            excess = self._size - self._tail_max
+            if len(first) <= excess:
+                parts.popleft()
+                self._leave_out(first)
+                self._size -= len(first)
+            else:
+                parts[0] = first[excess:]
+                self._leave_out(first[:excess])
+                self._size -= excess
+
+    def _leave_out(self, text: str) -> None:
+        self._left_bytes += _utf8_len(text)
+        self._left_lines += text.count("\n")
