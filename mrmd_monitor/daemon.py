@@ -103,7 +103,8 @@ class Daemon:
                 host, port = self.status.bound[:2]
                 base = "http://%s:%d/assets" % (host if ":" not in host else "[%s]" % host, port)
             store = AssetStore(self.config.assets_dir, base)
-        return DisplayConverter(self.config.max_inline_bytes, store)
+        return DisplayConverter(self.config.max_inline_bytes, store,
+                                max_display_bytes=self.config.max_display_bytes)
 
     def _attach(self, name):
         sync = SyncThread(config=self.config, doc_name=name, pool=self.pool,
