@@ -6,19 +6,22 @@ Below the cap the block is the rendered output. Past it, the block keeps the
 head, one line saying how much was left out, and the latest tail; lines that
 scroll out of the tail are dropped from memory as they go. The cap counts
 what the renderer holds (its exact UTF-8 size), never what was fed to it: a
-few bytes of escape sequences can draw thousands of columns. Pure: no
-threads, sockets or clocks.
+few bytes of escape sequences can draw thousands of columns.
+
+``PendingOutput`` is the stage before: raw output a worker has read and the
+document has not taken yet, bounded the same way (head, a line saying what
+was left out, latest tail). Pure: no threads, sockets or clocks.
 """
 
 from collections import deque
 from typing import List, Optional, Tuple
 
-from .terminal import DEFAULT_COLUMNS, TerminalRenderer
+from .terminal import DEFAULT_COLUMNS, TerminalRenderer, utf8_len
 
 DEFAULT_TAIL_BYTES = 64 * 1024
 # Input is rendered this much at a time when there is a cap, so that one
-# step adds at most ~FEED_SLICE / 9 lines of max_columns each (ESC[4095Cx
-# CR LF is 9 characters) before the cap is checked again.
+# step adds at most ~FEED_SLICE / 10 lines of max_columns each (ESC [ 4095 C
+# x CR LF is 10 characters) before the cap is checked again.
 FEED_SLICE = 4096
 # Past the cap the tail is trimmed back to tail_bytes once it has grown by
 # this factor, so trimming costs O(1) per byte rendered.
@@ -128,10 +131,6 @@ class RunOutput:
         return lines > 0
 
 
-def _utf8_len(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
-
-
 class PendingOutput:
     """Raw output read from a runtime that the document has not taken yet.
 
@@ -215,5 +214,5 @@ class PendingOutput:
                 self._size -= excess
 
     def _leave_out(self, text: str) -> None:
-        self._left_bytes += _utf8_len(text)
+        self._left_bytes += utf8_len(text)
         self._left_lines += text.count("\n")

@@ -47,7 +47,7 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Tuple
 
-__all__ = ["TerminalRenderer", "SCREEN_ROWS", "DEFAULT_COLUMNS"]
+__all__ = ["TerminalRenderer", "SCREEN_ROWS", "DEFAULT_COLUMNS", "utf8_len"]
 
 SCREEN_ROWS = 24
 DEFAULT_COLUMNS = 4096
@@ -90,14 +90,14 @@ _FAR = 10 ** _MAX_DIGITS
 _BLOCK = 512
 
 
-def _u8(text: str) -> int:
+def utf8_len(text: str) -> int:
     """UTF-8 length; isascii() is O(1) on CPython, so ASCII lines cost nothing."""
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _size_of(lines: List[str]) -> int:
     """UTF-8 bytes of ``lines``, one newline each."""
-    return _u8("\n".join(lines)) + 1 if lines else 0
+    return utf8_len("\n".join(lines)) + 1 if lines else 0
 
 
 def _fit(lines: List[str], stop: int, limit: int) -> Tuple[int, int]:
@@ -111,7 +111,7 @@ def _fit(lines: List[str], stop: int, limit: int) -> Tuple[int, int]:
             n, total = end, total + size
             continue
         for line in lines[n:end]:
-            size = _u8(line) + 1
+            size = utf8_len(line) + 1
             if total + size > limit:
                 break
             n, total = n + 1, total + size
@@ -264,7 +264,7 @@ class TerminalRenderer:
         n, freed = _fit(lines, stop, excess - 1)
         if n < stop:
             # The first line that brings the size within max_bytes goes too.
-            freed += _u8(lines[n]) + 1
+            freed += utf8_len(lines[n]) + 1
             n += 1
         self.discard_head(n)
         return n, freed
@@ -290,12 +290,12 @@ class TerminalRenderer:
         limit = self._max
         if max(map(len, new)) > limit:
             new = [part[:limit] for part in new]
-            added = sum(map(_u8, new))
+            added = sum(map(utf8_len, new))
         elif seg.isascii():
             # The new lines are the segment after its first LF, less the LFs.
             added = len(seg) - len(parts[0]) - len(new)
         else:
-            added = len(seg.encode("utf-8")) - _u8(parts[0]) - len(new)
+            added = len(seg.encode("utf-8")) - utf8_len(parts[0]) - len(new)
         first = len(lines)
         lines.extend(new)
         self._bytes += added
@@ -321,15 +321,15 @@ class TerminalRenderer:
         # only that keeps a long non-ASCII line cheap to write to.
         if col == n:
             new = line + text
-            grown = _u8(text)
+            grown = utf8_len(text)
         elif col > n:
             new = line + " " * (col - n) + text
-            grown = col - n + _u8(text)
+            grown = col - n + utf8_len(text)
         else:
             new = line[:col] + text + line[end:]
             if new == line:
                 return
-            grown = _u8(text) - _u8(line[col:end])
+            grown = utf8_len(text) - utf8_len(line[col:end])
         self._set(row, new, grown)
 
     def _newline(self) -> None:
@@ -409,12 +409,12 @@ class TerminalRenderer:
         row, col = self._row, self._col
         line = self._lines[row]
         if mode == 0:
-            new, shrunk = line[:col], _u8(line[col:])
+            new, shrunk = line[:col], utf8_len(line[col:])
         elif mode == 1:
             blank = min(col + 1, len(line))
-            new, shrunk = " " * blank + line[blank:], _u8(line[:blank]) - blank
+            new, shrunk = " " * blank + line[blank:], utf8_len(line[:blank]) - blank
         elif mode == 2:
-            new, shrunk = "", _u8(line)
+            new, shrunk = "", utf8_len(line)
         else:
             return
         if new != line:
@@ -433,7 +433,7 @@ class TerminalRenderer:
             # (and a loop over it would make each ESC[1J cost the whole output).
             for i in range(max(0, len(lines) - SCREEN_ROWS), self._row):
                 if lines[i]:
-                    self._set(i, "", -_u8(lines[i]))
+                    self._set(i, "", -utf8_len(lines[i]))
             self._erase_line(1)
         elif mode == 2 or mode == 3:
             if lines != [""]:
