@@ -52,10 +52,13 @@ __all__ = ["TerminalRenderer", "SCREEN_ROWS", "DEFAULT_COLUMNS", "utf8_len"]
 SCREEN_ROWS = 24
 DEFAULT_COLUMNS = 4096
 
-# Plain runs are found with a bare character class, which the regex engine
-# scans far faster than it can try an alternation at every position; LF is
-# not in it, so runs of whole lines reach the bulk path in _text.
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+# What the loop in feed() takes in one step from where it stands: printable
+# text and LF (so that runs of whole lines reach the bulk path in _text) and
+# SGR sequences, which only set colours and are dropped. Taken at a position
+# the loop stands on, an SGR cannot be part of another sequence, so removing
+# it from the run is exactly what dispatching it would do, at C speed.
+_RUN = re.compile(r"(?:[^\x00-\x09\x0b-\x1f\x7f]+|\x1b\[[0-9;]*m)*")
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
 
 # Matched where _CONTROL found something; group numbers are the dispatch keys
 # (match.lastindex).
@@ -150,19 +153,33 @@ class TerminalRenderer:
             self._pending = ""
         if not data:
             return
+        # The common case, whole lines of printable text, is split once and
+        # appended in bulk. isprintable() is False for CR, ESC, TAB and every
+        # other control, so any of them takes the general path below.
+        lines = data.split("\r\n") if "\r\n" in data else data.split("\n")
+        if all(map(str.isprintable, lines)):
+            if len(lines) == 1:
+                self._write(data)
+            else:
+                self._lines_of(lines, data.isascii())
+            return
         # LF already returns the carriage, so CR LF is LF; folding the pair
         # lets typical output reach _text as whole runs of lines.
         data = data.replace("\r\n", "\n")
-        search = _CONTROL.search
+        run = _RUN.match
         match = _SPECIAL.match
         pos = 0
+        end = len(data)
         while True:
-            found = search(data, pos)
-            if found is None:
-                break
-            start = found.start()
+            start = run(data, pos).end()
             if start > pos:
-                self._text(data[pos:start])
+                text = data[pos:start]
+                if "\x1b" in text:
+                    text = _SGR.sub("", text)
+                if text:
+                    self._text(text)
+            if start == end:
+                return
             m = match(data, start)
             pos = m.end()
             kind = m.lastindex
@@ -188,8 +205,6 @@ class TerminalRenderer:
                 if " " <= data[pos:pos + 1] != "\x7f":
                     pos += 1
             # _OSC and _DROP: nothing to do.
-        if pos < len(data):
-            self._text(data[pos:])
 
     def lines(self) -> List[str]:
         """The rendered lines: ``"hi\\n"`` is ``["hi", ""]``, no output is ``[""]``."""
@@ -274,8 +289,11 @@ class TerminalRenderer:
     def _text(self, seg: str) -> None:
         if "\n" not in seg:
             self._write(seg)
-            return
-        parts = seg.split("\n")
+        else:
+            self._lines_of(seg.split("\n"), seg.isascii())
+
+    def _lines_of(self, parts: List[str], ascii: bool) -> None:
+        """Text made of ``parts`` joined by newlines, without other controls."""
         if parts[0]:
             self._write(parts[0])
         lines = self._lines
@@ -290,12 +308,10 @@ class TerminalRenderer:
         limit = self._max
         if max(map(len, new)) > limit:
             new = [part[:limit] for part in new]
-            added = sum(map(utf8_len, new))
-        elif seg.isascii():
-            # The new lines are the segment after its first LF, less the LFs.
-            added = len(seg) - len(parts[0]) - len(new)
+        if ascii:
+            added = sum(map(len, new))
         else:
-            added = len(seg.encode("utf-8")) - utf8_len(parts[0]) - len(new)
+            added = utf8_len("\n".join(new)) - (len(new) - 1)
         first = len(lines)
         lines.extend(new)
         self._bytes += added

@@ -520,3 +520,30 @@ def test_erase_above_reaches_only_the_screen():
     top = r.line_count - SCREEN_ROWS        # 41 lines: the screen is the last 24
     assert r.lines()[:top] == ["line%d" % i for i in range(top)]
     assert set(r.lines()[top:]) == {""}
+
+
+# -- the bulk paths agree with character-by-character rendering -------------------
+
+BULK_SAMPLES = [
+    "plain\r\nlines\r\nonly\r\n",
+    "lf\nonly\nlines\n",
+    "mixed\r\nand\nlone\rcr\r\n",
+    "nbsp\u00a0and\u2028separators\u200b\r\nnext\r\n",
+    "c1\u0085kept\u009b31mtext\r\n",
+    "\x1b[32mgreen\x1b[0m and \x1b[1;31mbold red\x1b[m\r\n\x1b[38;5;241mgrey\x1b[39m\r\n",
+    "sgr\x1b[1mthen\x1b[?25lprivate\x1b[2Kerased\r\n",
+    "esc\x1b\x1b[1mA\x1b(\x1b[1mB\x1b]0;t\x1b[1mc\r\n",
+    "\u00e9t\u00e9\r\n\u65e5\u672c\x1b[1m\u8a9e\x1b[0m\r\n",
+    "x" * 30 + "\r\n" + "y" * 30 + "\n",
+]
+
+
+@pytest.mark.parametrize("data", BULK_SAMPLES)
+def test_bulk_rendering_equals_one_character_at_a_time(data):
+    whole = TerminalRenderer(max_columns=20)
+    whole.feed(data)
+    single = TerminalRenderer(max_columns=20)
+    for ch in data:
+        single.feed(ch)
+    assert whole.lines() == single.lines()
+    assert whole.size == len(whole.text().encode())
