@@ -59,6 +59,8 @@ DEFAULT_COLUMNS = 4096
 # it from the run is exactly what dispatching it would do, at C speed.
 _RUN = re.compile(r"(?:[^\x00-\x09\x0b-\x1f\x7f]+|\x1b\[[0-9;]*m)*")
 _SGR = re.compile(r"\x1b\[[0-9;]*m")
+# A progress bar: the same line redrawn from column 0, many times per chunk.
+_REDRAWS = re.compile(r"(?:\r[^\x00-\x1f\x7f]*)+")
 
 # Matched where _CONTROL found something; group numbers are the dispatch keys
 # (match.lastindex).
@@ -188,7 +190,9 @@ class TerminalRenderer:
                 if final != "m":
                     self._csi(m.group(1), m.group(2), final)
             elif kind == _CR:
-                self._col = 0
+                redraws = _REDRAWS.match(data, start)
+                pos = redraws.end()
+                self._redraw(redraws.group().split("\r")[1:])
             elif kind == _BS:
                 if self._col > 0:
                     self._col -= 1
@@ -318,6 +322,21 @@ class TerminalRenderer:
         self._row = len(lines) - 1
         self._col = len(parts[-1])
         self._mark(first)
+
+    def _redraw(self, texts: List[str]) -> None:
+        """Write each of ``texts`` from column 0 in turn, at the cost of one
+        write: what stays visible is the last text, then whatever an earlier,
+        longer one leaves beyond it."""
+        last = texts[-1]
+        shown, width = last, len(last)
+        for text in reversed(texts):
+            if len(text) > width:
+                shown += text[width:]
+                width = len(text)
+        self._col = 0
+        if shown:
+            self._write(shown)
+        self._col = len(last)
 
     def _write(self, text: str) -> None:
         col = self._col
