@@ -59,11 +59,12 @@ DEFAULT_COLUMNS = 4096
 # it from the run is exactly what dispatching it would do, at C speed.
 _RUN = re.compile(r"(?:[^\x00-\x09\x0b-\x1f\x7f]+|\x1b\[[0-9;]*m)*")
 _SGR = re.compile(r"\x1b\[[0-9;]*m")
-# A progress bar: the same line redrawn from column 0, many times per chunk.
+# A progress bar redraws its line from column 0 many times per chunk; the
+# whole run of redraws is taken at once, as only what the last ones leave
+# is visible.
 _REDRAWS = re.compile(r"(?:\r[^\x00-\x1f\x7f]*)+")
 
-# Matched where _CONTROL found something; group numbers are the dispatch keys
-# (match.lastindex).
+# Matched where _RUN stops; group numbers are the dispatch keys (match.lastindex).
 _SPECIAL = re.compile(
     r"\x1b\[([0-?]*)([ -/]*)([@-~])"                      # 1-3 CSI params, intermediates, final
     r"|(\x1b\][^\x07\x1b]*(?:\x07|\x1b\\|(?=\x1b[^\\])))"  # 4 OSC; a new ESC aborts it
