@@ -413,7 +413,9 @@ def build_parser() -> configargparse.ArgumentParser:
               "this column are dropped")
     _add(parser, "--max-display-bytes", metavar="BYTES", type=size_in_bytes, default=512 * 1024,
          shown_default="512K", help="most rich output one run keeps inline in its entry: past "
-         "it, outputs become asset references (with --assets-dir) or a note of what was left out")
+         "it, outputs become asset references (with --assets-dir) or a note of what was left out; "
+         "0 keeps none inline. Keep it well under the sync server's 1 MiB message limit: an entry "
+         "is written in one message")
     _add(parser, "--assets-dir", metavar="PATH", default=None, shown_default="none",
          help="keep rich outputs larger than --max-inline-bytes as files here (served at "
               "/assets/ on --status-addr) instead of dropping them")

@@ -29,6 +29,10 @@ _TRIM_SLACK = 2
 
 
 class RunOutput:
+    """The rendered output of one run, within ``max_bytes`` (0: no cap) as a
+    head, a notice line and the latest ``tail_bytes``, rendered on a terminal
+    ``max_columns`` wide."""
+
     def __init__(self, max_bytes: int = 0, tail_bytes: Optional[int] = None,
                  max_columns: int = DEFAULT_COLUMNS):
         self.renderer = TerminalRenderer(max_columns=max_columns)
