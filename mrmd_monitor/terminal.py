@@ -14,7 +14,9 @@ terminal's behaviour depends on a screen size, these choices apply:
 * A column is one code point. Wide characters (CJK, emoji) and combining marks
   each count as one column; they pass through unchanged.
 * ``ESC[H`` / ``ESC[f`` rows are relative to a virtual screen of 24 rows whose
-  top line is ``max(0, line_count - 24)``; rows are clamped to 1..24.
+  top line is ``max(0, line_count - 24)``; rows are clamped to 1..24. Upward
+  moves (``ESC[A``, ``ESC[F``) and ``ESC 8`` stop at that top line, as on a
+  terminal, where scrollback is out of the cursor's reach.
 * Downward moves (``ESC[B``, ``ESC[E``) create the lines they reach, but move
   at most 24 rows per sequence so a garbage count cannot allocate without
   bound.
@@ -396,8 +398,8 @@ class TerminalRenderer:
             self._saved = (self._row, self._col)
         elif code == "8":
             row, col = self._saved
-            # The saved line may have been erased since.
-            self._row = min(row, len(self._lines) - 1)
+            # The saved line may have been erased or scrolled off the screen since.
+            self._row = max(self._top(), min(row, len(self._lines) - 1))
             self._col = col
 
     def _csi(self, params: str, intermediates: str, final: str) -> None:
@@ -409,7 +411,7 @@ class TerminalRenderer:
         if final == "K":
             self._erase_line(first)
         elif final == "A":
-            self._row = max(0, self._row - count)
+            self._row = max(self._top(), self._row - count)
         elif final == "B":
             self._goto_row(self._row + min(count, SCREEN_ROWS))
         elif final == "C":
@@ -430,8 +432,14 @@ class TerminalRenderer:
             self._goto_row(self._row + min(count, SCREEN_ROWS))
             self._col = 0
         elif final == "F":
-            self._row = max(0, self._row - count)
+            self._row = max(self._top(), self._row - count)
             self._col = 0
+
+    def _top(self) -> int:
+        """The first row of the screen: the cursor never goes above it, so a
+        change is always within the last SCREEN_ROWS lines or new ones, and
+        a flush costs what changed, not the whole output."""
+        return max(0, len(self._lines) - SCREEN_ROWS)
 
     def _goto_row(self, row: int) -> None:
         lines = self._lines

@@ -156,3 +156,18 @@ def test_max_columns_is_configurable():
     out = RunOutput(CAP, max_columns=80)
     out.feed(pty("\t" * 100 + "\n" + "z" * 100 + "\n"))
     assert out.text() == " " * 80 + "\n" + "z" * 80 + "\n"
+
+
+def test_cursor_up_and_restore_reach_only_the_screen():
+    # Below the cap, 200,000 lines; then moves to the top of the output before
+    # every write. Were they to reach it, every flush would hand over (and the
+    # block rewrite) the 200,000 lines below the cursor.
+    r = TerminalRenderer()
+    r.feed("\x1b7" + "line\r\n" * 200_000)
+    r.take_changes()
+    for sequence, mark in (("\x1b[999999999A", "X"), ("\x1b[999999999F", "Y"), ("\x1b8", "Z")):
+        r.feed(sequence + mark)
+        first, lines = r.take_changes()
+        assert first == r.line_count - 24 and len(lines) == 24
+        assert lines[0] == mark + "ine"
+    assert r.lines()[0] == "line"
