@@ -304,13 +304,18 @@ class TerminalRenderer:
         if parts[0]:
             self._write(parts[0])
         lines = self._lines
-        if self._row != len(lines) - 1:
-            # The cursor was moved up: each line overwrites an existing one.
-            for part in parts[1:]:
+        above = len(lines) - 1 - self._row
+        if above:
+            # The cursor was moved up: lines overwrite existing ones until it
+            # is back on the last line, and the rest is appended in bulk.
+            for part in parts[1:above + 1]:
                 self._newline()
                 if part:
                     self._write(part)
-            return
+            if len(parts) <= above + 1:
+                return
+            parts = parts[above:]
+            parts[0] = ""   # already written
         new = parts[1:]
         limit = self._max
         if max(map(len, new)) > limit:
