@@ -24,9 +24,8 @@ terminal's behaviour depends on a screen size, these choices apply:
   indices are stable) and blanks the current line up to the cursor; lines
   above the screen are scrollback, out of its reach as on a terminal.
   ``ESC[2J`` and ``ESC[3J`` clear everything to a single empty line with the
-  cursor at 0,0:
-  without a screen there is nothing to keep, and output written after a
-  ``clear`` should start at the top of the block.
+  cursor at 0,0: without a screen there is nothing to keep, and output
+  written after a ``clear`` should start at the top of the block.
 * ``ESC 7`` / ``ESC 8`` save and restore the cursor; other two-character
   escapes, OSC strings, SGR, private modes and unknown CSI finals are dropped.
 * A stray ESC followed by a printable character drops both; followed by a
