@@ -380,7 +380,8 @@ class Coordinator:
                   session=entry.session, code=entry.code, language=entry.language,
                   cell_id=entry.cell_id, block_deadline=self.clock() + self.config.block_wait,
                   requested_at=entry.requested_at or 0,
-                  output=RunOutput(self.config.max_output_bytes))
+                  output=RunOutput(self.config.max_output_bytes,
+                                   max_columns=self.config.max_columns))
         self.runs[run.exec_id] = run
         self.metrics.inc("mrmd_monitor_claims_total")
         self.metrics.inc("mrmd_monitor_queued_runs")

@@ -128,7 +128,8 @@ class Daemon:
                                max_bytes=self.config.assets_max_bytes,
                                retention=self.config.assets_retention)
             store.prune()  # limits lowered since the last run apply now
-        return DisplayConverter(self.config.max_inline_bytes, store)
+        return DisplayConverter(self.config.max_inline_bytes, store,
+                                max_display_bytes=self.config.max_display_bytes)
 
     def _attach(self, name):
         sync = SyncThread(config=self.config, doc_name=name, pool=self.pool,

@@ -8,6 +8,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .output import PendingOutput
+
 
 @dataclass(frozen=True)
 class RunStarted:
@@ -18,39 +20,39 @@ class RunStarted:
 class OutputBuffer:
     """Output a worker has read and its sync thread has not taken yet.
 
-    The one buffer two threads share, by design: text is appended by the
+    The one object two threads share, by design: text is appended by the
     worker and taken whole by the sync thread, so a burst becomes one
-    message, and a full buffer makes the worker wait (and so stop reading the
-    runtime's stream) instead of queueing without bound.
+    message. ``put`` never waits: the worker reads the runtime at full speed,
+    and past ``limit`` the buffer keeps a head and the latest tail
+    (:class:`PendingOutput`), so memory stays bounded either way.
     """
 
     def __init__(self, limit=1 << 20):
-        self.limit = limit
-        self._cond = threading.Condition()
-        self._parts = []
-        self._size = 0
+        self._lock = threading.Lock()
+        self._pending = PendingOutput(limit)
         self._notified = False
 
-    def put(self, text, cancelled=lambda: False):
-        """Append; True when the caller must post OutputReady (none is pending)."""
-        with self._cond:
-            while self._size >= self.limit and not cancelled():
-                self._cond.wait(0.25)
-            self._parts.append(text)
-            self._size += len(text)
+    @property
+    def limit(self):
+        return self._pending.limit
+
+    def put(self, text, cancelled=None):
+        """Append; True when the caller must post OutputReady (none is pending).
+
+        ``cancelled`` is accepted for callers written for a buffer that waited
+        when full; nothing waits any more.
+        """
+        with self._lock:
+            self._pending.add(text)
             if self._notified:
                 return False
             self._notified = True
             return True
 
     def take(self):
-        with self._cond:
-            text = "".join(self._parts)
-            self._parts = []
-            self._size = 0
+        with self._lock:
             self._notified = False
-            self._cond.notify_all()
-            return text
+            return self._pending.take()
 
 
 @dataclass(frozen=True)

@@ -247,6 +247,12 @@ OPTIONS = (
     Option("max-inline-bytes", size_in_bytes, 256 * 1024, "rich output larger than this is kept "
            "as an asset reference, not inline in the document", metavar=B, shown="256K",
            reloadable=False),
+    Option("max-columns", at_least_one, 4096, "width of the terminal output is rendered on: "
+           "text, tabs and cursor moves past this column are dropped", metavar="COLUMNS"),
+    Option("max-display-bytes", size_in_bytes, 512 * 1024, "most rich output one run keeps "
+           "inline in its entry: past it, outputs become asset references (with --assets-dir) or "
+           "a note of what was left out; 0 keeps none inline. Keep it well under the sync "
+           "server's 1 MiB message limit", metavar=B, shown="512K", reloadable=False),
     Option("assets-dir", None, None, "keep rich outputs larger than --max-inline-bytes as files "
            "here (served at /assets/ on --status-addr) instead of dropping them", metavar="PATH",
            shown="none", finish=_or_none, reloadable=False),

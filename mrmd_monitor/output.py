@@ -4,24 +4,38 @@ stdout and stderr, capped so that a run printing forever keeps the document
 
 Below the cap the block is the rendered output. Past it, the block keeps the
 head, one line saying how much was left out, and the latest tail; lines that
-scroll out of the tail are dropped from memory as they go. Pure: no threads,
-sockets or clocks.
+scroll out of the tail are dropped from memory as they go. The cap counts
+what the renderer holds (its exact UTF-8 size), never what was fed to it: a
+few bytes of escape sequences can draw thousands of columns.
+
+``PendingOutput`` is the stage before: raw output a worker has read and the
+document has not taken yet, bounded the same way (head, a line saying what
+was left out, latest tail). Pure: no threads, sockets or clocks.
 """
 
+from collections import deque
 from typing import List, Optional, Tuple
 
-from .terminal import SCREEN_ROWS, TerminalRenderer
+from .terminal import DEFAULT_COLUMNS, TerminalRenderer, utf8_len
 
 DEFAULT_TAIL_BYTES = 64 * 1024
-
-
-def _size(lines) -> int:
-    return sum(len(line.encode("utf-8")) + 1 for line in lines)
+# Input is rendered this much at a time when there is a cap, so that one
+# step adds at most ~FEED_SLICE / 10 lines of max_columns each (ESC [ 4095 C
+# x CR LF is 10 characters) before the cap is checked again.
+FEED_SLICE = 4096
+# Past the cap the tail is trimmed back to tail_bytes once it has grown by
+# this factor, so trimming costs O(1) per byte rendered.
+_TRIM_SLACK = 2
 
 
 class RunOutput:
-    def __init__(self, max_bytes: int = 0, tail_bytes: Optional[int] = None):
-        self.renderer = TerminalRenderer()
+    """The rendered output of one run, within ``max_bytes`` (0: no cap) as a
+    head, a notice line and the latest ``tail_bytes``, rendered on a terminal
+    ``max_columns`` wide."""
+
+    def __init__(self, max_bytes: int = 0, tail_bytes: Optional[int] = None,
+                 max_columns: int = DEFAULT_COLUMNS):
+        self.renderer = TerminalRenderer(max_columns=max_columns)
         self.max_bytes = max_bytes
         if tail_bytes is None:
             tail_bytes = min(DEFAULT_TAIL_BYTES, max_bytes // 4)
@@ -29,9 +43,6 @@ class RunOutput:
         self.head: Optional[List[str]] = None   # frozen once the cap is reached
         self.omitted_lines = 0
         self.omitted_bytes = 0
-        self._fed = 0
-        self._next_check = max_bytes
-        self._trim_at = 0
         self._force_from_zero = False
         self._trimmed = False   # since the last take_changes
 
@@ -40,20 +51,19 @@ class RunOutput:
         return self.head is not None
 
     def feed(self, data: str) -> None:
-        self.renderer.feed(data)
-        self._fed += len(data)
-        if self.head is not None:
-            # Trim as we go, not only when the block is written: between two
-            # writes a fast runtime can print far more than the tail holds.
-            if self.renderer.line_count >= self._trim_at:
+        renderer = self.renderer
+        if not self.max_bytes:
+            renderer.feed(data)
+            return
+        for start in range(0, len(data), FEED_SLICE):
+            renderer.feed(data[start:start + FEED_SLICE])
+            if self.head is None:
+                if renderer.size > self.max_bytes:
+                    self._cap()
+            elif renderer.size > _TRIM_SLACK * self.tail_bytes:
+                # Trim as we go, not only when the block is written: between
+                # two writes a fast runtime can print far more than the tail holds.
                 self._trimmed |= self._trim_tail()
-                self._trim_at = max(2 * self.renderer.line_count, 2 * SCREEN_ROWS)
-        elif self.max_bytes and self._fed >= self._next_check:
-            # Rendered text is never much larger than what was fed, so the
-            # exact (linear) size is only computed once the raw input is big.
-            self._next_check = self._fed + max(4096, self.max_bytes // 8)
-            if _size(self.renderer.lines()) > self.max_bytes:
-                self._cap()
 
     def lines(self) -> List[str]:
         if self.head is None:
@@ -85,25 +95,24 @@ class RunOutput:
         return len(self.head), [self.notice()] + self.renderer.lines()
 
     def _cap(self):
+        renderer = self.renderer
+        if renderer.cursor_row == 0:
+            # Nothing complete to freeze yet; the cursor's line alone is at
+            # most max_columns wide.
+            return
         budget = self.max_bytes - self.tail_bytes
-        lines = self.renderer.lines()
-        head, used = [], 0
-        for line in lines[:-1]:
-            size = len(line.encode("utf-8")) + 1
-            if used + size > budget:
-                break
-            head.append(line)
-            used += size
-        if not head and lines[:-1]:
-            # One enormous first line: keep a cut of it so the head says something.
-            first = lines[0].encode("utf-8")[:budget].decode("utf-8", "ignore")
-            head = [first]
-            self.omitted_bytes += len(lines[0].encode("utf-8")) - len(first.encode("utf-8"))
-            self.renderer.discard_head(1)
+        n = renderer.lines_within(budget)
+        if n:
+            head = renderer.discard_head(n)
         else:
-            self.renderer.discard_head(len(head))
+            # One enormous first line: keep a cut of it so the head says something.
+            [line] = renderer.discard_head(1)
+            raw = line.encode("utf-8")
+            cut = raw[:budget].decode("utf-8", "ignore")
+            head = [cut]
+            self.omitted_bytes += len(raw) - len(cut.encode("utf-8"))
         self.head = head
-        self.renderer.take_changes()
+        renderer.take_changes()
         self._trim_tail()
         # The whole block changes once, from its first line.
         self._trimmed = True
@@ -111,19 +120,103 @@ class RunOutput:
 
     def _trim_tail(self) -> bool:
         """Drop lines from the top of the tail until it fits, keeping a screen's
-        worth for cursor movement. Returns whether anything was dropped."""
-        lines = self.renderer.lines()
-        excess = _size(lines) - self.tail_bytes
-        if excess <= 0:
-            return False
-        n, freed = 0, 0
-        keep = max(1, min(SCREEN_ROWS, len(lines)))
-        while freed < excess and n < len(lines) - keep:
-            freed += len(lines[n].encode("utf-8")) + 1
-            n += 1
-        dropped = self.renderer.discard_head(n)
-        if not dropped:
-            return False
-        self.omitted_lines += len(dropped)
-        self.omitted_bytes += _size(dropped)
-        return True
+        worth for cursor movement if that fits too. Returns whether anything
+        was dropped."""
+        renderer = self.renderer
+        lines, size = renderer.trim_to(self.tail_bytes)
+        if renderer.size > self.tail_bytes:
+            # A screen of wide lines is larger than the tail: the cap wins
+            # over cursor moves into lines already gone.
+            more_lines, more_size = renderer.trim_to(self.tail_bytes, keep=1)
+            lines += more_lines
+            size += more_size
+        self.omitted_lines += lines
+        self.omitted_bytes += size
+        return lines > 0
+
+
+class PendingOutput:
+    """Raw output read from a runtime that the document has not taken yet.
+
+    A runtime that prints faster than the document takes its output must not
+    be held back (it would buffer what it prints itself, mrmd-python 0.4.2
+    with an ever-growing ``accumulated`` in every event) nor make us hold
+    everything. Up to ``limit`` characters everything is kept; past it, the
+    first half is kept as the head, then the latest text as the tail, and
+    ``take()`` puts one line between them saying how much was left out.
+    Cuts fall on line ends where there are any, so the lines left out are
+    whole. Pure: the caller provides the locking.
+    """
+
+    def __init__(self, limit: int = 1 << 20):
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit!r}")
+        self.limit = limit
+        self._head_max = limit // 2
+        self._tail_max = limit - self._head_max
+        self._reset()
+
+    def _reset(self):
+        self._parts = deque()       # everything, or once over the limit the tail
+        self._size = 0
+        self._head: Optional[str] = None
+        self._left_bytes = 0
+        self._left_lines = 0
+
+    @property
+    def held(self) -> int:
+        """Characters held (a bound on memory, with the head)."""
+        return self._size + (len(self._head) if self._head is not None else 0)
+
+    def add(self, text: str) -> None:
+        self._parts.append(text)
+        self._size += len(text)
+        if self._head is None:
+            if self._size > self.limit:
+                self._split()
+        elif self._size > self._tail_max:
+            self._trim()
+
+    def take(self) -> str:
+        """Everything pending, in order, and start afresh."""
+        tail = "".join(self._parts)
+        head = self._head
+        if head is None:
+            self._reset()
+            return tail
+        # Start the tail on a line of its own when a line ends early in it.
+        cut = tail.find("\n", 0, len(tail) // 2)
+        if cut >= 0:
+            self._leave_out(tail[:cut + 1])
+            tail = tail[cut + 1:]
+        notice = ("[mrmd-monitor: %d lines (%d bytes) of output left out here: the runtime "
+                  "printed faster than the document took it]\r\n"
+                  % (self._left_lines, self._left_bytes))
+        self._reset()
+        return head + ("" if head.endswith("\n") else "\r\n") + notice + tail
+
+    def _split(self):
+        text = "".join(self._parts)
+        end = text.rfind("\n", 0, self._head_max) + 1 or self._head_max
+        self._head = text[:end]
+        self._parts = deque([text[end:]])
+        self._size = len(text) - end
+        self._trim()
+
+    def _trim(self):
+        parts = self._parts
+        while self._size > self._tail_max:
+            first = parts[0]
+            excess = self._size - self._tail_max
+            if len(first) <= excess:
+                parts.popleft()
+                self._leave_out(first)
+                self._size -= len(first)
+            else:
+                parts[0] = first[excess:]
+                self._leave_out(first[:excess])
+                self._size -= excess
+
+    def _leave_out(self, text: str) -> None:
+        self._left_bytes += utf8_len(text)
+        self._left_lines += text.count("\n")

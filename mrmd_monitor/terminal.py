@@ -14,23 +14,34 @@ terminal's behaviour depends on a screen size, these choices apply:
 * A column is one code point. Wide characters (CJK, emoji) and combining marks
   each count as one column; they pass through unchanged.
 * ``ESC[H`` / ``ESC[f`` rows are relative to a virtual screen of 24 rows whose
-  top line is ``max(0, line_count - 24)``; rows are clamped to 1..24.
+  top line is ``max(0, line_count - 24)``; rows are clamped to 1..24. Upward
+  moves (``ESC[A``, ``ESC[F``) and ``ESC 8`` stop at that top line, as on a
+  terminal, where scrollback is out of the cursor's reach.
 * Downward moves (``ESC[B``, ``ESC[E``) create the lines they reach, but move
   at most 24 rows per sequence so a garbage count cannot allocate without
   bound.
-* ``ESC[1J`` empties the lines above the cursor (they stay, so line indices
-  are stable) and blanks the current line up to the cursor. ``ESC[2J`` and
-  ``ESC[3J`` clear everything to a single empty line with the cursor at 0,0:
-  without a screen there is nothing to keep, and output written after a
-  ``clear`` should start at the top of the block.
+* ``ESC[1J`` empties the screen's lines above the cursor (they stay, so line
+  indices are stable) and blanks the current line up to the cursor; lines
+  above the screen are scrollback, out of its reach as on a terminal.
+  ``ESC[2J`` and ``ESC[3J`` clear everything to a single empty line with the
+  cursor at 0,0: without a screen there is nothing to keep, and output
+  written after a ``clear`` should start at the top of the block.
 * ``ESC 7`` / ``ESC 8`` save and restore the cursor; other two-character
   escapes, OSC strings, SGR, private modes and unknown CSI finals are dropped.
 * A stray ESC followed by a printable character drops both; followed by a
   control character, only the ESC goes and the control still acts.
 * C0 controls other than LF, CR, BS, TAB and ESC are dropped. C1 code points
   (U+0080-U+009F) are kept as text: a UTF-8 terminal does not act on them.
-* A line is cut at ``max_line_chars``: writes past that column are dropped
-  until the cursor comes back (``\\r``, a newline, a cursor move).
+* A line is cut at ``max_columns`` (default 4,096, a wide terminal): writes
+  past that column are dropped until the cursor comes back (``\\r``, a
+  newline, a cursor move), and tabs, padding and erases never extend a line
+  past it. The cursor itself may sit past the edge (so that moving back
+  left lands where the program expects), clamped at ``_FAR`` so that counts
+  stay small numbers.
+
+Everything held is bounded by what it renders: ``size`` is the exact UTF-8
+length of ``text()``, kept up to date by every change, so a caller can cap
+what the renderer holds in O(1) instead of measuring what was fed to it.
 """
 
 from __future__ import annotations
@@ -38,17 +49,24 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Tuple
 
-__all__ = ["TerminalRenderer", "SCREEN_ROWS"]
+__all__ = ["TerminalRenderer", "SCREEN_ROWS", "DEFAULT_COLUMNS", "utf8_len"]
 
 SCREEN_ROWS = 24
+DEFAULT_COLUMNS = 4096
 
-# Plain runs are found with a bare character class, which the regex engine
-# scans far faster than it can try an alternation at every position; LF is
-# not in it, so runs of whole lines reach the bulk path in _text.
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+# What the loop in feed() takes in one step from where it stands: printable
+# text and LF (so that runs of whole lines reach the bulk path in _text) and
+# SGR sequences, which only set colours and are dropped. Taken at a position
+# the loop stands on, an SGR cannot be part of another sequence, so removing
+# it from the run is exactly what dispatching it would do, at C speed.
+_RUN = re.compile(r"(?:[^\x00-\x09\x0b-\x1f\x7f]+|\x1b\[[0-9;]*m)*")
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
+# A progress bar redraws its line from column 0 many times per chunk; the
+# whole run of redraws is taken at once, as only what the last ones leave
+# is visible.
+_REDRAWS = re.compile(r"(?:\r[^\x00-\x1f\x7f]*)+")
 
-# Matched where _CONTROL found something; group numbers are the dispatch keys
-# (match.lastindex).
+# Matched where _RUN stops; group numbers are the dispatch keys (match.lastindex).
 _SPECIAL = re.compile(
     r"\x1b\[([0-?]*)([ -/]*)([@-~])"                      # 1-3 CSI params, intermediates, final
     r"|(\x1b\][^\x07\x1b]*(?:\x07|\x1b\\|(?=\x1b[^\\])))"  # 4 OSC; a new ESC aborts it
@@ -69,19 +87,58 @@ _MAX_PENDING = 256
 # Longer counts are clamped before int(), which refuses over 4300 digits;
 # every use clamps them far lower anyway.
 _MAX_DIGITS = 9
+# The farthest the cursor goes past the right edge; far enough that no
+# realistic left move comes back from it differently.
+_FAR = 10 ** _MAX_DIGITS
+
+
+# Lines are measured this many at a time, in one join, when many are dropped
+# at once: a Python step per line would make a cap over a million empty rows
+# cost seconds.
+_BLOCK = 512
+
+
+def utf8_len(text: str) -> int:
+    """UTF-8 length; isascii() is O(1) on CPython, so ASCII lines cost nothing."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _size_of(lines: List[str]) -> int:
+    """UTF-8 bytes of ``lines``, one newline each."""
+    return utf8_len("\n".join(lines)) + 1 if lines else 0
+
+
+def _fit(lines: List[str], stop: int, limit: int) -> Tuple[int, int]:
+    """The most leading lines (at most ``stop``) whose size, one newline each,
+    stays within ``limit``; returns their count and size."""
+    n = total = 0
+    while n < stop:
+        end = min(n + _BLOCK, stop)
+        size = _size_of(lines[n:end])
+        if total + size <= limit:
+            n, total = end, total + size
+            continue
+        for line in lines[n:end]:
+            size = utf8_len(line) + 1
+            if total + size > limit:
+                break
+            n, total = n + 1, total + size
+        break
+    return n, total
 
 
 class TerminalRenderer:
     """Render a pty's output stream into lines, reporting which lines changed."""
 
-    def __init__(self, tab_size: int = 8, max_line_chars: int = 100_000):
+    def __init__(self, tab_size: int = 8, max_columns: int = DEFAULT_COLUMNS):
         if tab_size < 1:
             raise ValueError(f"tab_size must be at least 1, not {tab_size!r}")
-        if max_line_chars < 1:
-            raise ValueError(f"max_line_chars must be at least 1, not {max_line_chars!r}")
+        if max_columns < 1:
+            raise ValueError(f"max_columns must be at least 1, not {max_columns!r}")
         self._tab_size = tab_size
-        self._max = max_line_chars
+        self._max = max_columns
         self._lines: List[str] = [""]
+        self._bytes = 0   # UTF-8 bytes of the lines, newlines not counted
         self._row = 0
         self._col = 0
         self._saved = (0, 0)
@@ -101,19 +158,33 @@ class TerminalRenderer:
             self._pending = ""
         if not data:
             return
+        # The common case, whole lines of printable text, is split once and
+        # appended in bulk. isprintable() is False for CR, ESC, TAB and every
+        # other control, so any of them takes the general path below.
+        lines = data.split("\r\n") if "\r\n" in data else data.split("\n")
+        if all(map(str.isprintable, lines)):
+            if len(lines) == 1:
+                self._write(data)
+            else:
+                self._lines_of(lines, data.isascii())
+            return
         # LF already returns the carriage, so CR LF is LF; folding the pair
         # lets typical output reach _text as whole runs of lines.
         data = data.replace("\r\n", "\n")
-        search = _CONTROL.search
+        run = _RUN.match
         match = _SPECIAL.match
         pos = 0
+        end = len(data)
         while True:
-            found = search(data, pos)
-            if found is None:
-                break
-            start = found.start()
+            start = run(data, pos).end()
             if start > pos:
-                self._text(data[pos:start])
+                text = data[pos:start]
+                if "\x1b" in text:
+                    text = _SGR.sub("", text)
+                if text:
+                    self._text(text)
+            if start == end:
+                return
             m = match(data, start)
             pos = m.end()
             kind = m.lastindex
@@ -122,7 +193,9 @@ class TerminalRenderer:
                 if final != "m":
                     self._csi(m.group(1), m.group(2), final)
             elif kind == _CR:
-                self._col = 0
+                redraws = _REDRAWS.match(data, start)
+                pos = redraws.end()
+                self._redraw(redraws.group().split("\r")[1:])
             elif kind == _BS:
                 if self._col > 0:
                     self._col -= 1
@@ -139,8 +212,6 @@ class TerminalRenderer:
                 if " " <= data[pos:pos + 1] != "\x7f":
                     pos += 1
             # _OSC and _DROP: nothing to do.
-        if pos < len(data):
-            self._text(data[pos:])
 
     def lines(self) -> List[str]:
         """The rendered lines: ``"hi\\n"`` is ``["hi", ""]``, no output is ``[""]``."""
@@ -152,6 +223,11 @@ class TerminalRenderer:
     @property
     def line_count(self) -> int:
         return len(self._lines)
+
+    @property
+    def size(self) -> int:
+        """``len(self.text().encode("utf-8"))``, in O(1)."""
+        return self._bytes + len(self._lines) - 1
 
     def take_changes(self) -> Optional[Tuple[int, List[str]]]:
         """Lines changed since the previous call (or since creation).
@@ -169,6 +245,15 @@ class TerminalRenderer:
         self._dirty = None
         return first, self._lines[first:]
 
+    @property
+    def cursor_row(self) -> int:
+        return self._row
+
+    def lines_within(self, budget: int) -> int:
+        """How many leading lines above the cursor fit in ``budget`` bytes,
+        counting each line's newline."""
+        return _fit(self._lines, self._row, budget)[0]
+
     def discard_head(self, n: int) -> List[str]:
         """Forget the first ``n`` lines (never the cursor's), returning them.
 
@@ -180,61 +265,115 @@ class TerminalRenderer:
             return []
         dropped = self._lines[:n]
         del self._lines[:n]
+        self._bytes -= _size_of(dropped) - n
         self._row -= n
         self._saved = (max(0, self._saved[0] - n), self._saved[1])
         if self._dirty is not None:
             self._dirty = max(0, self._dirty - n)
         return dropped
 
+    def trim_to(self, max_bytes: int, keep: int = SCREEN_ROWS) -> Tuple[int, int]:
+        """Forget the oldest lines until ``size <= max_bytes``, keeping the last
+        ``keep`` lines (what cursor moves can still reach) and the cursor's.
+
+        Returns how many lines and bytes (their newlines included) went.
+        """
+        excess = self.size - max_bytes
+        if excess <= 0:
+            return 0, 0
+        lines = self._lines
+        stop = max(0, min(self._row, len(lines) - max(1, keep)))
+        n, freed = _fit(lines, stop, excess - 1)
+        if n < stop:
+            # The first line that brings the size within max_bytes goes too.
+            freed += utf8_len(lines[n]) + 1
+            n += 1
+        self.discard_head(n)
+        return n, freed
+
     # -- text ---------------------------------------------------------------
 
     def _text(self, seg: str) -> None:
         if "\n" not in seg:
             self._write(seg)
-            return
-        parts = seg.split("\n")
+        else:
+            self._lines_of(seg.split("\n"), seg.isascii())
+
+    def _lines_of(self, parts: List[str], ascii: bool) -> None:
+        """Text made of ``parts`` joined by newlines, without other controls."""
         if parts[0]:
             self._write(parts[0])
         lines = self._lines
-        if self._row != len(lines) - 1:
-            # The cursor was moved up: each line overwrites an existing one.
-            for part in parts[1:]:
+        above = len(lines) - 1 - self._row
+        if above:
+            # The cursor was moved up: lines overwrite existing ones until it
+            # is back on the last line, and the rest is appended in bulk.
+            for part in parts[1:above + 1]:
                 self._newline()
                 if part:
                     self._write(part)
-            return
+            if len(parts) <= above + 1:
+                return
+            parts = parts[above:]
+            parts[0] = ""   # already written
         new = parts[1:]
         limit = self._max
         if max(map(len, new)) > limit:
             new = [part[:limit] for part in new]
+        if ascii:
+            added = sum(map(len, new))
+        else:
+            added = utf8_len("\n".join(new)) - (len(new) - 1)
         first = len(lines)
         lines.extend(new)
+        self._bytes += added
         self._row = len(lines) - 1
         self._col = len(parts[-1])
         self._mark(first)
 
+    def _redraw(self, texts: List[str]) -> None:
+        """Write each of ``texts`` from column 0 in turn, at the cost of one
+        write: what stays visible is the last text, then whatever an earlier,
+        longer one leaves beyond it."""
+        last = texts[-1]
+        shown, width = last, len(last)
+        for text in reversed(texts):
+            if len(text) > width:
+                shown += text[width:]
+                width = len(text)
+        self._col = 0
+        if shown:
+            self._write(shown)
+        self._col = len(last)
+
     def _write(self, text: str) -> None:
         col = self._col
         end = col + len(text)
-        self._col = end
+        self._col = min(end, _FAR)
         limit = self._max
         if col >= limit:
             return
+        if end > limit:
+            # Cut before building the line: a huge unbroken write costs what is kept.
+            text = text[:limit - col]
+            end = limit
         row = self._row
         line = self._lines[row]
         n = len(line)
+        # The size changes by what is written over what it replaces: measuring
+        # only that keeps a long non-ASCII line cheap to write to.
         if col == n:
             new = line + text
+            grown = utf8_len(text)
         elif col > n:
             new = line + " " * (col - n) + text
+            grown = col - n + utf8_len(text)
         else:
             new = line[:col] + text + line[end:]
-        if len(new) > limit:
-            new = new[:limit]
-        if col < n and new == line:
-            return
-        self._lines[row] = new
-        self._mark(row)
+            if new == line:
+                return
+            grown = utf8_len(text) - utf8_len(line[col:end])
+        self._set(row, new, grown)
 
     def _newline(self) -> None:
         self._col = 0
@@ -243,12 +382,11 @@ class TerminalRenderer:
     def _tab(self) -> None:
         size = self._tab_size
         stop = (self._col // size + 1) * size
-        self._col = stop
+        self._col = min(stop, _FAR)
         line = self._lines[self._row]
         width = min(stop, self._max)
         if len(line) < width:
-            self._lines[self._row] = line + " " * (width - len(line))
-            self._mark(self._row)
+            self._set(self._row, line + " " * (width - len(line)), width - len(line))
 
     # -- escape sequences ---------------------------------------------------
 
@@ -265,8 +403,8 @@ class TerminalRenderer:
             self._saved = (self._row, self._col)
         elif code == "8":
             row, col = self._saved
-            # The saved line may have been erased since.
-            self._row = min(row, len(self._lines) - 1)
+            # The saved line may have been erased or scrolled off the screen since.
+            self._row = max(self._top(), min(row, len(self._lines) - 1))
             self._col = col
 
     def _csi(self, params: str, intermediates: str, final: str) -> None:
@@ -278,11 +416,11 @@ class TerminalRenderer:
         if final == "K":
             self._erase_line(first)
         elif final == "A":
-            self._row = max(0, self._row - count)
+            self._row = max(self._top(), self._row - count)
         elif final == "B":
             self._goto_row(self._row + min(count, SCREEN_ROWS))
         elif final == "C":
-            self._col += count
+            self._col = min(self._col + count, _FAR)
         elif final == "D":
             self._col = max(0, self._col - count)
         elif final == "G":
@@ -299,8 +437,14 @@ class TerminalRenderer:
             self._goto_row(self._row + min(count, SCREEN_ROWS))
             self._col = 0
         elif final == "F":
-            self._row = max(0, self._row - count)
+            self._row = max(self._top(), self._row - count)
             self._col = 0
+
+    def _top(self) -> int:
+        """The first row of the screen: the cursor never goes above it, so a
+        change is always within the last SCREEN_ROWS lines or new ones, and
+        a flush costs what changed, not the whole output."""
+        return max(0, len(self._lines) - SCREEN_ROWS)
 
     def _goto_row(self, row: int) -> None:
         lines = self._lines
@@ -314,35 +458,44 @@ class TerminalRenderer:
         row, col = self._row, self._col
         line = self._lines[row]
         if mode == 0:
-            new = line[:col]
+            new, shrunk = line[:col], utf8_len(line[col:])
         elif mode == 1:
-            new = " " * min(col + 1, len(line)) + line[col + 1:]
+            blank = min(col + 1, len(line))
+            new, shrunk = " " * blank + line[blank:], utf8_len(line[:blank]) - blank
         elif mode == 2:
-            new = ""
+            new, shrunk = "", utf8_len(line)
         else:
             return
         if new != line:
-            self._lines[row] = new
-            self._mark(row)
+            self._set(row, new, -shrunk)
 
     def _erase_display(self, mode: int) -> None:
         lines = self._lines
         if mode == 0:
             self._erase_line(0)
             if len(lines) > self._row + 1:
+                self._bytes -= _size_of(lines[self._row + 1:]) - (len(lines) - self._row - 1)
                 del lines[self._row + 1:]
                 self._mark(self._row + 1)
         elif mode == 1:
-            for i in range(self._row):
+            # Only the screen, as on a terminal: scrollback is out of reach
+            # (and a loop over it would make each ESC[1J cost the whole output).
+            for i in range(max(0, len(lines) - SCREEN_ROWS), self._row):
                 if lines[i]:
-                    lines[i] = ""
-                    self._mark(i)
+                    self._set(i, "", -utf8_len(lines[i]))
             self._erase_line(1)
         elif mode == 2 or mode == 3:
             if lines != [""]:
                 lines[:] = [""]
+                self._bytes = 0
                 self._mark(0)
             self._row = self._col = 0
+
+    def _set(self, row: int, new: str, grown: int) -> None:
+        """Replace a line whose UTF-8 size changes by ``grown``."""
+        self._lines[row] = new
+        self._bytes += grown
+        self._mark(row)
 
     def _mark(self, row: int) -> None:
         if self._dirty is None or row < self._dirty:

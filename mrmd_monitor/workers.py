@@ -149,6 +149,7 @@ class WorkerPool:
         outcome = {"result": None, "error": None}
         started = []
         output = m.OutputBuffer()
+        budget = self.display.budget()   # the run's inline rich output, over all its events
 
         def on_event(ev):
             if not started:
@@ -163,12 +164,12 @@ class WorkerPool:
                 job.post(m.StdinRequested(job.exec_id, str(data.get("prompt") or ""),
                                           bool(data.get("password"))))
             elif kind in ("display", "asset"):
-                items = self.display.from_event(kind, data, job.runtime_url)
+                items = self.display.from_event(kind, data, job.runtime_url, budget=budget)
                 if items:
                     job.post(m.DisplayItems(job.exec_id, tuple(items)))
             elif kind == "result":
                 outcome["result"] = data
-                items = self.display.from_result(data, job.runtime_url)
+                items = self.display.from_result(data, job.runtime_url, budget=budget)
                 if items:
                     job.post(m.DisplayItems(job.exec_id, tuple(items)))
             elif kind == "error":

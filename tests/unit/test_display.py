@@ -54,3 +54,42 @@ def test_result_items():
     assert [i["mimeType"] for i in items] == ["text/plain", "image/png"]
     assert conv.from_result("nope", "http://h:1") == []
     assert conv.from_event("display", {"data": {"text/plain": "x"}}, "http://h:1")[0]["data"] == "x"
+
+
+def test_mrp3_assets_named_by_id():
+    item = asset_item({"id": "e1_0001.png", "url": "/mrp/v1/assets/e1_0001.png",
+                       "mimeType": "image/png", "assetType": "image", "size": 2048},
+                      "http://127.0.0.1:8000/mrp/v1")
+    assert item == {"mimeType": "image/png", "data": None, "assetId": "e1_0001.png",
+                    "url": "http://127.0.0.1:8000/mrp/v1/assets/e1_0001.png", "size": 2048}
+
+
+def test_asset_urls_stay_on_the_runtime():
+    runtime = "http://127.0.0.1:8000/mrp/v1"
+    same = "http://127.0.0.1:8000/mrp/v1/assets/a.png"
+    assert asset_item({"id": "a", "url": same}, runtime)["url"] == same
+    for url in ("http://127.0.0.1:8001/a.png", "https://127.0.0.1:8000/a.png",
+                "//elsewhere.example/a.png", "javascript:alert(1)", "http://[::1/a", 5):
+        assert asset_item({"id": "a", "url": url}, runtime)["url"] is None, url
+
+
+def test_budget_counts_over_calls():
+    conv = DisplayConverter(1000, max_display_bytes=1500)
+    budget = conv.budget()
+    first = conv.bundle({"text/html": "h" * 1000}, budget)
+    second = conv.from_event("display", {"data": {"text/html": "h" * 1000}}, "http://h:1",
+                             budget=budget)
+    assert first[0]["data"] == "h" * 1000
+    assert second[0]["data"] is None and "--max-display-bytes (1500 bytes" in second[0]["omitted"]
+    assert budget.used_bytes == 1000 and budget.remaining == 500
+    # Without a budget, each call has one of its own.
+    assert conv.bundle({"text/html": "h" * 1000})[0]["data"] == "h" * 1000
+
+
+def test_budget_admits_items_then_one_note():
+    from mrmd_monitor.display import DisplayBudget
+    budget = DisplayBudget(max_items=2)
+    assert budget.admit("a") == ["a"] and budget.admit("b") == ["b"]
+    [note] = budget.admit("c")
+    assert note["mimeType"] == "text/plain" and "more than 2 rich outputs" in note["data"]
+    assert budget.admit("d") == [] and budget.full

@@ -78,3 +78,32 @@ def test_discard_head_keeps_cursor_line_and_shifts_changes():
     assert r.take_changes() == (1, ["d!"])
     assert r.discard_head(99) == ["c"]  # never the cursor's line
     assert r.lines() == ["d!"]
+
+
+def test_cap_counts_what_is_rendered_not_what_is_fed():
+    o = RunOutput(max_bytes=10_000, tail_bytes=2_000, max_columns=1_000)
+    o.feed("\x1b[990Cx\r\n" * 30)        # 300 bytes in, 30 KB drawn
+    assert o.capped
+    o.take_changes()
+    assert len(o.text().encode()) <= 10_000 + 200
+
+
+def test_cap_waits_for_a_complete_line():
+    # Nothing can be frozen as the head while the only line is still being
+    # written; the line itself is bounded by the columns.
+    o = RunOutput(max_bytes=100, tail_bytes=20, max_columns=500)
+    o.feed("y" * 10_000)
+    assert not o.capped and o.text() == "y" * 500
+    o.feed("\r\nnext\r\n")
+    o.take_changes()
+    assert o.capped and o.lines()[0] == "y" * 80 and o.lines()[-2:] == ["next", ""]
+
+
+def test_a_screen_of_wide_lines_is_trimmed_to_the_tail():
+    o = RunOutput(max_bytes=20_000, tail_bytes=2_000, max_columns=1_000)
+    for i in range(100):
+        o.feed("%03d" % i + "w" * 997 + "\r\n")
+    o.take_changes()
+    assert o.capped
+    assert o.renderer.size <= 2_000
+    assert o.lines()[-1] == "" and o.lines()[-2].startswith("099")

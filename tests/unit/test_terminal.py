@@ -199,7 +199,7 @@ def test_tab_size(data, expected):
     assert render_text(data, tab_size=4) == expected
 
 
-@pytest.mark.parametrize("kwargs", [{"tab_size": 0}, {"max_line_chars": 0}])
+@pytest.mark.parametrize("kwargs", [{"tab_size": 0}, {"max_columns": 0}])
 def test_rejects_nonsense_sizes(kwargs):
     with pytest.raises(ValueError):
         TerminalRenderer(**kwargs)
@@ -445,7 +445,7 @@ def test_columns_count_code_points():
     assert render_text("\U0001f389\U0001f389\bX") == "\U0001f389X"
 
 
-# -- max_line_chars -------------------------------------------------------------
+# -- max_columns ----------------------------------------------------------------
 
 @pytest.mark.parametrize("chunks, expected", [
     (["a" * 25 + "\nb"], ["a" * 10, "b"]),
@@ -457,16 +457,93 @@ def test_columns_count_code_points():
     (["\x1b[999999999Cx\rab"], ["ab"]),
     (["a" * 12 + "\x1b[20D" + "b" * 12], ["b" * 10]),
 ])
-def test_max_line_chars_cuts_long_lines(chunks, expected):
-    r = TerminalRenderer(max_line_chars=10)
+def test_max_columns_cuts_long_lines(chunks, expected):
+    r = TerminalRenderer(max_columns=10)
     for chunk in chunks:
         r.feed(chunk)
     assert r.lines() == expected
 
 
 def test_runaway_line_stays_bounded():
-    r = TerminalRenderer(max_line_chars=1000)
+    r = TerminalRenderer(max_columns=1000)
     for _ in range(1000):
         r.feed("z" * 4096)
     r.feed("\r\nnext")
     assert r.lines() == ["z" * 1000, "next"]
+
+
+# -- size: what the renderer holds ----------------------------------------------
+
+SIZE_SAMPLES = SPLIT_SAMPLES + [
+    "\u00e9t\u00e9\r\n\u65e5\u672c\u8a9e\r\x1b[K\U0001f389\r\n",
+    "abc\ndef\nghi\x1b[1A\x1b[2D\x1b[1J\u00e9",
+    "\u00e9\u00e9\u00e9\u00e9\x1b[2D\x1b[1K\x1b[2Cx\ty\x1b[0J",
+    "a\nb\nc\x1b[2A\x1b[0Jz\x1b[2Jq\u00e9\t\u00e9",
+    "\u00e9" * 30 + "\x1b[5D\u65e5\u65e5\x1b[H\x1b[3B\u00e9\x1b[2K",
+]
+
+
+@pytest.mark.parametrize("data", SIZE_SAMPLES)
+def test_size_is_the_utf8_length_of_the_text_after_every_chunk(data):
+    r = TerminalRenderer(max_columns=20)
+    for i in range(len(data)):
+        r.feed(data[i])
+        assert r.size == len(r.text().encode("utf-8")), (i, r.lines())
+
+
+def test_size_follows_discarded_and_trimmed_lines():
+    r = render("\u00e9\u00e9\nbb\n\u65e5\ndd\ne")
+    assert r.discard_head(1) == ["\u00e9\u00e9"]
+    assert r.size == len(r.text().encode())
+    assert r.trim_to(4, keep=1) == (2, 7)      # "bb\n", "日\n" go; "dd\ne" stays
+    assert r.lines() == ["dd", "e"] and r.size == 4
+    assert r.trim_to(0, keep=1) == (1, 3)      # never the cursor's line
+    assert r.lines() == ["e"]
+
+
+def test_trim_keeps_a_screen_for_cursor_moves():
+    r = render("".join("%d\n" % i for i in range(100)))
+    dropped, _ = r.trim_to(0)
+    assert dropped == 101 - SCREEN_ROWS
+    assert r.line_count == SCREEN_ROWS
+
+
+def test_lines_within_counts_only_lines_above_the_cursor():
+    r = render("aa\nbb\ncc")
+    assert r.lines_within(3) == 1 and r.lines_within(6) == 2 and r.lines_within(100) == 2
+    r.feed("\x1b[2A")
+    assert r.lines_within(100) == 0
+
+
+def test_erase_above_reaches_only_the_screen():
+    r = render("".join("line%d\n" % i for i in range(40)) + "\x1b[1J")
+    top = r.line_count - SCREEN_ROWS        # 41 lines: the screen is the last 24
+    assert r.lines()[:top] == ["line%d" % i for i in range(top)]
+    assert set(r.lines()[top:]) == {""}
+
+
+# -- the bulk paths agree with character-by-character rendering -------------------
+
+BULK_SAMPLES = [
+    "plain\r\nlines\r\nonly\r\n",
+    "lf\nonly\nlines\n",
+    "mixed\r\nand\nlone\rcr\r\n",
+    "nbsp\u00a0and\u2028separators\u200b\r\nnext\r\n",
+    "c1\u0085kept\u009b31mtext\r\n",
+    "\x1b[32mgreen\x1b[0m and \x1b[1;31mbold red\x1b[m\r\n\x1b[38;5;241mgrey\x1b[39m\r\n",
+    "sgr\x1b[1mthen\x1b[?25lprivate\x1b[2Kerased\r\n",
+    "esc\x1b\x1b[1mA\x1b(\x1b[1mB\x1b]0;t\x1b[1mc\r\n",
+    "\u00e9t\u00e9\r\n\u65e5\u672c\x1b[1m\u8a9e\x1b[0m\r\n",
+    "x" * 30 + "\r\n" + "y" * 30 + "\n",
+]
+
+
+@pytest.mark.parametrize("data", BULK_SAMPLES)
+def test_bulk_rendering_equals_one_character_at_a_time(data):
+    whole = TerminalRenderer(max_columns=20)
+    whole.feed(data)
+    single = TerminalRenderer(max_columns=20)
+    for ch in data:
+        single.feed(ch)
+    assert whole.lines() == single.lines()
+    assert whole.size == len(whole.text().encode())
