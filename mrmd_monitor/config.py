@@ -76,6 +76,7 @@ OPTION_FIELDS = (
     ("ca-file", "ca_file"),
     ("discover-interval", "discover_interval"),
     ("status-addr", "status_addr"),
+    ("max-message-bytes", "max_message_bytes"),
 )
 _FIELD_TO_OPTION = {field: option for option, field in OPTION_FIELDS}
 
@@ -117,6 +118,7 @@ class Config:
     ca_file: Optional[str] = None
     discover_interval: float = 5.0
     status_addr: Optional[str] = None
+    max_message_bytes: int = 1024 * 1024
     config_file: Optional[str] = None
     sources: tuple[tuple[str, str], ...] = ()
 
@@ -173,6 +175,14 @@ def workers(value: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value!r}")
+    return number
+
+
+def message_size(value: str) -> int:
+    """A --max-message-bytes value: a size of at least 4K."""
+    number = size_in_bytes(value)
+    if number < 4096:
+        raise argparse.ArgumentTypeError(f"must be at least 4K, got {value!r}")
     return number
 
 
@@ -423,6 +433,9 @@ def build_parser() -> configargparse.ArgumentParser:
     _add(parser, "--status-addr", metavar="HOST:PORT", type=host_address, default=None,
          shown_default="off", help="serve /healthz and /metrics here (a bare port means "
          "127.0.0.1)")
+    _add(parser, "--max-message-bytes", metavar="BYTES", type=message_size, default=1024 * 1024,
+         shown_default="1M", help="largest websocket message sent to the sync server (mrmd-sync's "
+         "maxMessageSize): larger updates are cut into several messages")
 
     _assign_env_vars(parser)
     return parser
@@ -613,6 +626,7 @@ def load_config(argv: Optional[Sequence[str]], env: Optional[Mapping[str, str]] 
         ca_file=namespace.ca_file or None,
         discover_interval=float(namespace.discover_interval),
         status_addr=namespace.status_addr,
+        max_message_bytes=int(namespace.max_message_bytes),
         config_file=namespace.config_file,
         sources=tuple(by_option),
     )

@@ -32,6 +32,10 @@ _SKIP = 10
 _DELETED, _JSON, _BINARY, _STRING, _EMBED, _FORMAT, _TYPE, _ANY, _DOC = 1, 2, 3, 4, 5, 6, 7, 8, 9
 _XML_ELEMENT, _XML_HOOK = 3, 5
 
+# Values (map entries, array items) nested deeper than this are refused
+# before pycrdt sees them; sync.py sizes its thread stacks for this depth.
+MAX_VALUE_DEPTH = 2048
+
 # Reserved per piece for its own framing (client count, run headers, empty
 # delete set): generous, so a piece never ends up a few bytes over.
 _PIECE_OVERHEAD = 64
@@ -54,11 +58,12 @@ def _varuint(n):
 
 
 class _Reader:
-    __slots__ = ("buf", "pos")
+    __slots__ = ("buf", "pos", "max_depth")
 
-    def __init__(self, buf, pos=0):
+    def __init__(self, buf, pos=0, max_depth=MAX_VALUE_DEPTH):
         self.buf = buf
         self.pos = pos
+        self.max_depth = max_depth
 
     def byte(self):
         try:
@@ -99,30 +104,37 @@ class _Reader:
     def skip_var_bytes(self):
         self.skip(self.varuint())
 
-    def any(self, depth=0):
-        """Skip one lib0 'any' value (iteratively bounded: peers choose the nesting)."""
-        if depth > 1000:
-            raise UpdateFormatError("value nested too deeply")
-        kind = self.byte()
-        if kind in (127, 126, 121, 120):       # undefined, null, false, true
-            return
-        if kind == 125:                         # varint
-            self.varint()
-        elif kind == 124:                       # float32
-            self.skip(4)
-        elif kind in (123, 122):                # float64, bigint64
-            self.skip(8)
-        elif kind in (119, 116):                # string, bytes
-            self.skip_var_bytes()
-        elif kind == 118:                       # object
-            for _ in range(self.varuint()):
+    def any(self):
+        """Skip one lib0 'any' value. Iterative, and refused past ``max_depth``
+        levels: peers choose the nesting, and yrs recurses on it natively (a deep
+        enough value overflows a thread's stack: a crash, not an exception)."""
+        # one [values left, is an object] per open level
+        pending = [[1, False]]
+        while pending:
+            top = pending[-1]
+            if top[0] == 0:
+                pending.pop()
+                continue
+            top[0] -= 1
+            if top[1]:
+                self.skip_var_bytes()                # the key of an object entry
+            kind = self.byte()
+            if kind in (127, 126, 121, 120):        # undefined, null, false, true
+                continue
+            if kind == 125:                          # varint
+                self.varint()
+            elif kind == 124:                        # float32
+                self.skip(4)
+            elif kind in (123, 122):                 # float64, bigint64
+                self.skip(8)
+            elif kind in (119, 116):                 # string, bytes
                 self.skip_var_bytes()
-                self.any(depth + 1)
-        elif kind == 117:                       # array
-            for _ in range(self.varuint()):
-                self.any(depth + 1)
-        else:
-            raise UpdateFormatError("unknown value type %d" % kind)
+            elif kind in (118, 117):                 # object, array
+                if len(pending) >= self.max_depth:
+                    raise UpdateFormatError("a value nested deeper than %d levels" % self.max_depth)
+                pending.append([self.varuint(), kind == 118])
+            else:
+                raise UpdateFormatError("unknown value type %d" % kind)
 
 
 # -- reading an update ---------------------------------------------------------
@@ -215,11 +227,12 @@ def _read_struct(r, clock):
     return _Struct(clock, length, start, r.pos, info, right, content_start, units)
 
 
-def parse_update(update):
+def parse_update(update, max_depth=MAX_VALUE_DEPTH):
     """``(runs, delete_set)``: runs is a list of ``(client, [structs])``, the delete
-    set a list of ``(client, [(clock, length), ...])``. Raises UpdateFormatError."""
+    set a list of ``(client, [(clock, length), ...])``. Raises UpdateFormatError,
+    also for a value nested deeper than ``max_depth``."""
     buf = memoryview(update)
-    r = _Reader(buf)
+    r = _Reader(buf, max_depth=max_depth)
     runs = []
     for _ in range(r.varuint()):
         n_structs = r.varuint()

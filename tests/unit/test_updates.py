@@ -199,3 +199,27 @@ def test_state_vectors_round_trip_and_clocks_are_read_from_updates():
     assert sv == {4242: 5}
     assert decode_state_vector(encode_state_vector(sv)) == sv
     assert client_clocks(doc.get_update()) == {4242: 5}
+
+
+def _nested_entry_update(depth, kind):
+    """A map entry holding ``depth`` nested arrays or objects, as lib0 encodes it."""
+    inner = bytes([117, 0])
+    for _ in range(depth):
+        inner = (bytes([117, 1]) if kind == "array" else bytes([118, 1, 1, ord("k")])) + inner
+    body = bytearray([1, 1, 0x95, 0x06, 0])              # one client run: 1 struct, client 789, clock 0
+    body += bytes([0x28, 1, 1]) + b"m" + bytes([1]) + b"x" + bytes([1]) + inner
+    return bytes(body) + b"\x00"
+
+
+@pytest.mark.parametrize("kind", ["array", "object"])
+def test_values_nested_past_the_limit_are_refused_before_pycrdt_sees_them(kind):
+    ok = _nested_entry_update(100, kind)
+    parse_update(ok, max_depth=200)
+    doc = Doc()
+    doc.apply_update(ok)
+    assert "x" in doc.get("m", type=Map)
+    with pytest.raises(UpdateFormatError, match="nested deeper than 200"):
+        parse_update(_nested_entry_update(300, kind), max_depth=200)
+    # the default limit, far past Python's recursion limit, without a RecursionError
+    with pytest.raises(UpdateFormatError, match="nested deeper"):
+        parse_update(_nested_entry_update(100_000, kind))
