@@ -27,6 +27,9 @@ from .workers import WorkerPool
 log = logging.getLogger(__name__)
 
 EXIT_NO_DOCUMENTS = 2
+# The sync server refused the monitor (a missing or wrong --token, or a
+# read-only connection): retrying cannot help.
+EXIT_SYNC_REFUSED = 3
 
 # Config fields a HUP cannot change in a running process: the documents and
 # their connections, the pool, the MRP client and the status server are built
@@ -120,6 +123,8 @@ class Daemon:
         self._events.put(("no-docs", error))
 
     def _on_sync_exit(self, sync):
+        if getattr(sync, "refused", None) is not None:
+            self._events.put(("refused", sync))
         self._events.put(("exited", sync))
 
     def _follow(self, names):
@@ -179,6 +184,10 @@ class Daemon:
                 log.error("%s", value)
                 self._exit_code = EXIT_NO_DOCUMENTS
                 deadline = self._stop(fast=False, why="no documents to watch")
+            elif kind == "refused":
+                self._exit_code = EXIT_SYNC_REFUSED
+                if not self._stopping:
+                    deadline = self._stop(fast=False, why="the sync server refused the monitor")
             elif kind == "exited":
                 value.join(2.0)   # it is past its loop: joining is quick
                 if value.leaving and not value.crashed:
