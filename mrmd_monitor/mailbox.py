@@ -11,6 +11,7 @@ mailbox: a process holding a thousand documents counts them), else a pipe.
 
 import os
 import queue
+import threading
 
 _HAS_EVENTFD = hasattr(os, "eventfd")
 
@@ -26,6 +27,9 @@ class Mailbox:
             os.set_blocking(self._rfd, False)
             os.set_blocking(self._wfd, False)
         self._closed = False
+        # A post after close must not write into a descriptor number the
+        # process has since reused for something else (another document's socket).
+        self._lock = threading.Lock()
 
     def fileno(self):
         return self._rfd
@@ -40,6 +44,11 @@ class Mailbox:
         self._wake()
 
     def _wake(self):
+        with self._lock:
+            if not self._closed:
+                self._write_wake()
+
+    def _write_wake(self):
         try:
             if self._eventfd:
                 os.eventfd_write(self._wfd, 1)
@@ -48,7 +57,7 @@ class Mailbox:
         except BlockingIOError:
             pass  # the counter or pipe is full of wake-ups already: the reader will drain
         except OSError:
-            pass  # closed during shutdown; the message stays in the queue
+            pass
 
     def _clear(self):
         try:
@@ -77,11 +86,12 @@ class Mailbox:
         return self._queue.empty()
 
     def close(self):
-        if self._closed:
-            return
-        self._closed = True
-        for fd in {self._rfd, self._wfd}:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for fd in {self._rfd, self._wfd}:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
