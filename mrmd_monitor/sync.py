@@ -135,6 +135,7 @@ class SyncThread(threading.Thread):
         self._my_clock_sent = None  # our clock when the handshake sent the server our state
         self._write_check = None    # (probe seq, clock the server must then have)
         self._write_checked = False
+        self._awareness_fields = {}
         self.last_heard_wall = None  # read by the status server: a float is safe to share
         # pycrdt drops an observer when its shared type object is garbage
         # collected: keep both the type and the subscription.
@@ -579,9 +580,27 @@ class SyncThread(threading.Thread):
 
     # -- awareness -------------------------------------------------------------
 
+    def awareness_state(self):
+        """This monitor's state in awareness: the one place it is built. Other
+        parts add fields with set_awareness_fields (e.g. free capacity)."""
+        state = dict(self._awareness_fields)
+        state.update({"name": self.config.name, "color": MONITOR_COLOR, "type": "monitor"})
+        return state
+
+    def set_awareness_fields(self, **fields):
+        """Add or change fields of our awareness state (on this thread, e.g.
+        through ``post(Call(...))``); sent at once when connected. ``None``
+        removes a field."""
+        for key, value in fields.items():
+            if value is None:
+                self._awareness_fields.pop(key, None)
+            else:
+                self._awareness_fields[key] = value
+        self._set_awareness()
+        self._send_awareness()
+
     def _set_awareness(self):
-        self.awareness.set_local_state({"name": self.config.name, "color": MONITOR_COLOR,
-                                        "type": "monitor"})
+        self.awareness.set_local_state(self.awareness_state())
 
     def _send_awareness(self):
         if self._ws is None:

@@ -433,3 +433,14 @@ def test_websocket_redirects_are_not_followed():
         t.join(5)
         target.close()
         redirector.close()
+
+
+def test_awareness_state_is_extensible(make_sync):
+    connector = Connector()
+    sync = make_sync(connector)
+    wait_until(lambda: sync.synced, timeout=10)
+    call(sync, lambda s: s.set_awareness_fields(capacity=3))
+    state = call(sync, lambda s: s.awareness.get_local_state())
+    assert state["type"] == "monitor" and state["capacity"] == 3
+    call(sync, lambda s: s.set_awareness_fields(capacity=None))
+    assert "capacity" not in call(sync, lambda s: s.awareness.get_local_state())
