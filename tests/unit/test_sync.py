@@ -6,6 +6,7 @@ server, hostile updates, a stop while disconnected, descriptors numbered past
 
 import base64
 import hashlib
+import json
 import logging
 import queue
 import resource
@@ -21,7 +22,7 @@ from mrmd_monitor import messages as m
 from mrmd_monitor.config import Config
 from mrmd_monitor.errors import SyncAuthRefused
 from mrmd_monitor.sync import SyncThread, _mask_url, _open_websocket, _redact
-from mrmd_monitor.updates import write_varuint
+from mrmd_monitor.updates import MAX_VALUE_DEPTH, write_varuint
 from tests.support.waiting import wait_until
 
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -380,15 +381,30 @@ def test_the_sync_thread_gets_its_own_stack_size(make_sync):
     wait_until(lambda: sync.synced, timeout=10)
     assert threading.stack_size() == before
     # a value nested to the limit of what is accepted, converted on the sync thread
-    depth = 2000
+    depth = MAX_VALUE_DEPTH - 2
     value = []
     for _ in range(depth):
         value = [value]
     other = Doc()
     other.get("m", type=Map)["deep"] = value
     connector.server.send(_sync_msg(2, other.get_update()))
-    got = wait_until(lambda: call(sync, lambda s: "deep" in s.doc.get("m", type=Map)), timeout=10)
-    assert got and sync.is_alive()
+
+    def convert(s):
+        if "deep" not in s.doc.get("m", type=Map):
+            return None
+        converted = s.doc.get("m", type=Map).to_py()["deep"]
+        try:
+            json.dumps(converted)
+        except RecursionError:
+            pass
+        n = 0
+        while converted:
+            converted = converted[0]
+            n += 1
+        return n
+
+    assert wait_until(lambda: call(sync, convert), timeout=20) == depth
+    assert sync.is_alive() and not sync.crashed
 
 
 # -- secrets and redirects -----------------------------------------------------------
