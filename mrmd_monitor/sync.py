@@ -22,7 +22,7 @@ from pycrdt import (Awareness, Doc, Map, Text, YMessageType, YSyncMessageType,
 
 from . import messages as m
 from .coordinator import Coordinator
-from .errors import ProtocolError, SyncAuthRefused, SyncError, SyncReadOnly, UpdateFormatError
+from .errors import ProtocolError, SyncAuthRefused, SyncReadOnly, UpdateFormatError
 from .mailbox import Mailbox
 from .metrics import Metrics
 from .updates import (MAX_VALUE_DEPTH, client_clocks, decode_state_vector, encode_state_vector,
