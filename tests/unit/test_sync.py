@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import logging
+import os
 import queue
 import resource
 import socket
@@ -460,3 +461,15 @@ def test_awareness_state_is_extensible(make_sync):
     assert state["type"] == "monitor" and state["capacity"] == 3
     call(sync, lambda s: s.set_awareness_fields(capacity=None))
     assert "capacity" not in call(sync, lambda s: s.awareness.get_local_state())
+
+
+def test_a_document_costs_two_descriptors(make_sync):
+    """Its websocket and its mailbox (an eventfd); the socketpair's server end is the test's."""
+    before = len(os.listdir("/proc/self/fd"))
+    connector = Connector()
+    sync = make_sync(connector)
+    wait_until(lambda: sync.synced, timeout=10)
+    during = len(os.listdir("/proc/self/fd"))
+    own = 1 + sync.mailbox.descriptors()
+    assert during - before == own + 1, "a document holds %d descriptors" % (during - before - 1)
+    assert own == (2 if hasattr(os, "eventfd") else 3)
