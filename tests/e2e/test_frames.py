@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -224,5 +225,47 @@ def test_large_output_written_during_an_outage_reaches_a_late_browser(server, do
         log = monitor.log_text()
         assert "lost connection" in log
         assert re.search(r"update of \d+ bytes sent as \d+ messages", log), "the resync was not cut"
+    finally:
+        runtime.stop()
+
+
+def test_a_stop_during_an_outage_reconnects_and_flushes_within_grace(server, doc_name, peer_factory,
+                                                                     monitor_factory):
+    """TERM while the server is down: the monitor keeps trying within --grace and
+    leaves only once the server has what was written during the outage."""
+    lines = 300
+    runtime = GatedRuntime(lines).start()
+    try:
+        monitor = monitor_factory(server.url, doc_name, extra_args=["--reconnect-max", "1",
+                                                                    "--grace", "20"])
+        browser = peer_factory(server.url, doc_name, name="browser")
+        code = "print_some()"
+        browser.set_text(cell(code) + "\n")
+        exec_id = start_cell(browser, code, runtime.url, prefix="flush")
+        browser.wait_entry(exec_id, "running", timeout=30)
+        browser.close()
+        server.stop()
+        runtime.release.set()
+        monitor.wait_for_line("%s completed" % exec_id, timeout=60)
+        monitor.send_signal(signal.SIGTERM)
+        monitor.wait_for_line("stopping (SIGTERM)", timeout=10)
+
+        def attempts_since_the_stop():
+            lines = monitor.lines("stderr")
+            start = next(i for i, line in enumerate(lines) if "stopping (SIGTERM)" in line)
+            return sum("cannot connect" in line for line in lines[start:])
+
+        wait_until(lambda: attempts_since_the_stop() >= 2, timeout=20,
+                   message="the stopping monitor does not try to reconnect")
+        assert monitor.alive
+        server.restart_empty()
+        wait_until(lambda: not monitor.alive, timeout=30, message="the monitor did not finish")
+        assert monitor.proc.returncode == 0
+        assert "the last changes could not be sent" not in monitor.log_text()
+        late = peer_factory(server.url, doc_name, name="late")
+        expected = cell(code) + "\n\n" + block(exec_id, "".join(LINE % i for i in range(lines))) + "\n"
+        wait_until(lambda: late.text() == expected, timeout=30,
+                   message="the output written during the outage was lost at the stop")
+        assert late.entry(exec_id)["status"] == "completed"
     finally:
         runtime.stop()
