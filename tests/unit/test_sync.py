@@ -473,3 +473,29 @@ def test_a_document_costs_two_descriptors(make_sync):
     own = 1 + sync.mailbox.descriptors()
     assert during - before == own + 1, "a document holds %d descriptors" % (during - before - 1)
     assert own == (2 if hasattr(os, "eventfd") else 3)
+
+
+def test_secrets_stay_out_of_the_log_when_connecting_fails(make_sync, caplog):
+    token = "t0k/+&=en"
+    connector = Connector()
+    connector.refuse.set()
+
+    def refuse_loudly(url, **kw):
+        connector.calls.append((url, kw.get("header")))
+        raise ConnectionRefusedError(111, "refused by %s with header %s" % (url, kw.get("header")))
+
+    with caplog.at_level(logging.DEBUG, logger="mrmd_monitor.sync"):
+        cfg = Config(sync_url="ws://user:p%40ss@127.0.0.1:9", docs=("doc",), reconnect_max=0.2,
+                     token=token)
+        sync = SyncThread(config=cfg, doc_name="doc", pool=NoPool(), connect=refuse_loudly)
+        sync.start()
+        try:
+            wait_until(lambda: len(connector.calls) >= 2, timeout=10)
+        finally:
+            sync.post(m.Stop(deadline=time.monotonic()))
+            sync.join(10)
+    assert not sync.is_alive()
+    assert "unencrypted ws://" in caplog.text
+    assert "cannot connect to ws://user:***@127.0.0.1:9/doc" in caplog.text
+    for form in (token, "t0k%2F%2B%26%3Den", "t0k/%2B&=en", "p%40ss", "p@ss"):
+        assert form not in caplog.text, form
