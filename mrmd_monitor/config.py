@@ -182,6 +182,12 @@ examples:
   mrmd-monitor -c /etc/mrmd-monitor/monitor.ini
   MRMD_MONITOR_SYNC_URL=ws://localhost:4444 mrmd-monitor
   MRMD_MONITOR_TOKEN=... mrmd-monitor ws://localhost:4444   # keeps the token out of ps
+
+exit status:
+  0  stopped by TERM/INT (runs settled in the document)
+  1  could not start (status address busy) or an internal error
+  2  a bad option, or no document to watch (give them with --doc)
+  3  the sync server refused the monitor (wrong or missing --token, read-only)
 """
 
 

@@ -39,6 +39,9 @@ from .workers import WorkerPool
 log = logging.getLogger(__name__)
 
 EXIT_NO_DOCUMENTS = 2
+# The sync server refused the monitor (a missing or wrong --token, or a
+# read-only connection): retrying cannot help.
+EXIT_SYNC_REFUSED = 3
 
 #: Seconds after the grace period for closing streams, last lines, flushes and joins.
 STOP_MARGIN = 5.0
@@ -146,6 +149,8 @@ class Daemon:
         self._events.put(("no-docs", error))
 
     def _on_sync_exit(self, sync):
+        if getattr(sync, "refused", None) is not None:
+            self._events.put(("refused", sync))
         self._events.put(("exited", sync))
 
     def _follow(self, names):
@@ -252,6 +257,11 @@ class Daemon:
         log.error("%s", error)
         self._exit_code = EXIT_NO_DOCUMENTS
         self._stop(fast=False, why="no documents to watch")
+
+    def handle_refused(self, _sync):
+        self._exit_code = EXIT_SYNC_REFUSED
+        if not self._stopping:
+            self._stop(fast=False, why="the sync server refused the monitor")
 
     def handle_exited(self, sync):
         sync.join(min(2.0, self._remaining()))  # it is past its loop: joining is quick

@@ -88,3 +88,17 @@ class ParserExit(SystemExit):
     A SystemExit (not a MonitorError), so a caller that does not care behaves
     like argparse; the CLI catches it and returns ``code`` as its exit status.
     """
+
+
+class UpdateFormatError(SyncError):
+    """A Yjs update could not be read or cut (see updates.py)."""
+
+
+class SyncAuthRefused(SyncError):
+    """The sync server refused the monitor (websocket close 1008, or HTTP 401/403
+    at the handshake): a missing or wrong --token. Retrying cannot help."""
+
+
+class SyncReadOnly(SyncError):
+    """The sync server accepts the connection but drops the monitor's updates
+    (an auth hook that marks the connection read-only)."""

@@ -110,6 +110,14 @@ def host_address(value: str) -> str:
     return f"{host}:{number}"
 
 
+def message_size(value: str) -> int:
+    """A --max-message-bytes value: a size of at least 4K."""
+    number = size_in_bytes(value)
+    if number < 4096:
+        raise argparse.ArgumentTypeError(f"must be at least 4K, got {value!r}")
+    return number
+
+
 def log_level(value: str) -> str:
     level = str(value).strip().lower()
     if level == "warn":
@@ -247,6 +255,9 @@ OPTIONS = (
     Option("max-inline-bytes", size_in_bytes, 256 * 1024, "rich output larger than this is kept "
            "as an asset reference, not inline in the document", metavar=B, shown="256K",
            reloadable=False),
+    Option("max-message-bytes", message_size, 1024 * 1024, "largest websocket message sent to "
+           "the sync server (mrmd-sync's maxMessageSize): larger updates are cut into several "
+           "messages; at least 4K", metavar=B, shown="1M"),
     Option("max-columns", at_least_one, 4096, "width of the terminal output is rendered on: "
            "text, tabs and cursor moves past this column are dropped", metavar="COLUMNS"),
     Option("max-display-bytes", size_in_bytes, 512 * 1024, "most rich output one run keeps "

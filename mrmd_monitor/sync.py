@@ -14,18 +14,19 @@ import random
 import select
 import threading
 import time
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 import websocket
 from pycrdt import (Awareness, Doc, Map, Text, YMessageType, YSyncMessageType,
-                    create_awareness_message, create_sync_message,
-                    create_update_message, handle_sync_message, read_message)
+                    create_awareness_message, read_message)
 
 from . import messages as m
 from .coordinator import Coordinator
-from .errors import ProtocolError
+from .errors import ProtocolError, SyncAuthRefused, SyncReadOnly, UpdateFormatError
 from .mailbox import Mailbox
 from .metrics import Metrics
+from .updates import (MAX_VALUE_DEPTH, client_clocks, decode_state_vector, encode_state_vector,
+                      parse_update, split_update, write_varuint)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,25 @@ MSG_AUTH = 2
 CLIENT_ID_RANGE = (1, 1 << 20)
 
 MONITOR_COLOR = "#7c3aed"
+
+# mrmd-sync's maxMessageSize (its websocket maxPayload): a larger message
+# closes the connection. --max-message-bytes overrides it.
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
+# Room for the message's own header (type, subtype, length) under the limit.
+_MESSAGE_HEADER = 16
+
+# Close codes and HTTP statuses that retrying cannot fix: the server refused us.
+_CLOSE_POLICY = 1008
+_REFUSED_STATUSES = (401, 403)
+
+# pycrdt (yrs) recurses natively on nested values, about 1 KB of stack per
+# level: incoming values deeper than MAX_VALUE_DEPTH are refused (updates.py),
+# and the sync thread gets a stack with room for that depth twice over.
+SYNC_STACK_BYTES = 4 << 20
+_stack_lock = threading.Lock()
+
+_plain_token_warned = set()
+_plain_token_lock = threading.Lock()
 
 
 class Backoff:
@@ -68,11 +88,15 @@ def doc_url(sync_url, doc_name):
 
 class SyncThread(threading.Thread):
     def __init__(self, *, config, doc_name, pool, on_synced=None, on_exit=None, client_id=None,
-                 metrics=None):
+                 metrics=None, connect=None):
         super().__init__(name="sync:%s" % doc_name, daemon=True)
         self.config = config
         self.doc_name = doc_name
         self.url = doc_url(config.sync_url, doc_name)
+        self.shown_url = _mask_url(self.url)
+        # connect(url, **options) -> a connected websocket.WebSocket; tests pass one
+        # that speaks over a socketpair.
+        self._open = connect or _open_websocket
         self.mailbox = Mailbox()
         self.doc = Doc(client_id=client_id or random.randrange(*CLIENT_ID_RANGE))
         self.client_id = self.doc.client_id
@@ -103,6 +127,15 @@ class SyncThread(threading.Thread):
         self._failures = 0
         self.reconnects = 0
         self.crashed = False
+        # The error that ended the thread for good (SyncAuthRefused, SyncReadOnly),
+        # read by the daemon to choose the exit status.
+        self.refused = None
+        self._dirty = False         # local changes the server may not have (see _finish_stop)
+        self._flush_probe = None
+        self._my_clock_sent = None  # our clock when the handshake sent the server our state
+        self._write_check = None    # (probe seq, clock the server must then have)
+        self._write_checked = False
+        self._awareness_fields = {}
         self.last_heard_wall = None  # read by the status server: a float is safe to share
         # pycrdt drops an observer when its shared type object is garbage
         # collected: keep both the type and the subscription.
@@ -129,9 +162,23 @@ class SyncThread(threading.Thread):
         connected (the next handshake is the probe then)."""
         if self._ws is None or not self._synced:
             return None
+        self._send_outbox()   # the changes this probe vouches for go first
+        if self._ws is None:
+            return None
         self._probe_seq += 1
         self._probes.append(self._probe_seq)
-        self._send(create_sync_message(self.doc))
+        state = self.doc.get_state()
+        if not self._write_checked and self._my_clock_sent is not None:
+            # The first probe after our own updates on this connection asks the
+            # server for them back: a server that drops our updates (a read-only
+            # connection) answers without them.
+            sv = decode_state_vector(state)
+            mine = sv.get(self.client_id, 0)
+            if mine > self._my_clock_sent:
+                sv[self.client_id] = self._my_clock_sent
+                state = encode_state_vector(sv)
+                self._write_check = (self._probe_seq, mine)
+        self._send(_sync_message(YSyncMessageType.SYNC_STEP1, state))
         return self._probe_seq
 
     def peer_alive(self, client_id):
@@ -156,11 +203,23 @@ class SyncThread(threading.Thread):
         self.coordinator.config = config
         self._backoff.cap = config.reconnect_max
 
+    def start(self):
+        # threading.stack_size is process-wide: set it only around our own start.
+        with _stack_lock:
+            old = threading.stack_size(SYNC_STACK_BYTES)
+            try:
+                super().start()
+            finally:
+                threading.stack_size(old)
+
     # -- main loop -------------------------------------------------------------
 
     def run(self):
         try:
             self._loop()
+        except (SyncAuthRefused, SyncReadOnly) as exc:
+            self.refused = exc
+            log.error("%s", exc, extra={"doc": self.doc_name})
         except BaseException:  # noqa: B902 - log, never die silently
             self.crashed = True
             log.exception("sync thread for %s crashed", self.doc_name, extra={"doc": self.doc_name})
@@ -188,16 +247,15 @@ class SyncThread(threading.Thread):
             if self._stop_deadline is not None:
                 waits.append(self._stop_deadline - now)
             timeout = max(0.0, min(w for w in waits if w is not None))
-            readers = [self.mailbox]
-            if self._ws is not None:
-                readers.append(self._ws.sock)
-            if self._ws is not None and _pending(self._ws.sock):
-                ready = [self._ws.sock]
+            sock = self._ws.sock if self._ws is not None else None
+            if sock is not None and _pending(sock):
+                ready = {sock.fileno()}
             else:
-                ready, _, _ = select.select(readers, [], [], timeout)
-            if self._ws is not None and self._ws.sock in ready:
+                ready = _poll([self.mailbox.fileno()] + ([sock.fileno()] if sock is not None else []),
+                              timeout)
+            if sock is not None and self._ws is not None and sock.fileno() in ready:
                 self._receive_all()
-            if self.mailbox in ready:
+            if self.mailbox.fileno() in ready:
                 for msg in self.mailbox.drain(500):
                     self._dispatch(msg)
             self.coordinator.tick()
@@ -227,33 +285,78 @@ class SyncThread(threading.Thread):
     # -- connection ------------------------------------------------------------
 
     def _connect(self):
+        self._warn_plain_token()
         try:
             sslopt = {"ca_certs": self.config.ca_file} if self.config.ca_file else None
-            ws = websocket.WebSocket(enable_multithread=False, sslopt=sslopt)
-            ws.connect(_with_token(self.url, self.config.token),
-                       timeout=self.config.connect_timeout,
-                       header=_auth_header(self.config.token))
+            ws = self._open(_with_token(self.url, self.config.token),
+                            timeout=self.config.connect_timeout,
+                            header=_auth_header(self.config.token), sslopt=sslopt)
+        except websocket.WebSocketBadStatusException as exc:
+            if exc.status_code in _REFUSED_STATUSES:
+                raise SyncAuthRefused(
+                    "the sync server refused the monitor for %s (HTTP %d at the handshake): "
+                    "check --token" % (self.doc_name, exc.status_code),
+                    doc=self.doc_name, url=self.shown_url) from None
+            self._connect_failed(exc)
+            return
         except (OSError, websocket.WebSocketException) as exc:
-            self._failures += 1
-            delay = self._backoff.next()
-            self._next_connect = time.monotonic() + delay
-            level = logging.WARNING if self._failures in (1, 10) or self._failures % 100 == 0 else logging.DEBUG
-            log.log(level, "cannot connect to %s (%s); retrying in %.1fs (attempt %d)",
-                    self.url, _redact(str(exc), self.config.token), delay, self._failures,
-                    extra={"doc": self.doc_name})
+            self._connect_failed(exc)
             return
         ws.settimeout(self.config.connect_timeout)
         self._ws = ws
         now = time.monotonic()
         self._last_heard = now
-        log.info("connected to %s", self.url, extra={"doc": self.doc_name})
-        self._send(create_sync_message(self.doc))
+        self._my_clock_sent = None
+        self._write_check = None
+        self._write_checked = False
+        log.info("connected to %s", self.shown_url, extra={"doc": self.doc_name})
+        self._send(_sync_message(YSyncMessageType.SYNC_STEP1, self.doc.get_state()))
         self._send_awareness()
+
+    def _connect_failed(self, exc):
+        self._failures += 1
+        delay = self._backoff.next()
+        if self._stop_deadline is not None:
+            delay = min(delay, 0.5)   # stopping: keep trying to flush within --grace
+        self._next_connect = time.monotonic() + delay
+        level = logging.WARNING if self._failures in (1, 10) or self._failures % 100 == 0 else logging.DEBUG
+        log.log(level, "cannot connect to %s (%s); retrying in %.1fs (attempt %d)",
+                self.shown_url, self._redact(str(exc) or type(exc).__name__), delay, self._failures,
+                extra={"doc": self.doc_name})
+
+    def _warn_plain_token(self):
+        if not self.config.token or urlsplit(self.url).scheme != "ws":
+            return
+        with _plain_token_lock:
+            if self.config.sync_url in _plain_token_warned:
+                return
+            _plain_token_warned.add(self.config.sync_url)
+        log.warning("the sync token is sent over unencrypted ws:// to %s: anyone on the path can "
+                    "read it; use wss://", _mask_url(self.config.sync_url))
+
+    def _redact(self, text):
+        """``text`` without the token or the URL's password, in any form they travel in."""
+        return _redact(text, self._secrets())
+
+    def _secrets(self):
+        secrets = []
+        if self.config.token:
+            secrets.append(self.config.token)
+        try:
+            password = urlsplit(self.url).password
+        except ValueError:
+            password = None
+        if password:
+            secrets += [password, unquote(password)]
+        return secrets
 
     def _disconnect(self, reason):
         if self._ws is None:
             return
-        log.warning("lost connection to %s: %s", self.url, reason, extra={"doc": self.doc_name})
+        log.warning("lost connection to %s: %s", self.shown_url, self._redact(reason),
+                    extra={"doc": self.doc_name})
+        self._dirty = True   # what we sent last may not have arrived
+        self._flush_probe = None
         self._close(send_goodbye=False)
         self._synced = False
         self._probes.clear()
@@ -261,6 +364,8 @@ class SyncThread(threading.Thread):
         self.metrics.inc("mrmd_monitor_reconnects_total", doc=self.doc_name)
         self.metrics.set("mrmd_monitor_document_connected", 0, doc=self.doc_name)
         delay = self._backoff.next()
+        if self._stop_deadline is not None:
+            delay = min(delay, 0.5)
         self._next_connect = time.monotonic() + delay
         log.info("reconnecting in %.1fs", delay, extra={"doc": self.doc_name})
 
@@ -294,10 +399,28 @@ class SyncThread(threading.Thread):
         if self._ws is not None:
             self._guard(self._ws.send_binary, data)
 
+    def _send_update(self, update, subtype=YSyncMessageType.SYNC_UPDATE):
+        """Send one Yjs update as one or more messages, each within --max-message-bytes."""
+        limit = getattr(self.config, "max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES) - _MESSAGE_HEADER
+        try:
+            pieces = split_update(update, limit)
+        except UpdateFormatError as exc:
+            # Nothing smaller can carry it; the server will likely close the
+            # connection. Said once per update, with the size, so it can be traced.
+            log.error("an update of %d bytes cannot be cut under --max-message-bytes (%s); "
+                      "sending it whole", len(update), exc, extra={"doc": self.doc_name})
+            pieces = [update]
+        if len(pieces) > 1:
+            log.debug("update of %d bytes sent as %d messages", len(update), len(pieces),
+                      extra={"doc": self.doc_name})
+        for piece in pieces:
+            if self._ws is None:
+                return
+            self._send(_sync_message(subtype, piece))
+
     def _send_outbox(self):
         while self._outbox and self._ws is not None:
-            data = self._outbox.pop(0)
-            self._send(data)
+            self._send_update(self._outbox.pop(0))
 
     # -- incoming --------------------------------------------------------------
 
@@ -322,7 +445,15 @@ class SyncThread(threading.Thread):
         self._last_heard = time.monotonic()
         self.last_heard_wall = time.time()
         if opcode == websocket.ABNF.OPCODE_CLOSE:
-            self._disconnect("the server closed the connection")
+            code, reason = _close_status(frame.data)
+            if code == _CLOSE_POLICY:
+                self._close(send_goodbye=False)
+                raise SyncAuthRefused(
+                    "the sync server refused the monitor for %s: %s (close code 1008); check "
+                    "--token" % (self.doc_name, self._redact(reason) or "policy violation"),
+                    doc=self.doc_name, url=self.shown_url)
+            self._disconnect("the server closed the connection" +
+                             (" (%d %s)" % (code, self._redact(reason)) if code else ""))
             return
         if opcode not in (websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_TEXT):
             return
@@ -330,7 +461,8 @@ class SyncThread(threading.Thread):
         try:
             self._handle(data)
         except ProtocolError as exc:
-            log.error("undecodable message from %s: %s", self.url, exc, extra={"doc": self.doc_name})
+            log.error("undecodable message from %s: %s", self.shown_url, exc,
+                      extra={"doc": self.doc_name})
 
     def _handle(self, data):
         if not data:
@@ -346,23 +478,59 @@ class SyncThread(threading.Thread):
         elif kind == MSG_QUERY_AWARENESS:
             self._send_awareness()
         elif kind == MSG_AUTH:
-            log.error("the sync server refused access to %s", self.doc_name, extra={"doc": self.doc_name})
+            # y-protocols auth message: 0 = permission denied, with a reason
+            reason = ""
+            try:
+                if len(data) > 1 and data[1] == 0:
+                    reason = bytes(read_message(data[2:])).decode("utf-8", "replace")
+            except Exception:  # noqa: BLE001 - the reason is only for the log line
+                reason = ""
+            self._close(send_goodbye=False)
+            raise SyncAuthRefused("the sync server denied access to %s: %s"
+                                  % (self.doc_name, self._redact(reason) or "permission denied"),
+                                  doc=self.doc_name, url=self.shown_url)
 
     def _handle_sync(self, data):
         if len(data) < 2:
             raise ProtocolError("truncated sync message", doc=self.doc_name)
         sub = data[1]
-        self._applying_remote = True
         try:
-            reply = handle_sync_message(data[1:], self.doc)
+            payload = read_message(data[2:])
         except Exception as exc:  # noqa: BLE001 - pycrdt raises plain errors on bad bytes
             raise ProtocolError("bad sync message: %s" % exc, doc=self.doc_name) from exc
-        finally:
-            self._applying_remote = False
-        if reply is not None:
-            self._send(reply)
+        if sub == YSyncMessageType.SYNC_STEP1:
+            # The server's state vector: answer with what it lacks, cut to size.
+            try:
+                update = self.doc.get_update(payload)
+            except Exception as exc:  # noqa: BLE001
+                raise ProtocolError("bad state vector: %s" % exc, doc=self.doc_name) from exc
+            self._my_clock_sent = decode_state_vector(self.doc.get_state()).get(self.client_id, 0)
+            self._send_update(update, YSyncMessageType.SYNC_STEP2)
+            return
+        if sub not in (YSyncMessageType.SYNC_STEP2, YSyncMessageType.SYNC_UPDATE):
+            raise ProtocolError("unknown sync message type %d" % sub, doc=self.doc_name)
+        if payload != b"\x00\x00":
+            try:
+                # Refuses values nested deeper than pycrdt's recursion can take.
+                parse_update(payload, MAX_VALUE_DEPTH)
+            except UpdateFormatError as exc:
+                raise ProtocolError("refused an update of %d bytes: %s" % (len(payload), exc),
+                                    doc=self.doc_name) from None
+            self._applying_remote = True
+            try:
+                self.doc.apply_update(payload)
+            except Exception as exc:  # noqa: BLE001 - pycrdt raises plain errors on bad bytes
+                raise ProtocolError("bad sync message: %s" % exc, doc=self.doc_name) from exc
+            finally:
+                self._applying_remote = False
         if sub == YSyncMessageType.SYNC_STEP2 and self._synced and self._probes:
-            self.coordinator.on_probe_acked(self._probes.popleft())
+            seq = self._probes.popleft()
+            if self._write_check is not None and self._write_check[0] == seq:
+                self._check_written(payload)
+            if seq == self._flush_probe:
+                self._dirty = False
+                self._flush_probe = None
+            self.coordinator.on_probe_acked(seq)
         if sub == YSyncMessageType.SYNC_STEP2 and not self._synced:
             self._synced = True
             self.metrics.set("mrmd_monitor_document_connected", 1, doc=self.doc_name)
@@ -376,13 +544,31 @@ class SyncThread(threading.Thread):
                 if self._on_synced is not None:
                     self._on_synced(self)
 
+    def _check_written(self, answer):
+        """The answer to a write-check probe must hold our own updates back."""
+        _, expected = self._write_check
+        self._write_check = None
+        try:
+            have = client_clocks(answer).get(self.client_id, self._my_clock_sent)
+        except UpdateFormatError:
+            return
+        if have < expected:
+            self._close(send_goodbye=False)
+            raise SyncReadOnly(
+                "the sync server accepts the monitor on %s but drops its changes (a read-only "
+                "connection): the monitor cannot run anything there; give it a token with write "
+                "access" % self.doc_name, doc=self.doc_name, url=self.shown_url)
+        self._write_checked = True
+
     # -- doc callbacks (run inside our own transactions and apply_update) -----
 
     def _on_update(self, event):
         if self._applying_remote:
             return  # never echo a remote update back to the server
         if self._ws is not None:
-            self._outbox.append(create_update_message(event.update))
+            self._outbox.append(event.update)
+        else:
+            self._dirty = True   # sent with the next handshake
 
     def _on_text_event(self, _event):
         if self._applying_remote:
@@ -394,9 +580,27 @@ class SyncThread(threading.Thread):
 
     # -- awareness -------------------------------------------------------------
 
+    def awareness_state(self):
+        """This monitor's state in awareness: the one place it is built. Other
+        parts add fields with set_awareness_fields (e.g. free capacity)."""
+        state = dict(self._awareness_fields)
+        state.update({"name": self.config.name, "color": MONITOR_COLOR, "type": "monitor"})
+        return state
+
+    def set_awareness_fields(self, **fields):
+        """Add or change fields of our awareness state (on this thread, e.g.
+        through ``post(Call(...))``); sent at once when connected. ``None``
+        removes a field."""
+        for key, value in fields.items():
+            if value is None:
+                self._awareness_fields.pop(key, None)
+            else:
+                self._awareness_fields[key] = value
+        self._set_awareness()
+        self._send_awareness()
+
     def _set_awareness(self):
-        self.awareness.set_local_state({"name": self.config.name, "color": MONITOR_COLOR,
-                                        "type": "monitor"})
+        self.awareness.set_local_state(self.awareness_state())
 
     def _send_awareness(self):
         if self._ws is None:
@@ -415,6 +619,8 @@ class SyncThread(threading.Thread):
     def _begin_stop(self, msg):
         first = self._stop_deadline is None
         self._stop_deadline = msg.deadline if first else min(self._stop_deadline, msg.deadline)
+        if first and self._ws is None:
+            self._next_connect = min(self._next_connect, time.monotonic())
         if first:
             self.coordinator.stop_claiming()
             self.coordinator.release_unstarted(msg.reason)
@@ -428,22 +634,63 @@ class SyncThread(threading.Thread):
         if self.coordinator.active():
             self.coordinator.settle("the monitor was stopped before the run finished")
         self._send_outbox()
+        if self._dirty and time.monotonic() < self._stop_deadline:
+            # Changes made while the connection was down (or in flight when it
+            # broke): reconnect and have the server confirm them before leaving.
+            if self._ws is not None and self._synced and self._flush_probe is None:
+                self._flush_probe = self.probe()
+            return False
         if self._ws is None:
             log.warning("stopping while disconnected from %s: the last changes could not be sent",
-                        self.url, extra={"doc": self.doc_name})
+                        self.shown_url, extra={"doc": self.doc_name})
         self._close(send_goodbye=True)
         log.info("closed %s", self.doc_name, extra={"doc": self.doc_name})
         return True
+
+
+def _poll(fds, timeout):
+    """The descriptors of ``fds`` that are readable (or closed) within ``timeout``
+    seconds. poll(), unlike select(), takes descriptors numbered 1024 and above,
+    and costs no descriptor of its own (epoll would: one more per document)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+    try:
+        events = poller.poll(max(0, int(timeout * 1000 + 0.999)))
+    except InterruptedError:
+        return set()
+    return {fd for fd, _ in events}
 
 
 def _readable(sock):
     if _pending(sock):
         return True
     try:
-        ready, _, _ = select.select([sock], [], [], 0)
+        return bool(_poll([sock.fileno()], 0))
     except (OSError, ValueError):
         return False
-    return bool(ready)
+
+
+def _open_websocket(url, *, timeout, header, sslopt):
+    ws = websocket.WebSocket(enable_multithread=False, sslopt=sslopt)
+    # No redirects: websocket-client would send the Authorization header (and
+    # the token in the URL) to wherever the server points.
+    ws.connect(url, timeout=timeout, header=header, redirect_limit=0)
+    return ws
+
+
+def _sync_message(subtype, payload):
+    out = bytearray([YMessageType.SYNC, subtype])
+    write_varuint(out, len(payload))
+    out += payload
+    return bytes(out)
+
+
+def _close_status(data):
+    data = bytes(data or b"")
+    if len(data) < 2:
+        return None, ""
+    return int.from_bytes(data[:2], "big"), data[2:].decode("utf-8", "replace")[:200]
 
 
 def _with_token(url, token):
@@ -456,8 +703,30 @@ def _auth_header(token):
     return ["Authorization: Bearer %s" % token] if token else None
 
 
-def _redact(text, token):
-    return text.replace(token, "***") if token else text
+def _redact(text, secrets):
+    """Mask each secret raw and in the quoted forms URLs and headers carry."""
+    if isinstance(secrets, str):
+        secrets = [secrets]
+    forms = set()
+    for secret in secrets or ():
+        if secret:
+            forms.update((secret, quote(secret, safe=""), quote_plus(secret), quote(secret)))
+    for form in sorted(forms, key=len, reverse=True):
+        if len(form) >= 1:
+            text = text.replace(form, "***")
+    return text
+
+
+def _mask_url(url):
+    """The URL with any password in it replaced by ***."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    return _redact(url, [password, unquote(password)])
 
 
 def _pending(sock):

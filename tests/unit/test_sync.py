@@ -1,0 +1,516 @@
+"""The sync loop (mrmd_monitor/sync.py) against a fake y-sync server on the
+other end of a socketpair: handshake, remote and local updates, the message
+size limit (local inserts and the resync after a reconnect), refusal by the
+server, hostile updates, a stop while disconnected, descriptors numbered past
+1024, and secrets kept out of log lines."""
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import queue
+import resource
+import socket
+import threading
+import time
+
+import pytest
+import websocket
+from pycrdt import Doc, Map, Text
+
+from mrmd_monitor import messages as m
+from mrmd_monitor.config import Config
+from mrmd_monitor.errors import SyncAuthRefused
+from mrmd_monitor.sync import SyncThread, _mask_url, _open_websocket, _redact
+from mrmd_monitor.updates import MAX_VALUE_DEPTH, write_varuint
+from tests.support.waiting import wait_until
+
+_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def _frame(payload, opcode=0x2):
+    out = bytearray([0x80 | opcode])
+    n = len(payload)
+    if n < 126:
+        out.append(n)
+    elif n < 65536:
+        out += bytes([126]) + n.to_bytes(2, "big")
+    else:
+        out += bytes([127]) + n.to_bytes(8, "big")
+    return bytes(out) + payload
+
+
+def _sync_msg(subtype, payload):
+    out = bytearray([0, subtype])
+    write_varuint(out, len(payload))
+    return bytes(out) + payload
+
+
+def _read_payload(data):
+    """The varUint8Array after a sync message's two type bytes."""
+    n, shift, pos = 0, 0, 2
+    while True:
+        b = data[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            break
+        shift += 7
+    return data[pos:pos + n]
+
+
+class FakeServer:
+    """The server end of a socketpair: the websocket handshake, then y-sync
+    like the y-websocket server (its own step 1 first, step 2 answers,
+    updates applied to its own Doc). Records every message it receives."""
+
+    def __init__(self, sock, doc=None, on_connect=None):
+        self.sock = sock
+        self.doc = doc or Doc()
+        self.received = []          # (opcode, payload)
+        self.request = b""
+        self.closed = threading.Event()
+        self._on_connect = on_connect
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name="fake-sync-server", daemon=True)
+        self.thread.start()
+
+    # -- wire
+    def _recv_exact(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("closed")
+            buf += chunk
+        return buf
+
+    def _recv_frame(self):
+        b0, b1 = self._recv_exact(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = int.from_bytes(self._recv_exact(2), "big")
+        elif n == 127:
+            n = int.from_bytes(self._recv_exact(8), "big")
+        mask = self._recv_exact(4) if b1 & 0x80 else b"\0\0\0\0"
+        data = bytearray(self._recv_exact(n))
+        for i in range(n):
+            data[i] ^= mask[i % 4]
+        return b0 & 0x0F, bytes(data)
+
+    def send(self, payload, opcode=0x2):
+        with self._lock:
+            self.sock.sendall(_frame(payload, opcode))
+
+    def close_with(self, code, reason):
+        self.send(code.to_bytes(2, "big") + reason.encode(), opcode=0x8)
+
+    def drop(self):
+        """The connection breaks (no close frame)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+    # -- protocol
+    def _run(self):
+        try:
+            while b"\r\n\r\n" not in self.request:
+                chunk = self.sock.recv(4096)
+                if not chunk:
+                    return
+                self.request += chunk
+            key = [line.split(b":", 1)[1].strip() for line in self.request.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key:")][0]
+            accept = base64.b64encode(hashlib.sha1(key + _GUID.encode()).digest())
+            self.sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                              b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            if self._on_connect is not None:
+                self._on_connect(self)
+            self.send(_sync_msg(0, self.doc.get_state()))
+            while True:
+                opcode, data = self._recv_frame()
+                self.received.append((opcode, data))
+                if opcode == 0x8:
+                    return
+                if opcode == 0x9:
+                    self.send(data, opcode=0xA)
+                    continue
+                if opcode != 0x2 or not data or data[0] != 0:
+                    continue
+                payload = _read_payload(data)
+                if data[1] == 0:
+                    self.send(_sync_msg(1, self.doc.get_update(payload)))
+                else:
+                    self.doc.apply_update(payload)
+        except (OSError, ConnectionError, IndexError):
+            pass
+        finally:
+            self.closed.set()
+
+    def sync_messages(self):
+        return [d for op, d in self.received if op == 0x2 and d and d[0] == 0]
+
+    def text(self):
+        return str(self.doc.get("content", type=Text))
+
+
+class Connector:
+    """The SyncThread's ``connect``: each call makes a socketpair and a FakeServer
+    (or raises, while ``refuse`` is set)."""
+
+    def __init__(self, make_doc=None, on_connect=None):
+        self.servers = []
+        self.refuse = threading.Event()
+        self.calls = []
+        self._make_doc = make_doc
+        self._on_connect = on_connect
+        self._pairs = []
+
+    def __call__(self, url, *, timeout, header, sslopt):
+        self.calls.append((url, header))
+        if self.refuse.is_set():
+            raise ConnectionRefusedError(111, "Connection refused")
+        a, b = socket.socketpair()
+        self._pairs.append((a, b))
+        server = FakeServer(b, self._make_doc() if self._make_doc else None, self._on_connect)
+        self.servers.append(server)
+        ws = websocket.WebSocket(enable_multithread=False)
+        ws.connect("ws://127.0.0.1/doc", socket=a, timeout=timeout, header=header)
+        return ws
+
+    @property
+    def server(self):
+        return self.servers[-1]
+
+    def close(self):
+        for a, b in self._pairs:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+        for server in self.servers:
+            server.thread.join(5)
+
+
+class NoPool:
+    def __getattr__(self, name):
+        raise AssertionError("no run is expected in these tests (pool.%s)" % name)
+
+
+@pytest.fixture
+def make_sync():
+    started = []
+
+    def make(connector, **config):
+        cfg = Config(sync_url="ws://127.0.0.1:9", docs=("doc",), reconnect_max=0.2, grace=5.0,
+                     **config)
+        exited = threading.Event()
+        sync = SyncThread(config=cfg, doc_name="doc", pool=NoPool(), connect=connector,
+                          on_exit=lambda s: exited.set())
+        sync.exited = exited
+        started.append((sync, connector))
+        sync.start()
+        return sync
+
+    yield make
+    for sync, connector in started:
+        if sync.is_alive():
+            sync.post(m.Stop(deadline=time.monotonic()))
+            sync.join(10)
+        connector.close()
+        assert not sync.is_alive(), "the sync thread did not stop"
+
+
+def call(sync, fn, timeout=10):
+    """Run ``fn(sync)`` on the sync thread and return its result."""
+    box = queue.Queue()
+    sync.post(m.Call(lambda s: box.put(fn(s))))
+    return box.get(timeout=timeout)
+
+
+def text_of(sync):
+    return call(sync, lambda s: str(s.doc.get("content", type=Text)))
+
+
+def insert(sync, value, at=0):
+    def do(s):
+        s.doc.get("content", type=Text).insert(at, value)
+    call(sync, do)
+
+
+# -- the loop ------------------------------------------------------------------
+
+def test_handshake_then_updates_both_ways(make_sync):
+    server_doc = Doc()
+    server_doc.get("content", type=Text).insert(0, "from the server ü\n")
+    connector = Connector(make_doc=lambda: server_doc)
+    sync = make_sync(connector)
+    wait_until(lambda: sync.synced, timeout=10, message="no sync")
+    assert text_of(sync) == "from the server ü\n"
+    insert(sync, "monitor 😀 ")
+    wait_until(lambda: connector.server.text() == "monitor 😀 from the server ü\n", timeout=10)
+    # a remote update while connected
+    before = server_doc.get_state()
+    server_doc.get("notes", type=Map)["k"] = {"v": [1, "ü"]}
+    connector.server.send(_sync_msg(2, server_doc.get_update(before)))
+    wait_until(lambda: call(sync, lambda s: s.doc.get("notes", type=Map).to_py())
+               == {"k": {"v": [1.0, "ü"]}}, timeout=10)
+    # awareness went out, with our state
+    assert any(d[0] == 1 for op, d in connector.server.received if op == 0x2 and d)
+
+
+def test_a_large_local_insert_goes_out_in_messages_under_the_limit(make_sync):
+    connector = Connector()
+    sync = make_sync(connector, max_message_bytes=64 * 1024)
+    wait_until(lambda: sync.synced, timeout=10)
+    big = "".join("line %06d ÿ 中\n" % i for i in range(20000))    # ~360 KB
+    insert(sync, big)
+    wait_until(lambda: connector.server.text() == big, timeout=20, message="the server lacks the insert")
+    sizes = [len(d) for d in connector.server.sync_messages()]
+    assert max(sizes) <= 64 * 1024
+    assert sum(1 for s in sizes if s > 30_000) >= 5, sizes
+
+
+def test_the_resync_after_an_outage_is_cut_too(make_sync):
+    connector = Connector()          # every connection: a server that lost everything
+    sync = make_sync(connector, max_message_bytes=32 * 1024)
+    wait_until(lambda: sync.synced, timeout=10)
+    first = connector.server
+    insert(sync, "before\n")
+    wait_until(lambda: first.text() == "before\n", timeout=10)
+    connector.refuse.set()
+    first.drop()
+    wait_until(lambda: not sync.synced, timeout=10)
+    big = "x" * 200_000 + "\n"
+    insert(sync, big, at=len("before\n"))
+    connector.refuse.clear()
+    wait_until(lambda: len(connector.servers) >= 2 and sync.synced, timeout=15)
+    second = connector.server
+    wait_until(lambda: second.text() == "before\n" + big, timeout=20)
+    assert max(len(d) for d in second.sync_messages()) <= 32 * 1024
+    assert len([d for d in second.sync_messages() if d[1] == 1]) >= 6   # step 2, in pieces
+
+
+def test_close_1008_ends_the_thread_with_a_typed_error_and_no_token(make_sync, caplog):
+    token = "s3cret/+&="
+    connector = Connector(on_connect=lambda server: server.close_with(1008, "Unauthorized"))
+    with caplog.at_level(logging.INFO, logger="mrmd_monitor.sync"):
+        sync = make_sync(connector, token=token)
+        assert sync.exited.wait(10), "the thread did not end"
+    assert isinstance(sync.refused, SyncAuthRefused)
+    assert "Unauthorized" in str(sync.refused) and "--token" in str(sync.refused)
+    assert not sync.crashed
+    assert len(connector.calls) == 1, "it must not retry"
+    url, header = connector.calls[0]
+    assert header == ["Authorization: Bearer %s" % token]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    for form in (token, "s3cret%2F%2B%26%3D", "s3cret/%2B&="):
+        assert form not in caplog.text
+
+
+def test_a_value_nested_too_deep_is_refused_and_the_loop_goes_on(make_sync, caplog):
+    connector = Connector()
+    sync = make_sync(connector)
+    wait_until(lambda: sync.synced, timeout=10)
+    inner = bytes([117, 0])
+    deep = bytes([117, 1]) * 100_000 + inner       # would overflow pycrdt's native stack
+    body = bytearray([1, 1, 0x95, 0x06, 0, 0x28, 1, 1]) + b"m" + bytes([1]) + b"x" + bytes([1])
+    update = bytes(body) + deep + b"\x00"
+    with caplog.at_level(logging.ERROR, logger="mrmd_monitor.sync"):
+        connector.server.send(_sync_msg(2, update))
+        other = Doc()
+        other.get("content", type=Text).insert(0, "still alive")
+        connector.server.send(_sync_msg(2, other.get_update()))
+        wait_until(lambda: text_of(sync) == "still alive", timeout=10)
+    assert sync.is_alive() and not sync.crashed
+    assert "nested deeper than" in caplog.text
+
+
+def test_stop_while_disconnected_reconnects_and_flushes_within_grace(make_sync):
+    connector = Connector()
+    sync = make_sync(connector)
+    wait_until(lambda: sync.synced, timeout=10)
+    connector.refuse.set()
+    connector.server.drop()
+    wait_until(lambda: not sync.synced, timeout=10)
+    insert(sync, "written while the server was away\n")
+    n = len(connector.servers)
+    sync.post(m.Stop(deadline=time.monotonic() + 8.0))
+    time.sleep(0.3)      # deliberately stopping while still refused
+    assert sync.is_alive(), "it gave up without trying to flush"
+    connector.refuse.clear()
+    assert sync.exited.wait(10), "the thread did not finish"
+    assert len(connector.servers) == n + 1
+    assert connector.server.text() == "written while the server was away\n"
+
+
+def test_descriptors_numbered_past_1024(make_sync):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        assert hard >= 1200, "this test needs RLIMIT_NOFILE >= 1200 (hard limit %d)" % hard
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    held = []
+    try:
+        while True:
+            fd = socket.socket()
+            held.append(fd)
+            if fd.fileno() > 1030:
+                break
+        connector = Connector()
+        sync = make_sync(connector)
+        wait_until(lambda: sync.synced, timeout=10, message="no sync with descriptors past 1024")
+        assert sync.mailbox.fileno() > 1024
+        insert(sync, "past 1024\n")
+        wait_until(lambda: connector.server.text() == "past 1024\n", timeout=10)
+        assert sync.is_alive() and not sync.crashed
+    finally:
+        for s in held:
+            s.close()
+        if soft < 1200:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_sync_thread_gets_its_own_stack_size(make_sync):
+    before = threading.stack_size()
+    connector = Connector()
+    sync = make_sync(connector)
+    wait_until(lambda: sync.synced, timeout=10)
+    assert threading.stack_size() == before
+    # a value nested to the limit of what is accepted, converted on the sync thread
+    depth = MAX_VALUE_DEPTH - 2
+    value = []
+    for _ in range(depth):
+        value = [value]
+    other = Doc()
+    other.get("m", type=Map)["deep"] = value
+    connector.server.send(_sync_msg(2, other.get_update()))
+
+    def convert(s):
+        if "deep" not in s.doc.get("m", type=Map):
+            return None
+        converted = s.doc.get("m", type=Map).to_py()["deep"]
+        try:
+            json.dumps(converted)
+        except RecursionError:
+            pass
+        n = 0
+        while converted:
+            converted = converted[0]
+            n += 1
+        return n
+
+    assert wait_until(lambda: call(sync, convert), timeout=20) == depth
+    assert sync.is_alive() and not sync.crashed
+
+
+# -- secrets and redirects -----------------------------------------------------------
+
+def test_redact_masks_every_form_of_a_secret():
+    token = "a b/c+d&e=f"
+    text = "raw %s quoted %s plus %s" % (token, "a%20b%2Fc%2Bd%26e%3Df", "a+b%2Fc%2Bd%26e%3Df")
+    assert _redact(text, [token]) == "raw *** quoted *** plus ***"
+    assert _mask_url("ws://user:p%40ss@host:1/doc") == "ws://user:***@host:1/doc"
+    assert _mask_url("ws://host:1/doc") == "ws://host:1/doc"
+
+
+def test_websocket_redirects_are_not_followed():
+    """A redirect to another host must not get the Authorization header."""
+    target = socket.socket()
+    target.bind(("127.0.0.1", 0))
+    target.listen(1)
+    target.settimeout(0.5)
+    redirector = socket.socket()
+    redirector.bind(("127.0.0.1", 0))
+    redirector.listen(1)
+    port = target.getsockname()[1]
+
+    def answer():
+        conn, _ = redirector.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:%d/elsewhere\r\n"
+                         b"Content-Length: 0\r\n\r\n" % port)
+
+    t = threading.Thread(target=answer, name="redirector")
+    t.start()
+    try:
+        with pytest.raises(websocket.WebSocketException):
+            _open_websocket("ws://127.0.0.1:%d/doc" % redirector.getsockname()[1], timeout=5,
+                            header=["Authorization: Bearer tok"], sslopt=None)
+        with pytest.raises(socket.timeout):
+            target.accept()     # nobody came
+    finally:
+        t.join(5)
+        target.close()
+        redirector.close()
+
+
+def test_awareness_state_is_extensible(make_sync):
+    connector = Connector()
+    sync = make_sync(connector)
+    wait_until(lambda: sync.synced, timeout=10)
+    call(sync, lambda s: s.set_awareness_fields(capacity=3))
+    state = call(sync, lambda s: s.awareness.get_local_state())
+    assert state["type"] == "monitor" and state["capacity"] == 3
+    call(sync, lambda s: s.set_awareness_fields(capacity=None))
+    assert "capacity" not in call(sync, lambda s: s.awareness.get_local_state())
+
+
+def _open_fds():
+    """Open descriptors (without the one listdir used for the listing)."""
+    out = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            os.fstat(int(name))
+        except OSError:
+            continue
+        out.add(int(name))
+    return out
+
+
+def test_a_document_costs_two_descriptors(make_sync):
+    """Its websocket and its mailbox (an eventfd); the socketpair's server end is the test's."""
+    before = _open_fds()
+    connector = Connector()
+    sync = make_sync(connector)
+    wait_until(lambda: sync.synced, timeout=10)
+    new = _open_fds() - before
+    ws_fd = call(sync, lambda s: s._ws.sock.fileno())
+    expected = {ws_fd, connector.server.sock.fileno(), sync.mailbox.fileno()}
+    if sync.mailbox.descriptors() == 2:
+        expected.add(sync.mailbox._wfd)
+    assert new == expected
+    assert sync.mailbox.descriptors() == (1 if hasattr(os, "eventfd") else 2)
+
+
+def test_secrets_stay_out_of_the_log_when_connecting_fails(make_sync, caplog):
+    token = "t0k/+&=en"
+    connector = Connector()
+    connector.refuse.set()
+
+    def refuse_loudly(url, **kw):
+        connector.calls.append((url, kw.get("header")))
+        raise ConnectionRefusedError(111, "refused by %s with header %s" % (url, kw.get("header")))
+
+    with caplog.at_level(logging.DEBUG, logger="mrmd_monitor.sync"):
+        cfg = Config(sync_url="ws://user:p%40ss@127.0.0.1:9", docs=("doc",), reconnect_max=0.2,
+                     token=token)
+        sync = SyncThread(config=cfg, doc_name="doc", pool=NoPool(), connect=refuse_loudly)
+        sync.start()
+        try:
+            wait_until(lambda: len(connector.calls) >= 2, timeout=10)
+        finally:
+            sync.post(m.Stop(deadline=time.monotonic()))
+            sync.join(10)
+    assert not sync.is_alive()
+    assert "unencrypted ws://" in caplog.text
+    assert "cannot connect to ws://user:***@127.0.0.1:9/doc" in caplog.text
+    for form in (token, "t0k%2F%2B%26%3Den", "t0k/%2B&=en", "p%40ss", "p@ss"):
+        assert form not in caplog.text, form
