@@ -82,7 +82,7 @@ def wall_ms():
 
 class Coordinator:
     def __init__(self, doc, *, me, pool, post, config, doc_name="", metrics=None,
-                 probe=None, peer_alive=None, connected=None, monitors_present=None,
+                 probe=None, is_monitor=None, connected=None, monitors_present=None,
                  clock=time.monotonic, now_ms=wall_ms):
         self.doc = doc
         self.text = doc.get("content", type=Text)
@@ -99,9 +99,9 @@ class Coordinator:
         self.accepting = True
         self._seq = itertools.count()
         # The sync thread's services; without them (unit tests) a claim counts
-        # as acknowledged at once and every other monitor as alive.
+        # as acknowledged at once and every claimer as a live monitor.
         self._probe = probe
-        self._peer_alive = peer_alive
+        self._is_monitor = is_monitor
         self._connected = connected or (lambda: True)
         self._monitors_present = monitors_present
         self._absent_since: Dict[str, float] = {}
@@ -150,15 +150,13 @@ class Coordinator:
         self._entries_version += 1
         to_claim = []
         for key in keys:
-            value = self.entries.get(key)
-            entry = p.parse_entry(key, value)
-            run = self.runs.get(key)
-            if run is not None:
-                self._on_own_entry(run, entry)
-            elif entry is None:
-                if value is not None:
-                    log.debug("ignoring map key %r: not an execution entry", key)
-            elif entry.status == p.REQUESTED and entry.claimed_by is None and self.accepting:
+            try:
+                entry = self._on_entry_changed(key)
+            except Exception:  # noqa: BLE001 - one peer's entry must not stop the others
+                log.exception("cannot handle entry %r: skipping it", key,
+                              extra={"doc": self.doc_name, "exec_id": key})
+                continue
+            if entry is not None:
                 to_claim.append(entry)
         # Claim in request order: the pool runs a runtime's cells in that order.
         to_claim.sort(key=self._request_order(to_claim))
@@ -166,6 +164,48 @@ class Coordinator:
             self._claim(entry)
         if to_claim:
             self._probe_unconfirmed()
+
+    def _on_entry_changed(self, key):
+        """Look at one changed entry; return it when it is a request to claim."""
+        value = self.entries.get(key)
+        entry = p.parse_entry(key, value)
+        run = self.runs.get(key)
+        if entry is not None and entry.problem is not None:
+            if not entry.final and (run is not None or entry.claimed_by is None
+                                    or not self._lease_holder(entry.claimed_by)):
+                self._refuse(key, value, entry.problem)
+            return None
+        if run is not None:
+            self._on_own_entry(run, entry)
+        elif entry is None:
+            if value is not None:
+                log.debug("ignoring map key %r: not an execution entry", key)
+        elif entry.status == p.REQUESTED and entry.claimed_by is None and self.accepting:
+            return entry
+        return None
+
+    def _lease_holder(self, client_id):
+        """Does ``client_id`` hold a lease: is it us, or a monitor present in
+        awareness? A claim by anything else (a browser, a forged id) is no
+        lease: it neither blocks a runtime nor keeps a run from being taken."""
+        if client_id is None:
+            return False
+        if client_id == self.me or self._is_monitor is None:
+            return True
+        return self._is_monitor(client_id)
+
+    def _refuse(self, exec_id, raw, problem):
+        """An entry that breaks a limit ends in ``error`` with the reason; it is
+        never run, and never walked by code that recurses."""
+        run = self.runs.get(exec_id)
+        if run is not None:
+            self._drop(run, interrupt=True, status=p.ERROR)
+        if not isinstance(raw, dict) or raw.get("status") in p.FINAL:
+            return
+        log.warning("refusing entry %s: %s", exec_id, problem,
+                    extra={"doc": self.doc_name, "exec_id": exec_id})
+        self.entries[exec_id] = p.refused_entry(raw, problem, self.now_ms())
+        self._entries_version += 1
 
     def _request_order(self, entries):
         """Sort key for requests that arrived together. Milliseconds tie when
@@ -311,13 +351,13 @@ class Coordinator:
                 if done is not None and now_ms - done > self.config.retention * 1000:
                     expired.append(key)
                 continue
-            if self._peer_alive is None:
+            if self._is_monitor is None:
                 continue
             if (entry is None or entry.status not in (p.CLAIMED, p.READY, p.RUNNING)
                     or entry.claimed_by is None or entry.claimed_by == self.me):
                 continue
             seen.add(key)
-            if self._peer_alive(entry.claimed_by):
+            if self._lease_holder(entry.claimed_by):
                 self._absent_since.pop(key, None)
                 continue
             since = self._absent_since.setdefault(key, now)
@@ -340,7 +380,11 @@ class Coordinator:
     def _take_over(self, entry):
         who = entry.claimed_by
         extra = {"doc": self.doc_name, "exec_id": entry.exec_id}
+        if entry.problem is not None:
+            self._refuse(entry.exec_id, entry.raw, entry.problem)
+            return
         if entry.status == p.RUNNING:
+            # A client that is no monitor (a browser's forged claim) ends here too.
             msg = ("the monitor running this cell (client %s) was lost; the output up to that "
                    "point is kept (a runtime stream cannot be resumed). Run the cell again." % who)
             log.warning("%s: %s", entry.exec_id, msg, extra=extra)
@@ -361,6 +405,9 @@ class Coordinator:
     # -- claiming and starting ----------------------------------------------
 
     def _claim(self, entry):
+        if entry.problem is not None:
+            self._refuse(entry.exec_id, entry.raw, entry.problem)
+            return
         problem = p.runnable_problem(entry)
         kind = "InvalidRequest"
         if problem is None:
@@ -371,7 +418,7 @@ class Coordinator:
                         extra={"doc": self.doc_name, "exec_id": entry.exec_id})
             changes = {"status": p.ERROR, "error": p.error_value(kind, problem),
                        "completedAt": self.now_ms()}
-            if entry.code is not None and len(entry.code) > p.MAX_CODE_CHARS:
+            if entry.code is not None and p.code_too_large(entry.code):
                 # Writing the entry back whole would copy the huge code again.
                 changes["code"] = entry.code[:1000] + "\n# ... (cut by mrmd-monitor)"
             self._write_entry(entry.exec_id, changes)
@@ -480,8 +527,10 @@ class Coordinator:
             index = {}
             for key in list(self.entries.keys()):
                 e = p.parse_entry(key, self.entries.get(key))
-                if (e is None or e.status not in (p.CLAIMED, p.READY, p.RUNNING)
-                        or e.claimed_by in (None, self.me) or not e.runtime_url):
+                if (e is None or e.problem is not None
+                        or e.status not in (p.CLAIMED, p.READY, p.RUNNING)
+                        or e.claimed_by in (None, self.me) or not e.runtime_url
+                        or not self._lease_holder(e.claimed_by)):
                     continue
                 index.setdefault((e.runtime_url.rstrip("/"), e.session), []).append(
                     ((e.requested_at or 0, key), key))
@@ -733,7 +782,12 @@ class Coordinator:
                 log.debug("not writing %s for %s: %s", new, exec_id, exc,
                           extra={"doc": self.doc_name, "exec_id": exec_id})
                 return False
-        self.entries[exec_id] = p.updated(raw, changes)
+        try:
+            new = p.updated(raw, changes)
+        except p.EntryRefused as exc:
+            self._refuse(exec_id, raw, str(exc))
+            return False
+        self.entries[exec_id] = new
         self._entries_version += 1
         return True
 

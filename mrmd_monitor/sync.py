@@ -80,7 +80,7 @@ class SyncThread(threading.Thread):
         self.metrics = metrics if metrics is not None else Metrics()
         self.coordinator = Coordinator(self.doc, me=self.client_id, pool=pool, post=self.post,
                                        config=config, doc_name=doc_name, metrics=self.metrics,
-                                       probe=self.probe, peer_alive=self.peer_alive,
+                                       probe=self.probe, is_monitor=self.is_monitor,
                                        monitors_present=self.other_monitors_present,
                                        connected=lambda: self._synced)
         self._on_synced = on_synced
@@ -108,8 +108,11 @@ class SyncThread(threading.Thread):
         # collected: keep both the type and the subscription.
         self._entries = self.doc.get("executions", type=Map)
         self._text = self.doc.get("content", type=Text)
+        # The entries are observed through pycrdt's native observer: its Python
+        # MapEvent walks every changed value recursively, so a peer's entry
+        # nested 1,000 levels deep would fail every update (RecursionError).
         self._subscriptions = (self.doc.observe(self._on_update),
-                               self._entries.observe(self._on_entries_event),
+                               self._entries.integrated.observe(self._on_entries_event),
                                self._text.observe(self._on_text_event))
 
     # -- the only thread-safe entry point ------------------------------------
@@ -143,6 +146,16 @@ class SyncThread(threading.Thread):
         meta = self.awareness.meta.get(client_id) or {}
         last = meta.get("lastUpdated", 0)
         return time.time() * 1000 - last < 2 * AWARENESS_RENEW * 1000 + 15000
+
+    def is_monitor(self, client_id):
+        """Is ``client_id`` a monitor present in awareness (recently renewed)?
+        Only a monitor's claim is a lease; a browser that writes one is not."""
+        if client_id == self.client_id:
+            return True
+        state = self.awareness.states.get(client_id)
+        if not isinstance(state, dict) or state.get("type") != "monitor":
+            return False
+        return self.peer_alive(client_id)
 
     def other_monitors_present(self):
         """Does awareness show any other monitor on this document?"""
@@ -390,7 +403,7 @@ class SyncThread(threading.Thread):
 
     def _on_entries_event(self, event):
         if self._applying_remote:
-            self._changed.update(event.keys.keys())
+            self._changed.update(event.keys)
 
     # -- awareness -------------------------------------------------------------
 

@@ -62,7 +62,7 @@ class World:
         self.posted = []
         self.changed = set()
         self.mon_map = self.mon.get("executions", type=Map)  # observers die with their type
-        self.sub = self.mon_map.observe(lambda e: self.changed.update(e.keys))
+        self.sub = self.mon_map.integrated.observe(lambda e: self.changed.update(e.keys))
         self.mon_text = self.mon.get("content", type=Text)
         self.text_sub = self.mon_text.observe(lambda e: self._text_moved())
         cfg = Config(sync_url="ws://127.0.0.1:1", block_wait=block_wait, claim_settle=0.0,
@@ -350,7 +350,7 @@ def test_claim_not_confirmed_when_another_monitor_won():
 def test_orphans_taken_over_or_marked_lost():
     world = World(orphan_timeout=5.0)
     alive = {ME}
-    world.co._peer_alive = lambda cid: cid in alive
+    world.co._is_monitor = lambda cid: cid in alive
     world.br_text += CELL + "\n```output:run1\npartial\n```\n"
     base = {"code": "print('hi')", "runtimeUrl": "http://127.0.0.1:9", "claimedBy": 99,
             "requestedAt": 1_700_000_000_000}
@@ -480,3 +480,86 @@ def test_waits_for_an_earlier_cell_another_monitor_runs():
     world.br_map["theirs"] = {**world.br_map["theirs"], "status": "completed"}
     world.to_monitor()
     assert world.pool.names("submit") == ["mine"]
+
+
+# -- hostile entries ---------------------------------------------------------
+
+from mrmd_monitor import protocol as proto  # noqa: E402
+
+
+def deep(depth):
+    v = 1
+    for _ in range(depth):
+        v = [v]
+    return v
+
+
+def test_measure_is_iterative_and_bounded():
+    assert proto.measure({"a": deep(31)})[0] is None
+    assert proto.measure({"a": deep(32)})[0] == "nested deeper than 32 levels"
+    assert proto.measure(deep(100_000))[0] == "nested deeper than 32 levels"
+    assert proto.measure({"code": "中" * 400_000})[0] == "larger than 1048576 bytes"
+    assert proto.measure({"code": "中" * 300_000})[0] is None
+    with pytest.raises(proto.EntryRefused):
+        proto.updated({"x": deep(5000)}, {"status": "error"})
+
+
+def test_code_limit_counts_utf8_bytes(w):
+    w.request("cjk", code="# " + "中" * 100_000)   # 100,002 characters, 300,002 bytes
+    e = w.entry("cjk")
+    assert e["status"] == "error" and "larger than 262144 bytes" in e["error"]["message"]
+    assert e["code"].endswith("# ... (cut by mrmd-monitor)") and len(e["code"]) < 1100
+    assert w.pool.calls == []
+
+
+def test_deep_request_refused_never_walked(w):
+    w.request("deep", x=deep(3000))
+    e = w.entry("deep")
+    assert e["status"] == "error" and e["error"]["type"] == "InvalidRequest"
+    assert e["error"]["message"] == "the entry is nested deeper than 32 levels; not run"
+    assert e["x"] is None and e["code"] == "print('hi')" and e["requestedBy"] == BROWSER
+    assert w.pool.calls == [] and not w.co.runs
+    w.request("ok")
+    assert w.entry("ok")["status"] == "claimed"
+
+
+def test_own_run_refused_when_a_peer_deepens_it(w):
+    w.start_run("e1")
+    w.browser_set("e1", result=deep(2000))
+    e = w.entry("e1")
+    assert e["status"] == "error" and "nested deeper" in e["error"]["message"]
+    assert ("cancel", "e1") in w.pool.calls and not w.co.runs
+
+
+def test_one_failing_entry_does_not_stop_the_others(w, monkeypatch):
+    real = proto.parse_entry
+
+    def parse(key, value):
+        if key == "boom":
+            raise RuntimeError("a bug met by one entry")
+        return real(key, value)
+
+    monkeypatch.setattr(proto, "parse_entry", parse)
+    w.br_map["boom"] = {"status": "requested"}
+    w.request("e1")
+    assert w.entry("e1")["status"] == "claimed"
+
+
+def test_a_browser_claim_is_no_lease():
+    world = World(orphan_timeout=5.0)
+    world.co._is_monitor = lambda cid: cid == 42    # 42 is a monitor; BROWSER is not
+    world.br_text += CELL
+    base = {"code": "a = 1", "runtimeUrl": "http://127.0.0.1:9/mrp/v1", "session": "s",
+            "requestedAt": 1_700_000_000_000 - 5}
+    world.br_map["fake"] = {**base, "id": "fake", "status": "running", "claimedBy": BROWSER}
+    world.to_monitor()
+    world.request("mine")
+    world.clock.t += 2
+    world.co.tick()
+    assert world.pool.names("submit") == ["mine"]     # not behind the fake run
+    world.br_map["real"] = {**base, "id": "real", "status": "running", "claimedBy": 42}
+    world.request("mine2", requestedAt=1_700_000_000_001)
+    world.clock.t += 2
+    world.co.tick()
+    assert world.pool.names("submit") == ["mine"]     # behind the monitor's run
+    assert world.entry("mine2")["queuePosition"] == 1
