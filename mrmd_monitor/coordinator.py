@@ -33,6 +33,13 @@ CAPPED_FLUSH_INTERVAL = 1.0
 # comes near the sync server's 1 MiB limit.
 MAX_INSERT_CHARS = 128 * 1024
 
+# Rich output kept inline in one entry, in all (the output engineer's per-run
+# budget replaces this when there is one). Past it, items stay as references
+# without their data: every write of the entry stays far below the sync
+# server's 1 MiB message limit.
+MAX_DISPLAY_BYTES = 512 * 1024
+MAX_DISPLAY_ITEMS = 256
+
 # Phases of a run we hold, seen from the monitor (the entry's status is the
 # browsers' view of the same thing).
 WAITING_BLOCK = "waiting-block"
@@ -59,6 +66,9 @@ class Run:
     next_flush: float = 0.0
     last_flush: float = float("-inf")
     display: List[dict] = field(default_factory=list)
+    display_bytes: int = 0
+    display_dropped: int = 0
+    display_dirty: bool = False
     awaiting_stdin: bool = False
     want: Dict[str, object] = field(default_factory=dict)
     # The claim is decided only after it has made a round trip through the
@@ -280,8 +290,7 @@ class Coordinator:
         elif isinstance(msg, m.StdinRequested):
             self._on_stdin_request(run, msg)
         elif isinstance(msg, m.DisplayItems):
-            run.display.extend(msg.items)
-            self._write(run, {"displayData": list(run.display)})
+            self._on_display(run, msg.items)
         elif isinstance(msg, m.RunFinished):
             self._on_finished(run, msg)
         elif isinstance(msg, m.InputSent):
@@ -466,6 +475,12 @@ class Coordinator:
                 self._arm(run, headless=False)
         if run.awaiting_stdin and entry.stdin_response_text is not None:
             self._forward_stdin(run, entry.stdin_response_text)
+        elif not run.awaiting_stdin and entry.raw.get("stdinResponse") is not None:
+            # An answer nobody asked for: cleared, or every later write of the
+            # entry would publish it again (it may be a password).
+            log.info("ignoring a stdin answer for %s: no input was asked for", run.exec_id,
+                     extra=self._extra(run))
+            self._write(run, {"stdinResponse": None})
         self._reconcile(run, entry)
 
     def _reconcile(self, run, entry):
@@ -577,8 +592,40 @@ class Coordinator:
                 if run.output.capped else self.config.flush_interval
             run.next_flush = max(self.clock(), run.last_flush + interval)
 
+    def _on_display(self, run, items):
+        """Keep the items within the run's budget; they reach the entry with
+        the next flush, so a burst of displays is one write, not one each."""
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            if len(run.display) >= MAX_DISPLAY_ITEMS:
+                run.display_dropped += 1
+                continue
+            _, size = p.measure(item)
+            if run.display_bytes + size > MAX_DISPLAY_BYTES and item.get("data") is not None:
+                item = {"mimeType": item.get("mimeType"), "data": None,
+                        "assetId": item.get("assetId"), "size": size,
+                        "omitted": "the run's inline rich output is over %d bytes"
+                                   % MAX_DISPLAY_BYTES}
+                _, size = p.measure(item)
+            run.display.append(item)
+            run.display_bytes += size
+        if run.display_dropped:
+            log.warning("%s: %d rich output(s) past the first %d left out", run.exec_id,
+                        run.display_dropped, MAX_DISPLAY_ITEMS, extra=self._extra(run))
+        run.display_dirty = True
+        if not run.pending:
+            run.pending = True
+            run.next_flush = max(self.clock(), run.last_flush + self.config.flush_interval)
+
+    def _write_display(self, run):
+        if run.display_dirty:
+            run.display_dirty = False
+            self._write(run, {"displayData": list(run.display)})
+
     def _flush(self, run):
         run.pending = False
+        self._write_display(run)
         change = run.output.take_changes()
         if change is None:
             return
@@ -673,12 +720,16 @@ class Coordinator:
                                 "and was stopped" % self.config.max_run_time)
         if err is not None:
             self._show_error(run, err)
+        # The last rich outputs go with the final status: one write, not two.
+        display, run.display_dirty = run.display_dirty, False
         self._flush(run)
         if not self._ours(run):
             self._forget(run)
             return
         changes = {"completedAt": self.now_ms(), "stdinRequest": None, "queued": False,
                    "queuePosition": None}
+        if display:
+            changes["displayData"] = list(run.display)
         if err is None:
             changes.update({"status": p.COMPLETED, "result": p.slim_result(msg.result)})
         else:
@@ -764,6 +815,8 @@ class Coordinator:
     # -- helpers -------------------------------------------------------------
 
     def _write(self, run, changes):
+        if not run.awaiting_stdin:
+            changes = {"stdinResponse": None, **changes}
         if self._write_entry(run.exec_id, changes):
             # stdinResponse is the browser's field: never put it back ourselves.
             run.want.update({k: v for k, v in p.clean(changes).items() if k != "stdinResponse"})

@@ -563,3 +563,43 @@ def test_a_browser_claim_is_no_lease():
     world.co.tick()
     assert world.pool.names("submit") == ["mine"]     # behind the monitor's run
     assert world.entry("mine2")["queuePosition"] == 1
+
+
+def test_displays_batched_and_capped_inline():
+    world = World()
+    world.br_text += CELL
+    world.to_monitor()
+    world.start_run("e1")
+    sizes = []
+    sub = world.mon.observe(lambda ev: sizes.append(len(ev.update)))
+    for i in range(20):   # twenty 200 KB displays in one burst
+        item = {"mimeType": "text/html", "data": "<p>%d</p>" % i + "x" * 200_000, "assetId": None}
+        world.co.on_message(m.DisplayItems("e1", (item,)))
+    world.clock.t += 1
+    world.co.tick()
+    world.co.on_message(m.DisplayItems("e1", ({"mimeType": "text/plain", "data": "last",
+                                               "assetId": None},)))
+    world.co.on_message(m.RunFinished("e1", result={"success": True}))
+    del sub
+    e = world.entry("e1")
+    assert e["status"] == "completed"
+    shown = e["displayData"]
+    assert len(shown) == 21
+    inline = [d for d in shown if d["data"] is not None]
+    assert sum(len(d["data"]) for d in inline) <= 512 * 1024
+    assert [d["data"][:8] for d in inline[:2]] == ["<p>0</p>", "<p>1</p>"]
+    assert shown[5]["data"] is None and "over 524288 bytes" in shown[5]["omitted"]
+    assert shown[-1]["data"] == "last"
+    assert max(sizes) < 700_000
+    assert len(sizes) <= 4     # the burst, the last item with the final status
+
+
+def test_unasked_stdin_answer_cleared_and_never_republished(w):
+    w.start_run("e1")
+    w.browser_set("e1", stdinResponse={"text": "secret\n", "respondedAt": 5})
+    assert w.entry("e1")["stdinResponse"] is None
+    assert not [c for c in w.pool.calls if c[0] == "input"]
+    w.co.on_message(out("e1", "more\n"))
+    w.co.on_message(m.RunFinished("e1", result={"success": True}))
+    e = w.entry("e1")
+    assert e["status"] == "completed" and e["stdinResponse"] is None
