@@ -57,6 +57,7 @@ OPTION_FIELDS = (
     ("log-format", "log_format"),
     ("log-file", "log_file"),
     ("max-workers", "max_workers"),
+    ("worker-share", "worker_share"),
     ("flush-interval", "flush_interval"),
     ("block-wait", "block_wait"),
     ("grace", "grace"),
@@ -98,6 +99,7 @@ class Config:
     log_format: str = "text"
     log_file: Optional[str] = None
     max_workers: int = 8
+    worker_share: float = 0.5
     flush_interval: float = 0.05
     block_wait: float = 1.0
     grace: float = 10.0
@@ -173,6 +175,16 @@ def workers(value: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value!r}")
+    return number
+
+
+def fraction(value: str) -> float:
+    try:
+        number = float(str(value).strip())
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not (0 < number <= 1):
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {value!r}")
     return number
 
 
@@ -375,6 +387,9 @@ def build_parser() -> configargparse.ArgumentParser:
          help="append logs to this file, reopened when logrotate moves it; '-' means stderr")
     _add(parser, "--max-workers", metavar="N", type=workers, default=8,
          help="executions that may run at the same time")
+    _add(parser, "--worker-share", metavar="FRACTION", type=fraction, default=0.5,
+         help="the largest part of --max-workers that one document, or one runtime, may "
+              "hold at once (at least one worker), so that others are never starved")
     _add(parser, "--flush-interval", metavar="SECONDS", type=seconds_at_least_zero,
          default=0.05, help="how often buffered output is written into the document")
     _add(parser, "--block-wait", metavar="SECONDS", type=seconds_at_least_zero, default=1.0,
@@ -594,6 +609,7 @@ def load_config(argv: Optional[Sequence[str]], env: Optional[Mapping[str, str]] 
         log_format=namespace.log_format,
         log_file=log_file,
         max_workers=namespace.max_workers,
+        worker_share=float(namespace.worker_share),
         flush_interval=float(namespace.flush_interval),
         block_wait=float(namespace.block_wait),
         grace=float(namespace.grace),

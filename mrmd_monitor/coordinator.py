@@ -556,7 +556,7 @@ class Coordinator:
 
     def _job(self, run):
         return RunJob(exec_id=run.exec_id, runtime_url=run.runtime_url, session=run.session,
-                      code=run.code, post=self.post)
+                      code=run.code, post=self.post, doc=self.doc_name)
 
     def _create_block(self, run, text):
         cell = find_cell(text, run.code, run.language, run.cell_id)

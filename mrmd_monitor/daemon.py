@@ -31,7 +31,7 @@ EXIT_NO_DOCUMENTS = 2
 # Config fields a HUP cannot change in a running process: the documents and
 # their connections, the pool, the MRP client and the status server are built
 # once at start. A reload keeps their running values and names them in a log line.
-RESTART_ONLY = ("sync_url", "docs", "name", "max_workers", "connect_timeout", "idle_timeout",
+RESTART_ONLY = ("sync_url", "docs", "name", "max_workers", "worker_share", "connect_timeout", "idle_timeout",
                 "status_addr")
 _NOT_COMPARED = ("sources", "config_file")
 _SECRET_FIELDS = ("token",)
@@ -82,6 +82,7 @@ class Daemon:
         client = MrpClient(connect_timeout=self.config.connect_timeout,
                            idle_timeout=self.config.idle_timeout)
         self.pool = WorkerPool(client, max_workers=self.config.max_workers,
+                               share=self.config.worker_share,
                                display=self._display())
         for name in self.config.docs:
             self._attach(name)

@@ -132,6 +132,11 @@ class SyncThread(threading.Thread):
         connected (the next handshake is the probe then)."""
         if self._ws is None or not self._synced:
             return None
+        # The claims the probe is about go first: the server answers a step 1
+        # after every update it received before it (the exactly-once argument).
+        self._send_outbox()
+        if self._ws is None:
+            return None
         self._probe_seq += 1
         self._probes.append(self._probe_seq)
         self._send(create_sync_message(self.doc))
