@@ -32,6 +32,24 @@ _MONITOR_MOVES = {
     RUNNING: {COMPLETED, ERROR},
 }
 
+# The monitor's own phases of a run it holds (runs.Phase); the entry's status
+# is the browsers' view of the same run. Every move goes through
+# runs.transition, checked against this table.
+PHASE_CLAIMED = "claimed"              # claim written, not yet confirmed (probe, settle)
+PHASE_WAITING_BLOCK = "waiting-block"  # confirmed; a browser may still make the block
+PHASE_WAITING_TURN = "waiting-turn"    # block ready; an earlier cell of its runtime and session runs
+PHASE_QUEUED = "queued"                # handed to the pool
+PHASE_RUNNING = "running"              # the runtime accepted it
+PHASE_DONE = "done"
+RUN_MOVES = {
+    PHASE_CLAIMED: {PHASE_WAITING_BLOCK, PHASE_WAITING_TURN, PHASE_DONE},
+    PHASE_WAITING_BLOCK: {PHASE_WAITING_TURN, PHASE_DONE},
+    PHASE_WAITING_TURN: {PHASE_QUEUED, PHASE_DONE},
+    PHASE_QUEUED: {PHASE_RUNNING, PHASE_DONE},
+    PHASE_RUNNING: {PHASE_DONE},
+    PHASE_DONE: set(),
+}
+
 # Entries are written whole: a cell this large would make every write of its
 # entry a Yjs update near the sync server's 1 MiB message limit. Counted in
 # UTF-8 bytes, which is what goes on the wire.

@@ -78,11 +78,10 @@ class SyncThread(threading.Thread):
         self.client_id = self.doc.client_id
         self.awareness = Awareness(self.doc)
         self.metrics = metrics if metrics is not None else Metrics()
+        # This thread is the coordinator's port to the document (claims.DocPort).
         self.coordinator = Coordinator(self.doc, me=self.client_id, pool=pool, post=self.post,
-                                       config=config, doc_name=doc_name, metrics=self.metrics,
-                                       probe=self.probe, is_monitor=self.is_monitor,
-                                       monitors_present=self.other_monitors_present,
-                                       connected=lambda: self._synced)
+                                       config=config, port=self, doc_name=doc_name,
+                                       metrics=self.metrics)
         self._on_synced = on_synced
         self._on_exit = on_exit
         self.leaving = False   # set by the daemon when the document is being detached
@@ -141,6 +140,9 @@ class SyncThread(threading.Thread):
         self._probes.append(self._probe_seq)
         self._send(create_sync_message(self.doc))
         return self._probe_seq
+
+    def is_connected(self):
+        return self._synced
 
     def peer_alive(self, client_id):
         """Is a peer with this client id present in awareness (recently renewed)?"""

@@ -1,16 +1,18 @@
 """The worker pool: one blocking MRP stream per execution, on pool threads.
 
-Runs for the same (runtime, session) go one at a time, in request order:
-mrmd-python runs concurrent requests in parallel, which would break cells
-that use an earlier cell's variables. A sync thread reserves a place in that
-order when it claims an entry and arms it when its output block exists; a run
-starts when it is armed and every run reserved before it on the same runtime
-is done.
+The pool runs, cancels and stops; it does not decide a notebook's order
+(order.py does, on each document's sync thread, and hands a run over when
+its turn has come). It still never runs two runs of the same (runtime,
+session) at once, in the order they were handed over: two documents may
+share a runtime and session, and mrmd-python would run them in parallel.
+Workers are shared fairly: one document, or one runtime, holds at most
+``--worker-share`` of them.
 
 Workers never touch a document: everything they learn is posted to the
 owning sync thread as a message.
 """
 
+import itertools
 import logging
 import threading
 import time
@@ -74,6 +76,7 @@ class WorkerPool:
         self._by_doc: Counter = Counter()
         self._by_runtime: Counter = Counter()
         self._threads = set()   # pool threads inside a run, joined at shutdown
+        self._arrivals = itertools.count()
         self._streams = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mrp")
         # Input and interrupt calls must not wait behind the streams they serve.
         self._control = ThreadPoolExecutor(max_workers=control_workers, thread_name_prefix="mrp-ctl")
@@ -94,8 +97,9 @@ class WorkerPool:
         """Arm a reserved run. Returns how many runs are ahead of it."""
         with self._lock:
             slot = self._slots.get(exec_id)
-            if slot is None:  # not reserved (should not happen): reserve at the back
-                slot = _Slot(exec_id, (job.runtime_url, job.session), (float("inf"), 0))
+            if slot is None:  # not reserved: at the back of its queue, in arrival order
+                slot = _Slot(exec_id, (job.runtime_url, job.session),
+                             (float("inf"), next(self._arrivals)))
                 self._slots[exec_id] = slot
                 self._queues.setdefault(slot.key, []).append(slot)
             slot.job = job
