@@ -524,7 +524,7 @@ class Coordinator:
             rest = msg.output.take()
             if rest:
                 self._on_output(run, rest)
-        err = msg.error
+        err = p.bounded_error(msg.error) if msg.error is not None else None
         if err is not None:
             self._show_error(run, err)
         # The last rich outputs go with the final status: one write, not two.

@@ -256,13 +256,38 @@ def error_value(type_, message, traceback=()):
     return {"type": str(type_), "message": str(message), "traceback": [str(t) for t in traceback]}
 
 
+# What a runtime's result summary and error may take in an entry.
+MAX_RESULT_DEPTH = 16
+MAX_RESULT_BYTES = 64 * 1024
+
+
 def slim_result(result: Any) -> Any:
     """The result to keep in the entry: the runtime's summary without the output,
-    which is already in the text and would double the document's size."""
-    if not isinstance(result, dict):
-        return result
-    drop = ("stdout", "stderr", "displayData", "assets", "accumulated")
-    return {k: v for k, v in result.items() if k not in drop}
+    which is already in the text and would double the document's size. A
+    summary past the limits (a runtime is untrusted too) is replaced by a note."""
+    if isinstance(result, dict):
+        drop = ("stdout", "stderr", "displayData", "assets", "accumulated")
+        result = {k: v for k, v in result.items() if k not in drop}
+    problem, _ = measure(result, MAX_RESULT_DEPTH, MAX_RESULT_BYTES)
+    if problem:
+        success = result.get("success") if isinstance(result, dict) else None
+        return {"success": success if isinstance(success, bool) else None,
+                "omitted": "the runtime's result was %s" % problem}
+    return result
+
+
+def bounded_error(err: Any) -> dict:
+    """A runtime's error as the entry keeps it: ``{type, message, traceback}``
+    of strings, within the limits (the traceback keeps its last lines)."""
+    if not isinstance(err, dict):
+        return error_value("Error", str(err)[:2000])
+    traceback = err.get("traceback")
+    lines = [str(t)[:4000] for t in traceback[-200:]] if isinstance(traceback, list) else []
+    value = error_value(str(err.get("type"))[:200], str(err.get("message"))[:8000], lines)
+    while lines and measure(value, MAX_RESULT_DEPTH, MAX_RESULT_BYTES)[0]:
+        lines = lines[len(lines) // 2 + 1:]
+        value["traceback"] = lines
+    return value
 
 
 def runtime_refused(url, patterns):

@@ -687,3 +687,20 @@ def test_block_made_by_browser_and_monitor_at_once_ends_as_one(w):
     text = w.text()
     assert text.count("```output:e1\n") == 1
     assert text == CELL.replace("```\n\nEnd", "```\n\n```output:e1\nhi\n```\n\nEnd")
+
+
+def test_runtime_result_and_error_past_the_limits_are_cut(w):
+    w.start_run("e1")
+    w.co.on_message(m.RunFinished("e1", result={"success": True, "result": deep(500)}))
+    e = w.entry("e1")
+    assert e["status"] == "completed"
+    assert e["result"] == {"success": True,
+                           "omitted": "the runtime's result was nested deeper than 16 levels"}
+    w.start_run("e2", code="x = 1")
+    tb = ["  File \"<cell>\", line %d\n" % i for i in range(100_000)]
+    w.co.on_message(m.RunFinished("e2", error={"type": "RecursionError", "message": "deep",
+                                               "traceback": tb}))
+    e = w.entry("e2")
+    assert e["status"] == "error" and e["error"]["type"] == "RecursionError"
+    assert 0 < len(e["error"]["traceback"]) <= 200
+    assert e["error"]["traceback"][-1] == tb[-1]
