@@ -13,7 +13,7 @@ or clocks.
 """
 
 import logging
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 from .document import (Edit, byte_len, byte_offset, content_edit, duplicate_blocks, edit_at,
                        find_block, find_cell, place_block, rewrite_edit)

@@ -17,7 +17,7 @@ to the pool; worker messages reach ``on_message`` and end in
 import itertools
 import logging
 import time
-from typing import Dict, Optional
+from typing import Dict
 
 from pycrdt import Map, Text
 
@@ -25,26 +25,17 @@ from . import messages as m
 from . import protocol as p
 from .blocks import Blocks
 from .claims import Claims
-from .document import find_cell
 from .metrics import Metrics
-from .order import RunOrder
+from .order import RunOrder, request_order
 from .output import RunOutput
-from .runs import UNSTARTED, Phase, Run, next_deadline, transition
+from .runs import (MAX_DISPLAY_ITEMS, UNSTARTED, Phase, Run, add_display, next_deadline,
+                   show_error, transition)
 from .workers import RunJob
 
 log = logging.getLogger(__name__)
 
-_RANK = {p.REQUESTED: 0, p.CLAIMED: 1, p.READY: 2, p.RUNNING: 3,
-         p.COMPLETED: 4, p.ERROR: 4, p.CANCELLED: 4}
-
 # Past the output cap only the tail moves: it is rewritten at most this often.
 CAPPED_FLUSH_INTERVAL = 1.0
-# Rich output kept inline in one entry, in all (the output engineer's per-run
-# budget replaces this when there is one). Past it, items stay as references
-# without their data: every write of the entry stays far below the sync
-# server's 1 MiB message limit.
-MAX_DISPLAY_BYTES = 512 * 1024
-MAX_DISPLAY_ITEMS = 256
 # Orphans and retention are looked at this often.
 SWEEP_INTERVAL = 1.0
 
@@ -133,7 +124,7 @@ class Coordinator:
             if entry is not None:
                 to_claim.append(entry)
         # Claim in request order: a runtime runs its cells in that order.
-        to_claim.sort(key=self._request_order(to_claim))
+        to_claim.sort(key=request_order(to_claim, str(self.blocks.text)))
         for entry in to_claim:
             self._claim(entry)
         if to_claim:
@@ -169,20 +160,6 @@ class Coordinator:
             return entry
         return None
 
-    def _request_order(self, entries):
-        """Sort key for requests that arrived together. Milliseconds tie when
-        a browser runs several cells at once; the cells' order in the notebook
-        (top to bottom, as "run all" asks them) decides then."""
-        times = [e.requested_at or 0 for e in entries]
-        if len(set(times)) == len(times):
-            return lambda e: (e.requested_at or 0, 0, e.exec_id)
-        text = str(self.blocks.text)
-        where = {}
-        for e in entries:
-            cell = find_cell(text, e.code or "", e.language, e.cell_id)
-            where[e.exec_id] = cell.start if cell is not None else len(text)
-        return lambda e: (e.requested_at or 0, where[e.exec_id], e.exec_id)
-
     def on_probe_acked(self, seq):
         self.claims.acked(self.runs.values(), seq, self.clock())
 
@@ -204,7 +181,10 @@ class Coordinator:
         elif isinstance(msg, m.StdinRequested):
             self._on_stdin_request(run, msg)
         elif isinstance(msg, m.DisplayItems):
-            self._on_display(run, msg.items)
+            if add_display(run, msg.items):
+                log.warning("%s: %d rich output(s) past the first %d left out", run.exec_id,
+                            run.display_dropped, MAX_DISPLAY_ITEMS, extra=self._extra(run))
+            self._schedule_flush(run, self.config.flush_interval)
         elif isinstance(msg, m.RunFinished):
             self._on_finished(run, msg)
         elif isinstance(msg, m.InputSent):
@@ -370,11 +350,7 @@ class Coordinator:
         entry their copy wins (a cancel is never lost); we then re-apply our
         fields on top of theirs.
         """
-        want = dict(run.want)
-        status = want.pop("status", None)
-        changes = {k: v for k, v in want.items() if p.clean(entry.raw.get(k)) != p.clean(v)}
-        if status is not None and _RANK[entry.status] < _RANK[status]:
-            changes["status"] = status
+        changes = p.lost_changes(run.want, entry)
         if changes:
             log.debug("re-applying %s to %s after a concurrent write", sorted(changes),
                       run.exec_id, extra=self._extra(run))
@@ -457,30 +433,6 @@ class Coordinator:
             run.pending = True
             run.next_flush = max(self.clock(), run.last_flush + interval)
 
-    def _on_display(self, run, items):
-        """Keep the items within the run's budget; they reach the entry with
-        the next flush, so a burst of displays is one write, not one each."""
-        for item in items:
-            if not isinstance(item, dict):
-                continue
-            if len(run.display) >= MAX_DISPLAY_ITEMS:
-                run.display_dropped += 1
-                continue
-            _, size = p.measure(item)
-            if run.display_bytes + size > MAX_DISPLAY_BYTES and item.get("data") is not None:
-                item = {"mimeType": item.get("mimeType"), "data": None,
-                        "assetId": item.get("assetId"), "size": size,
-                        "omitted": "the run's inline rich output is over %d bytes"
-                                   % MAX_DISPLAY_BYTES}
-                _, size = p.measure(item)
-            run.display.append(item)
-            run.display_bytes += size
-        if run.display_dropped:
-            log.warning("%s: %d rich output(s) past the first %d left out", run.exec_id,
-                        run.display_dropped, MAX_DISPLAY_ITEMS, extra=self._extra(run))
-        run.display_dirty = True
-        self._schedule_flush(run, self.config.flush_interval)
-
     def _flush(self, run):
         run.pending = False
         if run.display_dirty:
@@ -525,8 +477,8 @@ class Coordinator:
             if rest:
                 self._on_output(run, rest)
         err = p.bounded_error(msg.error) if msg.error is not None else None
-        if err is not None:
-            self._show_error(run, err)
+        if err is not None and show_error(run.output, err):
+            run.pending = True
         # The last rich outputs go with the final status: one write, not two.
         display, run.display_dirty = run.display_dirty, False
         self._flush(run)
@@ -544,21 +496,6 @@ class Coordinator:
         self._write(run, changes)
         log.info("%s %s", run.exec_id, changes["status"], extra=self._extra(run))
         self._forget(run, changes["status"])
-
-    def _show_error(self, run, err):
-        """The person reading the block must see why the run failed. The
-        runtime usually printed the traceback already; add it only if not."""
-        rendered = run.output.text()
-        headline = "%s: %s" % (err.get("type"), err.get("message"))
-        if err.get("message") and headline in rendered:
-            return
-        lines = [t.rstrip("\n") for t in err.get("traceback") or [] if isinstance(t, str)]
-        body = "\n".join(lines) if lines else headline
-        if headline not in body:
-            body += "\n" + headline
-        sep = "" if rendered.endswith("\n") or not rendered else "\n"
-        run.output.feed(sep + body + "\n")
-        run.pending = True
 
     def _drop(self, run, *, interrupt, status=None):
         """Stop a run and write nothing more for it."""

@@ -13,6 +13,7 @@ Pure: no threads, sockets or clocks.
 from typing import Callable, Dict, Iterable, List, Tuple
 
 from . import protocol as p
+from .document import find_cell
 from .runs import Phase, Run
 
 Key = Tuple[str, str]
@@ -59,3 +60,17 @@ class RunOrder:
             self._foreign = index
             self._foreign_version = self.version
         return self._foreign
+
+
+def request_order(entries, text: str):
+    """Sort key for requests that arrived together. Milliseconds tie when a
+    browser runs several cells at once; the cells' order in the notebook (top
+    to bottom, as "run all" asks them) decides then."""
+    times = [e.requested_at or 0 for e in entries]
+    if len(set(times)) == len(times):
+        return lambda e: (e.requested_at or 0, 0, e.exec_id)
+    where = {}
+    for e in entries:
+        cell = find_cell(text, e.code or "", e.language, e.cell_id)
+        where[e.exec_id] = cell.start if cell is not None else len(text)
+    return lambda e: (e.requested_at or 0, where[e.exec_id], e.exec_id)

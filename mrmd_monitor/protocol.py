@@ -219,6 +219,21 @@ def clean(value: Any, _depth: int = 0) -> Any:
     return value
 
 
+_RANK = {REQUESTED: 0, CLAIMED: 1, READY: 2, RUNNING: 3, COMPLETED: 4, ERROR: 4, CANCELLED: 4}
+
+
+def lost_changes(want: dict, entry: "Entry") -> dict:
+    """What of ``want`` (the fields we wrote) a concurrent write by another
+    peer has undone in ``entry``: to be written again. A status is only put
+    back when the entry's is behind ours."""
+    want = dict(want)
+    status = want.pop("status", None)
+    changes = {k: v for k, v in want.items() if clean(entry.raw.get(k)) != clean(v)}
+    if status is not None and _RANK[entry.status] < _RANK[status]:
+        changes["status"] = status
+    return changes
+
+
 def updated(raw: dict, changes: dict) -> dict:
     """The whole object to write back: browsers expect complete entries.
     Raises EntryRefused when ``raw`` breaks a limit."""

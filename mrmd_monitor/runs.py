@@ -25,6 +25,13 @@ class Phase(str, enum.Enum):
     DONE = p.PHASE_DONE
 
 
+# Rich output kept inline in one entry, in all (the output engineer's per-run
+# budget replaces this when there is one). Past it, items stay as references
+# without their data: every write of the entry stays far below the sync
+# server's 1 MiB message limit.
+MAX_DISPLAY_BYTES = 512 * 1024
+MAX_DISPLAY_ITEMS = 256
+
 UNSTARTED = frozenset((Phase.CLAIMED, Phase.WAITING_BLOCK, Phase.WAITING_TURN, Phase.QUEUED))
 
 
@@ -101,3 +108,43 @@ def next_deadline(runs: Iterable[Run], now: float) -> Optional[float]:
     """Seconds until the earliest timer of ``runs`` (0 if one is due), or None."""
     due = [d for d in (r.next_deadline() for r in runs) if d is not None]
     return max(0.0, min(due) - now) if due else None
+
+
+def add_display(run: Run, items) -> bool:
+    """Keep rich output items within the run's budget; they reach the entry
+    with the next flush, so a burst of displays is one write, not one each.
+    Returns whether some were left out (past MAX_DISPLAY_ITEMS)."""
+    dropped = run.display_dropped
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if len(run.display) >= MAX_DISPLAY_ITEMS:
+            run.display_dropped += 1
+            continue
+        _, size = p.measure(item)
+        if run.display_bytes + size > MAX_DISPLAY_BYTES and item.get("data") is not None:
+            item = {"mimeType": item.get("mimeType"), "data": None,
+                    "assetId": item.get("assetId"), "size": size,
+                    "omitted": "the run's inline rich output is over %d bytes" % MAX_DISPLAY_BYTES}
+            _, size = p.measure(item)
+        run.display.append(item)
+        run.display_bytes += size
+    run.display_dirty = True
+    return run.display_dropped > dropped
+
+
+def show_error(output: RunOutput, err: dict) -> bool:
+    """The person reading the block must see why the run failed. The runtime
+    usually printed the traceback already; add it only if not. Returns
+    whether the output changed."""
+    rendered = output.text()
+    headline = "%s: %s" % (err.get("type"), err.get("message"))
+    if err.get("message") and headline in rendered:
+        return False
+    lines = [t.rstrip("\n") for t in err.get("traceback") or [] if isinstance(t, str)]
+    body = "\n".join(lines) if lines else headline
+    if headline not in body:
+        body += "\n" + headline
+    sep = "" if rendered.endswith("\n") or not rendered else "\n"
+    output.feed(sep + body + "\n")
+    return True

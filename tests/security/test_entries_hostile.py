@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.support.notebook import FINAL, block, cell, run_cell, start_cell, uid
+from tests.support.notebook import FINAL, block, cell, run_cell, uid
 from tests.support.peer import PeerError
 from tests.support.waiting import wait_until
 
