@@ -124,7 +124,7 @@ class Coordinator:
             if entry is not None:
                 to_claim.append(entry)
         # Claim in request order: a runtime runs its cells in that order.
-        to_claim.sort(key=request_order(to_claim, str(self.blocks.text)))
+        to_claim.sort(key=request_order(to_claim, lambda: str(self.blocks.text)))
         for entry in to_claim:
             self._claim(entry)
         if to_claim:

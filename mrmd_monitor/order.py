@@ -62,13 +62,15 @@ class RunOrder:
         return self._foreign
 
 
-def request_order(entries, text: str):
+def request_order(entries, read_text: Callable[[], str]):
     """Sort key for requests that arrived together. Milliseconds tie when a
     browser runs several cells at once; the cells' order in the notebook (top
-    to bottom, as "run all" asks them) decides then."""
+    to bottom, as "run all" asks them) decides then (the text is read only
+    then)."""
     times = [e.requested_at or 0 for e in entries]
     if len(set(times)) == len(times):
         return lambda e: (e.requested_at or 0, 0, e.exec_id)
+    text = read_text()
     where = {}
     for e in entries:
         cell = find_cell(text, e.code or "", e.language, e.cell_id)
