@@ -704,3 +704,67 @@ def test_runtime_result_and_error_past_the_limits_are_cut(w):
     assert e["status"] == "error" and e["error"]["type"] == "RecursionError"
     assert 0 < len(e["error"]["traceback"]) <= 200
     assert e["error"]["traceback"][-1] == tb[-1]
+
+
+def _random_value(rng, depth=0):
+    kind = rng.randrange(9)
+    if kind == 0:
+        return deep(rng.choice([5, 31, 33, 200, 2000]))
+    if kind == 1:
+        return "".join(rng.choice("a\x00\x1b\n\r`\u202e中😀\ud7ff") for _ in range(rng.randrange(50)))
+    if kind == 2:
+        return rng.choice([None, True, False, 0, -1, 1.5, float("nan"), 2 ** 60, 1e308])
+    if kind == 3 and depth < 4:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    if kind == 4 and depth < 4:
+        return {rng.choice(["status", "code", "x", "claimedBy", "stdinResponse", "中"]):
+                _random_value(rng, depth + 1) for _ in range(rng.randrange(4))}
+    if kind == 5:
+        return "x" * rng.choice([10, 300_000, 1_100_000])
+    return rng.choice(["requested", "claimed", "ready", "running", "completed", "cancelled"])
+
+
+def test_fuzzed_entries_never_escape_and_a_normal_run_follows(caplog):
+    import random
+    import time as _time
+    rng = random.Random(20261129)
+    world = World(orphan_timeout=1.0)
+    world.port.monitors = {ME}
+    world.br_text += CELL
+    world.to_monitor()
+    started = _time.monotonic()
+    fields = ["status", "code", "runtimeUrl", "session", "claimedBy", "requestedAt",
+              "stdinResponse", "displayData", "result", "x"]
+    for i in range(300):
+        entry = {"status": rng.choice(["requested", "running", "claimed", "ready", "bogus"])}
+        for name in rng.sample(fields, rng.randrange(len(fields))):
+            entry[name] = _random_value(rng)
+        if rng.random() < 0.5:
+            entry["runtimeUrl"] = "http://127.0.0.1:9/mrp/v1"
+        world.br_map["f%d" % i] = entry if rng.random() < 0.9 else _random_value(rng)
+        if i % 20 == 0:
+            world.to_monitor()
+            world.clock.t += 1.5
+            world.tick()
+    world.to_monitor()
+    world.clock.t += 5
+    world.tick()
+    world.tick()
+    assert _time.monotonic() - started < 60
+    # Every entry was handled on purpose: none reached the last-resort catch.
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    refused = [k for k in world.mon_map.keys()
+               if isinstance(world.mon_map[k], dict)
+               and (world.mon_map[k].get("error") or {}).get("type") == "InvalidRequest"]
+    assert len(refused) > 20
+    for exec_id in list(world.co.runs):     # whatever got claimed ends
+        world.co.on_message(m.RunStarted(exec_id))
+        world.co.on_message(m.RunFinished(exec_id, result={"success": True}))
+    world.request("normal")
+    world.clock.t += 2
+    world.tick()
+    world.co.on_message(m.RunStarted("normal"))
+    world.co.on_message(out("normal", "hi\r\n"))
+    world.co.on_message(m.RunFinished("normal", result={"success": True}))
+    assert world.entry("normal")["status"] == "completed"
+    assert "```output:normal\nhi\n```" in world.text()
