@@ -31,8 +31,8 @@ EXIT_NO_DOCUMENTS = 2
 # Config fields a HUP cannot change in a running process: the documents and
 # their connections, the pool, the MRP client and the status server are built
 # once at start. A reload keeps their running values and names them in a log line.
-RESTART_ONLY = ("sync_url", "docs", "name", "max_workers", "worker_share", "connect_timeout", "idle_timeout",
-                "status_addr")
+RESTART_ONLY = ("sync_url", "docs", "name", "max_workers", "connect_timeout", "idle_timeout",
+                "status_addr", "worker_share")
 _NOT_COMPARED = ("sources", "config_file")
 _SECRET_FIELDS = ("token",)
 _OPTION_OF = {field: option for option, field in OPTION_FIELDS}
