@@ -58,6 +58,12 @@ class Claims:
     def may_claim(self, entry: p.Entry) -> bool:
         return entry.status == p.REQUESTED and entry.claimed_by is None
 
+    def claim_delay(self, entry: p.Entry) -> float:
+        """Seconds to wait before claiming this request (0: at once). The one
+        place where spreading claims across monitors plugs in (a backup
+        monitor waits; the request is looked at again when the delay ends)."""
+        return 0.0
+
     # -- confirming our claims -------------------------------------------------
 
     def reset(self, runs: Iterable[Run]):

@@ -69,6 +69,7 @@ class Coordinator:
         self._seq = itertools.count()
         self._next_sweep = 0.0
         self._first_sync = True
+        self._deferred: Dict[str, float] = {}   # requests to claim later (claims.claim_delay)
 
     @property
     def config(self):
@@ -123,6 +124,9 @@ class Coordinator:
                 continue
             if entry is not None:
                 to_claim.append(entry)
+        self._claim_all(to_claim)
+
+    def _claim_all(self, to_claim):
         # Claim in request order: a runtime runs its cells in that order.
         to_claim.sort(key=request_order(to_claim, lambda: str(self.blocks.text)))
         for entry in to_claim:
@@ -157,7 +161,10 @@ class Coordinator:
             if value is not None:
                 log.debug("ignoring map key %r: not an execution entry", key)
         elif self.claims.may_claim(entry) and self.accepting:
-            return entry
+            delay = self.claims.claim_delay(entry)
+            if delay <= 0:
+                return entry
+            self._deferred.setdefault(key, self.clock() + delay)
         return None
 
     def on_probe_acked(self, seq):
@@ -198,6 +205,8 @@ class Coordinator:
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_INTERVAL
             self._sweep(now)
+        if self._deferred:
+            self._claim_deferred(now)
         for run in list(self.runs.values()):
             if self.claims.due(run, now):
                 self._confirm(run, now)
@@ -211,7 +220,22 @@ class Coordinator:
                 self._arm(run, headless=True)
             if run.pending and run.exec_id in self.runs and now >= run.next_flush:
                 self._flush(run)
-        return _min(next_deadline(self.runs.values(), now), self._next_sweep - now)
+        nxt = _min(next_deadline(self.runs.values(), now), self._next_sweep - now)
+        if self._deferred:
+            nxt = _min(nxt, max(0.0, min(self._deferred.values()) - now))
+        return nxt
+
+    def _claim_deferred(self, now):
+        """Requests whose claim delay has ended, if nobody claimed them meanwhile."""
+        due = [key for key, at in self._deferred.items() if now >= at]
+        to_claim = []
+        for key in due:
+            del self._deferred[key]
+            entry = self.entries_index.get(key)
+            if (entry is not None and entry.problem is None and key not in self.runs
+                    and self.claims.may_claim(entry) and self.accepting):
+                to_claim.append(entry)
+        self._claim_all(to_claim)
 
     # -- claims ----------------------------------------------------------------
 

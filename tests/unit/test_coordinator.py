@@ -768,3 +768,16 @@ def test_fuzzed_entries_never_escape_and_a_normal_run_follows(caplog):
     world.co.on_message(m.RunFinished("normal", result={"success": True}))
     assert world.entry("normal")["status"] == "completed"
     assert "```output:normal\nhi\n```" in world.text()
+
+
+def test_claim_delay_is_one_hook_and_a_request_claimed_meanwhile_is_left(w):
+    w.co.claims.claim_delay = lambda entry: 0.5     # as a backup monitor would
+    w.request("e1")
+    w.request("e2", code="x = 1")
+    assert w.entry("e1")["status"] == "requested" and not w.co.runs
+    assert w.tick() <= 0.5
+    w.browser_set("e2", status="claimed", claimedBy=42)    # the preferred monitor took it
+    w.clock.t += 0.5
+    w.tick()
+    assert list(w.co.runs) == ["e1"]
+    assert w.entry("e1")["claimedBy"] == ME and w.entry("e2")["claimedBy"] == 42
