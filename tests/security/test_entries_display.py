@@ -19,7 +19,6 @@ class DisplayFlood:
     """Answers every execute/stream with DISPLAYS display events of SIZE bytes."""
 
     def __init__(self):
-        outer = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
