@@ -12,7 +12,8 @@ pytestmark = pytest.mark.e2e
 def test_endless_cells_of_one_document_leave_workers_for_another(
         sync_server, runtime, own_runtime, doc_name, peer_factory, monitor_factory):
     greedy_doc, other_doc = doc_name + "-greedy", doc_name + "-other"
-    monitor_factory(sync_server.url, [greedy_doc, other_doc], extra_args=["--max-workers", "2", "--grace", "1"])
+    monitor_factory(sync_server.url, [greedy_doc, other_doc],
+                    extra_args=["--max-workers", "2", "--grace", "1"])
     greedy = peer_factory(sync_server.url, greedy_doc, name="greedy")
     code = "import time\nprint('holding', flush=True)\ntime.sleep(600)"
     greedy.set_text(cell(code) + "\n")
