@@ -152,7 +152,8 @@ class Coordinator:
         entry = self._reindex(key, value)
         run = self.runs.get(key)
         if entry is not None and entry.problem is not None:
-            if not entry.final and (run is not None or not self.claims.lease_holder(entry.claimed_by)):
+            held = self.claims.lease_holder(entry.claimed_by)
+            if not entry.final and (run is not None or not held):
                 self._refuse(key, value, entry.problem)
             return None
         if run is not None:

@@ -37,7 +37,7 @@ _MONITOR_MOVES = {
 # runs.transition, checked against this table.
 PHASE_CLAIMED = "claimed"              # claim written, not yet confirmed (probe, settle)
 PHASE_WAITING_BLOCK = "waiting-block"  # confirmed; a browser may still make the block
-PHASE_WAITING_TURN = "waiting-turn"    # block ready; an earlier cell of its runtime and session runs
+PHASE_WAITING_TURN = "waiting-turn"    # block ready; an earlier cell of its runtime/session runs
 PHASE_QUEUED = "queued"                # handed to the pool
 PHASE_RUNNING = "running"              # the runtime accepted it
 PHASE_DONE = "done"
@@ -85,7 +85,8 @@ def measure(value: Any, max_depth: int = MAX_DEPTH, max_bytes: int = MAX_ENTRY_B
                 return "nested deeper than %d levels" % max_depth, size
             size += 2
             for key, val in item.items():
-                size += (len(key.encode("utf-8", "surrogatepass")) if isinstance(key, str) else 8) + 3
+                key_size = len(key.encode("utf-8", "surrogatepass")) if isinstance(key, str) else 8
+                size += key_size + 3
                 stack.append((val, depth + 1))
         elif isinstance(item, (list, tuple)):
             if depth > max_depth:
