@@ -1,79 +1,43 @@
-"""One document's side of the coordination protocol.
+"""One document's side of the coordination protocol: wiring only.
 
 Lives on the document's sync thread and is the only code that reads or writes
-the document's ``executions`` map and ``content`` text. It turns map changes
-(from browsers) and worker messages (from the pool) into writes, and never
-blocks: HTTP happens on the pool.
+the document's ``executions`` map (the ``content`` text goes through
+``blocks``). Map changes (from browsers) go to ``claims`` and ``order``;
+worker messages (from the pool) move runs (``runs.transition``) and fill
+blocks. It never blocks: HTTP happens on the pool.
+
+One execution id, from the map to the document: ``on_entries_changed`` parses
+the entry once into ``self.entries_index``; ``_claim`` writes the claim and
+makes a ``Run``; ``claims`` confirms it; ``_arm`` gets its block ready
+(``blocks.prepare``); ``_try_start`` asks ``order`` who is ahead and hands it
+to the pool; worker messages reach ``on_message`` and end in
+``blocks.write`` and ``_write``; ``_finish`` writes the final status.
 """
 
 import itertools
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict
 
 from pycrdt import Map, Text
 
 from . import messages as m
 from . import protocol as p
-from .document import (BlockContent, Edit, byte_len, byte_offset, content_edit, edit_at,
-                       find_block, find_cell, place_block, rewrite_edit)
+from .blocks import Blocks
+from .claims import Claims
 from .metrics import Metrics
+from .order import RunOrder, request_order
 from .output import RunOutput
+from .runs import (MAX_DISPLAY_ITEMS, UNSTARTED, Phase, Run, add_display, next_deadline,
+                   show_error, transition)
 from .workers import RunJob
 
 log = logging.getLogger(__name__)
 
-_RANK = {p.REQUESTED: 0, p.CLAIMED: 1, p.READY: 2, p.RUNNING: 3,
-         p.COMPLETED: 4, p.ERROR: 4, p.CANCELLED: 4}
-
 # Past the output cap only the tail moves: it is rewritten at most this often.
 CAPPED_FLUSH_INTERVAL = 1.0
-# One Yjs update per transaction: big inserts are split so that no message
-# comes near the sync server's 1 MiB limit.
-MAX_INSERT_CHARS = 128 * 1024
-
-# Phases of a run we hold, seen from the monitor (the entry's status is the
-# browsers' view of the same thing).
-WAITING_BLOCK = "waiting-block"
-WAITING_TURN = "waiting-turn"   # behind an earlier cell another monitor runs on the same runtime
-QUEUED = "queued"
-RUNNING = "running"
-
-
-@dataclass
-class Run:
-    exec_id: str
-    runtime_url: str
-    session: str
-    code: str
-    language: str
-    cell_id: Optional[str]
-    block_deadline: float
-    requested_at: int = 0
-    turn_checked: int = -1   # entries version of the last look at other monitors' runs
-    phase: str = WAITING_BLOCK
-    output: RunOutput = field(default_factory=RunOutput)
-    content: BlockContent = field(default_factory=BlockContent)
-    pending: bool = False
-    next_flush: float = 0.0
-    last_flush: float = float("-inf")
-    display: List[dict] = field(default_factory=list)
-    awaiting_stdin: bool = False
-    want: Dict[str, object] = field(default_factory=dict)
-    # The claim is decided only after it has made a round trip through the
-    # server (probe acknowledged) and a settle delay has passed still naming us.
-    probe: Optional[int] = None
-    confirm_at: Optional[float] = None
-    confirmed: bool = False
-    block_ready: bool = False
-    started_at: Optional[float] = None
-    timed_out: bool = False
-    # Where the block's content starts (code points, bytes), valid while no
-    # other peer has changed the text (Coordinator.text_epoch): flushes then
-    # need neither a copy nor a scan of the document.
-    where: Optional[tuple] = None
-    where_epoch: int = -1
+# Orphans and retention are looked at this often.
+SWEEP_INTERVAL = 1.0
 
 
 def wall_ms():
@@ -81,158 +45,143 @@ def wall_ms():
 
 
 class Coordinator:
-    def __init__(self, doc, *, me, pool, post, config, doc_name="", metrics=None,
-                 probe=None, peer_alive=None, connected=None, monitors_present=None,
+    def __init__(self, doc, *, me, pool, post, config, port, doc_name="", metrics=None,
                  clock=time.monotonic, now_ms=wall_ms):
         self.doc = doc
-        self.text = doc.get("content", type=Text)
         self.entries = doc.get("executions", type=Map)
         self.me = me
         self.pool = pool
         self.post = post
+        self.claims = Claims(me, port, config)
         self.config = config
         self.doc_name = doc_name
         self.clock = clock
         self.now_ms = now_ms
         self.metrics = metrics if metrics is not None else Metrics()
+        self.blocks = Blocks(doc, doc.get("content", type=Text), doc_name=doc_name,
+                             on_written=lambda n: self.metrics.inc(
+                                 "mrmd_monitor_output_bytes_total", n))
+        self.order = RunOrder(me, self.claims.lease_holder)
         self.runs: Dict[str, Run] = {}
+        # Every entry, parsed once per change (remote or ours).
+        self.entries_index: Dict[str, p.Entry] = {}
         self.accepting = True
         self._seq = itertools.count()
-        # The sync thread's services; without them (unit tests) a claim counts
-        # as acknowledged at once and every other monitor as alive.
-        self._probe = probe
-        self._peer_alive = peer_alive
-        self._connected = connected or (lambda: True)
-        self._monitors_present = monitors_present
-        self._absent_since: Dict[str, float] = {}
         self._next_sweep = 0.0
         self._first_sync = True
-        self.text_epoch = 0   # bumped by the sync thread when another peer edits the text
-        self._entries_version = 0
-        self._foreign = (-1, {})  # (entries version, pending runs of other monitors by runtime)
+        self._deferred: Dict[str, float] = {}   # requests to claim later (claims.claim_delay)
+
+    @property
+    def config(self):
+        return self._config
+
+    @config.setter
+    def config(self, config):
+        """A reloaded configuration (HUP) reaches every part at once."""
+        self._config = config
+        self.claims.config = config
+
+    @property
+    def text_epoch(self):
+        return self.blocks.epoch
+
+    @text_epoch.setter
+    def text_epoch(self, value):
+        """Bumped by the sync thread when another peer edits the text."""
+        self.blocks.epoch = value
 
     # -- inputs ------------------------------------------------------------
 
     def on_synced(self):
         """After (re)sync: look at every entry, as if each had just changed."""
+        keys = list(self.entries.keys())
         if self._first_sync:
             self._first_sync = False
+            self._index(keys)
             self._expire_stale()
-        self._absent_since.clear()
-        for run in self.runs.values():
-            if not run.confirmed and run.confirm_at is None:
-                run.probe = None  # the old connection's probe will never be answered
-        self.on_entries_changed(list(self.entries.keys()))
-        self._probe_unconfirmed()
+        self.claims.reset(self.runs.values())
+        self.on_entries_changed(keys)
+        self.claims.probe(self.runs.values())
 
     def _expire_stale(self):
         """Requests left from long ago are not run by surprise when we start."""
-        limit = self.config.stale_after
-        if not limit:
-            return
         now = self.now_ms()
-        for key in list(self.entries.keys()):
-            entry = p.parse_entry(key, self.entries.get(key))
-            if (entry is None or entry.status != p.REQUESTED or entry.claimed_by is not None
-                    or entry.requested_at is None):
-                continue
-            age = (now - entry.requested_at) / 1000.0
-            if age > limit:
-                minutes = age / 60.0
-                msg = ("requested %.0f minutes before this monitor started; not run "
-                       "(older than --stale-after %.0fs). Run the cell again." % (minutes, limit))
-                log.warning("expiring %s: %s", key, msg, extra={"doc": self.doc_name, "exec_id": key})
-                self._write_entry(key, {"status": p.ERROR, "completedAt": now,
-                                        "error": p.error_value("Expired", msg)})
+        for key, msg in self.claims.stale(self.entries_index, now):
+            log.warning("expiring %s: %s", key, msg, extra={"doc": self.doc_name, "exec_id": key})
+            self._write_entry(key, {"status": p.ERROR, "completedAt": now,
+                                    "error": p.error_value("Expired", msg)})
 
     def on_entries_changed(self, keys):
         """Entries changed by a remote peer."""
-        self._entries_version += 1
+        self.order.changed()
         to_claim = []
         for key in keys:
-            value = self.entries.get(key)
-            entry = p.parse_entry(key, value)
-            run = self.runs.get(key)
-            if run is not None:
-                self._on_own_entry(run, entry)
-            elif entry is None:
-                if value is not None:
-                    log.debug("ignoring map key %r: not an execution entry", key)
-            elif entry.status == p.REQUESTED and entry.claimed_by is None and self.accepting:
+            try:
+                entry = self._on_entry_changed(key)
+            except Exception:  # noqa: BLE001 - one peer's entry must not stop the others
+                log.exception("cannot handle entry %r: skipping it", key,
+                              extra={"doc": self.doc_name, "exec_id": key})
+                continue
+            if entry is not None:
                 to_claim.append(entry)
-        # Claim in request order: the pool runs a runtime's cells in that order.
-        to_claim.sort(key=self._request_order(to_claim))
+        self._claim_all(to_claim)
+
+    def _claim_all(self, to_claim):
+        # Claim in request order: a runtime runs its cells in that order.
+        to_claim.sort(key=request_order(to_claim, lambda: str(self.blocks.text)))
         for entry in to_claim:
             self._claim(entry)
         if to_claim:
-            self._probe_unconfirmed()
+            self.claims.probe(self.runs.values())
 
-    def _request_order(self, entries):
-        """Sort key for requests that arrived together. Milliseconds tie when
-        a browser runs several cells at once; the cells' order in the notebook
-        (top to bottom, as "run all" asks them) decides then."""
-        times = [e.requested_at or 0 for e in entries]
-        if len(set(times)) == len(times):
-            return lambda e: (e.requested_at or 0, 0, e.exec_id)
-        text = str(self.text)
-        where = {}
-        for e in entries:
-            cell = find_cell(text, e.code or "", e.language, e.cell_id)
-            where[e.exec_id] = cell.start if cell is not None else len(text)
-        return lambda e: (e.requested_at or 0, where[e.exec_id], e.exec_id)
+    def _index(self, keys):
+        for key in keys:
+            self._reindex(key, self.entries.get(key))
 
-    def _probe_unconfirmed(self):
-        waiting = [r for r in self.runs.values()
-                   if not r.confirmed and r.confirm_at is None and r.probe is None]
-        if not waiting:
-            return
-        if self._probe is None:
-            seq = 0
+    def _reindex(self, key, value):
+        entry = p.parse_entry(key, value)
+        if entry is None:
+            self.entries_index.pop(key, None)
         else:
-            seq = self._probe()
-            if seq is None:
-                return  # not connected: probed again after the next handshake
-        for run in waiting:
-            run.probe = seq
-        if self._probe is None:
-            self.on_probe_acked(seq)
+            self.entries_index[key] = entry
+        return entry
+
+    def _on_entry_changed(self, key):
+        """Look at one changed entry; return it when it is a request to claim."""
+        value = self.entries.get(key)
+        entry = self._reindex(key, value)
+        run = self.runs.get(key)
+        if entry is not None and entry.problem is not None:
+            held = self.claims.lease_holder(entry.claimed_by)
+            if not entry.final and (run is not None or not held):
+                self._refuse(key, value, entry.problem)
+            return None
+        if run is not None:
+            self._on_own_entry(run, entry)
+        elif entry is None:
+            if value is not None:
+                log.debug("ignoring map key %r: not an execution entry", key)
+        elif self.claims.may_claim(entry) and self.accepting:
+            delay = self.claims.claim_delay(entry)
+            if delay <= 0:
+                return entry
+            self._deferred.setdefault(key, self.clock() + delay)
+        return None
 
     def on_probe_acked(self, seq):
-        """The server has answered a sync step 1 sent after these claims: every
-        update it had then is here now, concurrent claims included.
-
-        A concurrent claim can only come from a monitor that synced before our
-        claim reached the server; it announced itself in awareness before
-        that, on the same ordered connection, so its awareness is here too.
-        With no other monitor in sight there is nobody to wait for."""
-        settle = self.config.claim_settle if self._other_monitors() else 0.0
-        for run in self.runs.values():
-            if (not run.confirmed and run.confirm_at is None and run.probe is not None
-                    and run.probe <= seq):
-                run.confirm_at = self.clock() + settle
-
-    def _other_monitors(self):
-        if self._monitors_present is None:
-            return True   # unknown (tests without awareness): assume there may be some
-        return self._monitors_present()
-
-    def _confirm(self, run):
-        entry = p.parse_entry(run.exec_id, self.entries.get(run.exec_id))
-        if entry is None or entry.claimed_by != self.me or entry.final:
-            log.info("claim on %s not confirmed (now %s by %s): not running it", run.exec_id,
-                     entry.status if entry else "gone", entry.claimed_by if entry else None,
-                     extra=self._extra(run))
-            self._drop(run, interrupt=False)
-            return
-        run.confirmed = True
-        log.debug("claim on %s confirmed", run.exec_id, extra=self._extra(run))
-        if run.block_ready:
-            self._arm(run, headless=False)
+        self.claims.acked(self.runs.values(), seq, self.clock())
 
     def on_message(self, msg):
         run = self.runs.get(getattr(msg, "exec_id", None))
         if run is None:
             return  # a run we gave up (cancelled, lost): its late messages are dropped
+        try:
+            self._on_run_message(run, msg)
+        except Exception:  # noqa: BLE001 - one run's trouble must not stop the document
+            log.exception("cannot handle %s for %s", type(msg).__name__, run.exec_id,
+                          extra=self._extra(run))
+
+    def _on_run_message(self, run, msg):
         if isinstance(msg, m.OutputReady):
             self._on_output(run, msg.buffer.take())
         elif isinstance(msg, m.RunStarted):
@@ -240,8 +189,10 @@ class Coordinator:
         elif isinstance(msg, m.StdinRequested):
             self._on_stdin_request(run, msg)
         elif isinstance(msg, m.DisplayItems):
-            run.display.extend(msg.items)
-            self._write(run, {"displayData": list(run.display)})
+            if add_display(run, msg.items):
+                log.warning("%s: %d rich output(s) past the first %d left out", run.exec_id,
+                            run.display_dropped, MAX_DISPLAY_ITEMS, extra=self._extra(run))
+            self._schedule_flush(run, self.config.flush_interval)
         elif isinstance(msg, m.RunFinished):
             self._on_finished(run, msg)
         elif isinstance(msg, m.InputSent):
@@ -252,87 +203,56 @@ class Coordinator:
     def tick(self):
         """Run what is due; return the seconds until the next timer, or None."""
         now = self.clock()
-        nxt = None
         if now >= self._next_sweep:
-            self._next_sweep = now + 1.0
+            self._next_sweep = now + SWEEP_INTERVAL
             self._sweep(now)
-        nxt = _min(nxt, self._next_sweep - now)
+        if self._deferred:
+            self._claim_deferred(now)
         for run in list(self.runs.values()):
-            if not run.confirmed:
-                if run.confirm_at is not None:
-                    if now >= run.confirm_at:
-                        self._confirm(run)
-                    else:
-                        nxt = _min(nxt, run.confirm_at - now)
-                if not run.confirmed:
-                    continue
-            if run.phase == WAITING_TURN and run.turn_checked != self._entries_version:
-                self._try_submit(run)
-            if run.phase == WAITING_BLOCK:
-                if now >= run.block_deadline:
-                    log.info("no browser made the output block for %s within %.1fs: creating it",
-                             run.exec_id, self.config.block_wait, extra=self._extra(run))
-                    self._arm(run, headless=True)
-                else:
-                    nxt = _min(nxt, run.block_deadline - now)
-            if run.pending and run.exec_id in self.runs:
-                if now >= run.next_flush:
-                    self._flush(run)
-                else:
-                    nxt = _min(nxt, run.next_flush - now)
-            limit = self.config.max_run_time
-            if limit and run.phase == RUNNING and not run.timed_out and run.started_at is not None:
-                if now - run.started_at >= limit:
-                    log.warning("%s ran longer than --max-run-time %.0fs: stopping it", run.exec_id,
-                                limit, extra=self._extra(run))
-                    run.timed_out = True
-                    self.pool.cancel(run.exec_id, interrupt=True)
-                else:
-                    nxt = _min(nxt, run.started_at + limit - now)
+            if self.claims.due(run, now):
+                self._confirm(run, now)
+            if run.exec_id not in self.runs:
+                continue
+            if run.phase is Phase.WAITING_TURN and run.turn_checked != self.order.version:
+                self._try_start(run)
+            if run.phase is Phase.WAITING_BLOCK and now >= run.block_deadline:
+                log.info("no browser made the output block for %s within %.1fs: creating it",
+                         run.exec_id, self.config.block_wait, extra=self._extra(run))
+                self._arm(run, headless=True)
+            if run.pending and run.exec_id in self.runs and now >= run.next_flush:
+                self._flush(run)
+        nxt = _min(next_deadline(self.runs.values(), now), self._next_sweep - now)
+        if self._deferred:
+            nxt = _min(nxt, max(0.0, min(self._deferred.values()) - now))
         return nxt
 
-    # -- other monitors ------------------------------------------------------
+    def _claim_deferred(self, now):
+        """Requests whose claim delay has ended, if nobody claimed them meanwhile."""
+        due = [key for key, at in self._deferred.items() if now >= at]
+        to_claim = []
+        for key in due:
+            del self._deferred[key]
+            entry = self.entries_index.get(key)
+            if (entry is not None and entry.problem is None and key not in self.runs
+                    and self.claims.may_claim(entry) and self.accepting):
+                to_claim.append(entry)
+        self._claim_all(to_claim)
+
+    # -- claims ----------------------------------------------------------------
 
     def _sweep(self, now):
-        """Once a second: entries held by monitors that are gone, and finished
-        entries past their retention."""
-        if not self._connected():
-            self._absent_since.clear()
-            return
-        seen = set()
-        now_ms = self.now_ms()
-        expired = []
-        for key in list(self.entries.keys()):
-            if key in self.runs:
-                continue
-            entry = p.parse_entry(key, self.entries.get(key))
-            if entry is not None and entry.final and self.config.retention:
-                done = p.as_int(entry.raw.get("completedAt"))
-                if done is not None and now_ms - done > self.config.retention * 1000:
-                    expired.append(key)
-                continue
-            if self._peer_alive is None:
-                continue
-            if (entry is None or entry.status not in (p.CLAIMED, p.READY, p.RUNNING)
-                    or entry.claimed_by is None or entry.claimed_by == self.me):
-                continue
-            seen.add(key)
-            if self._peer_alive(entry.claimed_by):
-                self._absent_since.pop(key, None)
-                continue
-            since = self._absent_since.setdefault(key, now)
-            if now - since >= self.config.orphan_timeout:
-                del self._absent_since[key]
-                self._take_over(entry)
-        for key in list(self._absent_since):
-            if key not in seen:
-                del self._absent_since[key]
+        """Entries held by monitors that are gone, and finished entries past
+        their retention."""
+        for entry in self.claims.orphans(self.entries_index, self.runs, now):
+            self._take_over(entry)
+        expired = self.claims.retired(self.entries_index, self.runs, self.now_ms())
         if expired:
             # Deleting is idempotent: several monitors may do it at once.
             with self.doc.transaction():
                 for key in expired:
                     del self.entries[key]
-            self._entries_version += 1
+                    self.entries_index.pop(key, None)
+            self.order.changed()
             log.info("removed %d finished entr%s older than --retention %.0fs", len(expired),
                      "y" if len(expired) == 1 else "ies", self.config.retention,
                      extra={"doc": self.doc_name})
@@ -340,11 +260,15 @@ class Coordinator:
     def _take_over(self, entry):
         who = entry.claimed_by
         extra = {"doc": self.doc_name, "exec_id": entry.exec_id}
+        if entry.problem is not None:
+            self._refuse(entry.exec_id, entry.raw, entry.problem)
+            return
         if entry.status == p.RUNNING:
+            # A client that is no monitor (a browser's forged claim) ends here too.
             msg = ("the monitor running this cell (client %s) was lost; the output up to that "
                    "point is kept (a runtime stream cannot be resumed). Run the cell again." % who)
             log.warning("%s: %s", entry.exec_id, msg, extra=extra)
-            self._append_notice(entry.exec_id, "[mrmd-monitor: %s]" % msg)
+            self.blocks.append_notice(entry.exec_id, "[mrmd-monitor: %s]" % msg)
             self._write_entry(entry.exec_id, {"status": p.ERROR, "completedAt": self.now_ms(),
                                               "stdinRequest": None,
                                               "error": p.error_value("MonitorLost", msg)})
@@ -356,11 +280,12 @@ class Coordinator:
             run = self.runs.get(entry.exec_id)
             if run is not None:
                 run.block_ready = entry.output_block_ready
-                self._probe_unconfirmed()
-
-    # -- claiming and starting ----------------------------------------------
+                self.claims.probe(self.runs.values())
 
     def _claim(self, entry):
+        if entry.problem is not None:
+            self._refuse(entry.exec_id, entry.raw, entry.problem)
+            return
         problem = p.runnable_problem(entry)
         kind = "InvalidRequest"
         if problem is None:
@@ -371,25 +296,40 @@ class Coordinator:
                         extra={"doc": self.doc_name, "exec_id": entry.exec_id})
             changes = {"status": p.ERROR, "error": p.error_value(kind, problem),
                        "completedAt": self.now_ms()}
-            if entry.code is not None and len(entry.code) > p.MAX_CODE_CHARS:
+            if entry.code is not None and p.code_too_large(entry.code):
                 # Writing the entry back whole would copy the huge code again.
                 changes["code"] = entry.code[:1000] + "\n# ... (cut by mrmd-monitor)"
             self._write_entry(entry.exec_id, changes)
             return
+        now = self.clock()
         run = Run(exec_id=entry.exec_id, runtime_url=entry.runtime_url.rstrip("/"),
                   session=entry.session, code=entry.code, language=entry.language,
-                  cell_id=entry.cell_id, block_deadline=self.clock() + self.config.block_wait,
-                  requested_at=entry.requested_at or 0,
+                  cell_id=entry.cell_id, requested_at=entry.requested_at or 0,
+                  order=(entry.requested_at or 0, next(self._seq)), doc=self.doc_name,
+                  since=now, block_deadline=now + self.config.block_wait,
                   output=RunOutput(self.config.max_output_bytes,
                                    max_columns=self.config.max_columns))
         self.runs[run.exec_id] = run
+        self.order.changed()
         self.metrics.inc("mrmd_monitor_claims_total")
         self.metrics.inc("mrmd_monitor_queued_runs")
         self._write(run, {"status": p.CLAIMED, "claimedBy": self.me, "claimedAt": self.now_ms()})
-        self.pool.reserve(run.exec_id, (run.runtime_url, run.session),
-                          (entry.requested_at or 0, next(self._seq)))
         log.info("claimed %s (runtime %s, session %s)", run.exec_id, run.runtime_url,
                  run.session, extra=self._extra(run))
+
+    def _confirm(self, run, now):
+        entry = self.entries_index.get(run.exec_id)
+        if not self.claims.still_ours(entry):
+            log.info("claim on %s not confirmed (now %s by %s): not running it", run.exec_id,
+                     entry.status if entry else "gone", entry.claimed_by if entry else None,
+                     extra=self._extra(run))
+            self._drop(run, interrupt=False)
+            return
+        log.debug("claim on %s confirmed", run.exec_id, extra=self._extra(run))
+        if run.block_ready:
+            self._arm(run, headless=False)
+        else:
+            transition(run, Phase.WAITING_BLOCK, now, "claim confirmed")
 
     def _on_own_entry(self, run, entry):
         if entry is None:
@@ -414,12 +354,19 @@ class Coordinator:
                             extra=self._extra(run))
                 self._drop(run, interrupt=True)
             return
-        if run.phase == WAITING_BLOCK and (entry.status == p.READY or entry.output_block_ready):
+        if (run.phase in (Phase.CLAIMED, Phase.WAITING_BLOCK)
+                and (entry.status == p.READY or entry.output_block_ready)):
             run.block_ready = True
-            if run.confirmed:
+            if run.phase is Phase.WAITING_BLOCK:
                 self._arm(run, headless=False)
         if run.awaiting_stdin and entry.stdin_response_text is not None:
             self._forward_stdin(run, entry.stdin_response_text)
+        elif not run.awaiting_stdin and entry.raw.get("stdinResponse") is not None:
+            # An answer nobody asked for: cleared, or every later write of the
+            # entry would publish it again (it may be a password).
+            log.info("ignoring a stdin answer for %s: no input was asked for", run.exec_id,
+                     extra=self._extra(run))
+            self._write(run, {"stdinResponse": None})
         self._reconcile(run, entry)
 
     def _reconcile(self, run, entry):
@@ -429,85 +376,66 @@ class Coordinator:
         entry their copy wins (a cancel is never lost); we then re-apply our
         fields on top of theirs.
         """
-        want = dict(run.want)
-        status = want.pop("status", None)
-        changes = {k: v for k, v in want.items() if p.clean(entry.raw.get(k)) != p.clean(v)}
-        if status is not None and _RANK[entry.status] < _RANK[status]:
-            changes["status"] = status
+        changes = p.lost_changes(run.want, entry)
         if changes:
             log.debug("re-applying %s to %s after a concurrent write", sorted(changes),
                       run.exec_id, extra=self._extra(run))
             self._write(run, changes)
 
+    def _refuse(self, exec_id, raw, problem):
+        """An entry that breaks a limit ends in ``error`` with the reason; it is
+        never run, and never walked by code that recurses."""
+        run = self.runs.get(exec_id)
+        if run is not None:
+            self._drop(run, interrupt=True, status=p.ERROR)
+        if not isinstance(raw, dict) or raw.get("status") in p.FINAL:
+            return
+        log.warning("refusing entry %s: %s", exec_id, problem,
+                    extra={"doc": self.doc_name, "exec_id": exec_id})
+        value = p.refused_entry(raw, problem, self.now_ms())
+        self.entries[exec_id] = value
+        self._reindex(exec_id, value)
+        self.order.changed()
+
+    # -- starting ------------------------------------------------------------
+
     def _arm(self, run, *, headless):
-        text = str(self.text)
-        block = find_block(text, run.exec_id)
-        if block is None:
-            self._create_block(run, text)
-        elif block.content_end > block.content_start:
-            # A re-run in a reused block: the old output goes when the new run starts.
-            self._apply(rewrite_edit(text, block, ""))
-        run.content.reset()
-        run.where = None
+        """The block is ready (a browser's, or ours after the wait): the run
+        waits for its turn on its runtime and session."""
+        self.blocks.prepare(run)
         if headless:
             self._write(run, {"status": p.READY, "outputBlockReady": True})
-        run.phase = WAITING_TURN
-        self._try_submit(run)
+        transition(run, Phase.WAITING_TURN, self.clock(), "headless" if headless else "block ready")
+        self._try_start(run)
 
-    def _try_submit(self, run):
-        """Hand the run to the pool, unless an earlier cell of the same runtime
-        and session is still pending with another monitor: cells depend on
-        each other, whichever monitor runs them."""
-        run.turn_checked = self._entries_version
-        before = self._foreign_ahead(run)
+    def _try_start(self, run):
+        """Hand the run to the pool when no earlier cell of the same runtime
+        and session is unfinished, ours or another monitor's: cells depend on
+        each other, whichever monitor runs them. The count of those earlier
+        cells is the entry's queuePosition."""
+        run.turn_checked = self.order.version
+        before = self.order.ahead(run, self.runs.values(), self.entries_index)
         if before:
-            if not run.want.get("queued"):
-                log.info("%s waits for %s, run by another monitor on %s", run.exec_id,
-                         before[0], run.runtime_url, extra=self._extra(run))
+            if run.want.get("queuePosition") != len(before):
+                log.info("%s queued behind %d run(s) on %s (first %s)", run.exec_id, len(before),
+                         run.runtime_url, before[0], extra=self._extra(run))
                 self._write(run, {"queued": True, "queuePosition": len(before)})
             return
+        transition(run, Phase.QUEUED, self.clock())
+        # Another document's run on the same runtime and session may still be
+        # ahead in the pool (it runs one per runtime and session, in turn).
         ahead = self.pool.submit(run.exec_id, self._job(run))
-        run.phase = QUEUED
-        if ahead:
-            log.info("%s queued behind %d run(s) on %s", run.exec_id, ahead, run.runtime_url,
-                     extra=self._extra(run))
+        if ahead and run.want.get("queuePosition") != ahead:
             self._write(run, {"queued": True, "queuePosition": ahead})
-
-    def _foreign_ahead(self, run):
-        """Ids of other monitors' unfinished runs on this runtime and session
-        that were requested before ``run``."""
-        version, index = self._foreign
-        if version != self._entries_version:
-            index = {}
-            for key in list(self.entries.keys()):
-                e = p.parse_entry(key, self.entries.get(key))
-                if (e is None or e.status not in (p.CLAIMED, p.READY, p.RUNNING)
-                        or e.claimed_by in (None, self.me) or not e.runtime_url):
-                    continue
-                index.setdefault((e.runtime_url.rstrip("/"), e.session), []).append(
-                    ((e.requested_at or 0, key), key))
-            self._foreign = (self._entries_version, index)
-        mine = (run.requested_at, run.exec_id)
-        return [key for order, key in sorted(index.get((run.runtime_url, run.session), ()))
-                if order < mine]
 
     def _job(self, run):
         return RunJob(exec_id=run.exec_id, runtime_url=run.runtime_url, session=run.session,
-                      code=run.code, post=self.post)
-
-    def _create_block(self, run, text):
-        cell = find_cell(text, run.code, run.language, run.cell_id)
-        if cell is None:
-            log.warning("no cell with the code of %s in the document: output block goes at the end",
-                        run.exec_id, extra=self._extra(run))
-        edit, _ = place_block(text, run.exec_id, cell)
-        self._apply(edit)
+                      code=run.code, post=self.post, doc=self.doc_name)
 
     def _on_started(self, run):
         self.metrics.inc("mrmd_monitor_queued_runs", -1)
         self.metrics.inc("mrmd_monitor_active_runs")
-        run.phase = RUNNING
-        run.started_at = self.clock()
+        transition(run, Phase.RUNNING, self.clock())
         log.info("%s running", run.exec_id, extra=self._extra(run))
         self._write(run, {"status": p.RUNNING, "startedAt": self.now_ms(),
                           "queued": False, "queuePosition": None})
@@ -518,74 +446,29 @@ class Coordinator:
         if not text:
             return
         run.output.feed(text)
+        # Past the output cap only the tail moves: rewriting it once a second
+        # is plenty, and keeps the bytes sent bounded.
+        self._schedule_flush(run, max(self.config.flush_interval, CAPPED_FLUSH_INTERVAL)
+                             if run.output.capped else self.config.flush_interval)
+
+    def _schedule_flush(self, run, interval):
+        # Output after a quiet spell shows at once (the sync loop calls tick()
+        # right after draining its mailbox); a burst is written at most once
+        # per flush interval, whatever arrived in between.
         if not run.pending:
-            # Output after a quiet spell shows at once (the sync loop calls
-            # tick() right after draining its mailbox); a burst is written at
-            # most once per flush interval, whatever arrived in between.
             run.pending = True
-            # Past the output cap only the tail moves: rewriting it once a
-            # second is plenty, and keeps the bytes sent bounded.
-            interval = max(self.config.flush_interval, CAPPED_FLUSH_INTERVAL) \
-                if run.output.capped else self.config.flush_interval
             run.next_flush = max(self.clock(), run.last_flush + interval)
 
     def _flush(self, run):
         run.pending = False
+        if run.display_dirty:
+            run.display_dirty = False
+            self._write(run, {"displayData": list(run.display)})
         change = run.output.take_changes()
         if change is None:
             return
         run.last_flush = self.clock()
-        first, lines = change
-        if run.where is not None and run.where_epoch == self.text_epoch:
-            self._apply(edit_at(run.where[1], run.where[0], run.content.apply(first, lines)))
-            return
-        text = str(self.text)
-        block = find_block(text, run.exec_id)
-        if block is None:
-            log.warning("output block of %s is gone: recreating it", run.exec_id,
-                        extra=self._extra(run))
-            self._create_block(run, text)
-            text = str(self.text)
-            block = find_block(text, run.exec_id)
-            run.content.reset()
-            run.where = None
-            if block is None:
-                return
-        old = run.content.text
-        diff = run.content.apply(first, lines)
-        edit = content_edit(text, block, old, diff)
-        if edit is None:
-            log.debug("block of %s was edited by someone else: rewriting it", run.exec_id,
-                      extra=self._extra(run))
-            edit = rewrite_edit(text, block, run.content.text)
-        run.where = (block.content_start, byte_offset(text, block.content_start))
-        run.where_epoch = self.text_epoch
-        self._apply(edit)
-
-    def _apply(self, edit: Edit):
-        if not edit.delete and not edit.insert:
-            return
-        at, insert = edit.at, edit.insert
-        with self.doc.transaction():
-            if edit.delete:
-                del self.text[at:at + edit.delete]
-            if insert:
-                piece, insert = insert[:MAX_INSERT_CHARS], insert[MAX_INSERT_CHARS:]
-                self.text.insert(at, piece)
-                at += byte_len(piece)
-        while insert:
-            piece, insert = insert[:MAX_INSERT_CHARS], insert[MAX_INSERT_CHARS:]
-            with self.doc.transaction():
-                self.text.insert(at, piece)
-            at += byte_len(piece)
-        inserted = byte_len(edit.insert)
-        if inserted:
-            self.metrics.inc("mrmd_monitor_output_bytes_total", inserted)
-        # Blocks after the edit move with it.
-        for run in self.runs.values():
-            if run.where is not None and run.where[1] > edit.at:
-                run.where = (run.where[0] + len(edit.insert) - edit.delete_chars,
-                             run.where[1] + inserted - edit.delete)
+        self.blocks.write(run, *change)
 
     def flush_all(self):
         for run in list(self.runs.values()):
@@ -612,25 +495,26 @@ class Coordinator:
     # -- the end -------------------------------------------------------------
 
     def _on_finished(self, run, msg):
-        if msg.output is not None and not msg.cancelled:
+        if msg.cancelled:
+            self._forget(run)   # cancelled by us or a browser: nothing more is written
+            return
+        if msg.output is not None:
             rest = msg.output.take()
             if rest:
                 self._on_output(run, rest)
-        err = msg.error
-        if msg.cancelled:
-            if not run.timed_out:
-                self._forget(run)
-                return
-            err = p.error_value("MaxRunTime", "the run took longer than --max-run-time (%.0fs) "
-                                "and was stopped" % self.config.max_run_time)
-        if err is not None:
-            self._show_error(run, err)
+        err = p.bounded_error(msg.error) if msg.error is not None else None
+        if err is not None and show_error(run.output, err):
+            run.pending = True
+        # The last rich outputs go with the final status: one write, not two.
+        display, run.display_dirty = run.display_dirty, False
         self._flush(run)
         if not self._ours(run):
             self._forget(run)
             return
         changes = {"completedAt": self.now_ms(), "stdinRequest": None, "queued": False,
                    "queuePosition": None}
+        if display:
+            changes["displayData"] = list(run.display)
         if err is None:
             changes.update({"status": p.COMPLETED, "result": p.slim_result(msg.result)})
         else:
@@ -638,21 +522,6 @@ class Coordinator:
         self._write(run, changes)
         log.info("%s %s", run.exec_id, changes["status"], extra=self._extra(run))
         self._forget(run, changes["status"])
-
-    def _show_error(self, run, err):
-        """The person reading the block must see why the run failed. The
-        runtime usually printed the traceback already; add it only if not."""
-        rendered = run.output.text()
-        headline = "%s: %s" % (err.get("type"), err.get("message"))
-        if err.get("message") and headline in rendered:
-            return
-        lines = [t.rstrip("\n") for t in err.get("traceback") or [] if isinstance(t, str)]
-        body = "\n".join(lines) if lines else headline
-        if headline not in body:
-            body += "\n" + headline
-        sep = "" if rendered.endswith("\n") or not rendered else "\n"
-        run.output.feed(sep + body + "\n")
-        run.pending = True
 
     def _drop(self, run, *, interrupt, status=None):
         """Stop a run and write nothing more for it."""
@@ -663,7 +532,11 @@ class Coordinator:
         """The run is over for us; ``status`` is how it ended, when we know."""
         if self.runs.pop(run.exec_id, None) is None:
             return
-        if run.phase == RUNNING:
+        started = run.phase is Phase.RUNNING
+        transition(run, Phase.DONE, self.clock(), status or "")
+        self.blocks.forget(run.exec_id)
+        self.order.changed()   # the runs behind it may go now
+        if started:
             self.metrics.inc("mrmd_monitor_active_runs", -1)
         else:
             self.metrics.inc("mrmd_monitor_queued_runs", -1)
@@ -682,7 +555,7 @@ class Coordinator:
         """Runs that have not started go back to ``requested``, unclaimed, so
         the next monitor can take them."""
         for run in list(self.runs.values()):
-            if run.phase == RUNNING:
+            if run.phase not in UNSTARTED:
                 continue
             self.pool.cancel(run.exec_id, interrupt=True)
             if self._ours(run):
@@ -710,12 +583,13 @@ class Coordinator:
             self._forget(run, p.ERROR)
 
     def _ours(self, run):
-        current = p.parse_entry(run.exec_id, self.entries.get(run.exec_id))
-        return current is not None and not current.final and current.claimed_by == self.me
+        return self.claims.still_ours(self.entries_index.get(run.exec_id))
 
-    # -- helpers -------------------------------------------------------------
+    # -- writing entries -------------------------------------------------------
 
     def _write(self, run, changes):
+        if not run.awaiting_stdin:
+            changes = {"stdinResponse": None, **changes}
         if self._write_entry(run.exec_id, changes):
             # stdinResponse is the browser's field: never put it back ourselves.
             run.want.update({k: v for k, v in p.clean(changes).items() if k != "stdinResponse"})
@@ -734,24 +608,21 @@ class Coordinator:
                 log.debug("not writing %s for %s: %s", new, exec_id, exc,
                           extra={"doc": self.doc_name, "exec_id": exec_id})
                 return False
-        self.entries[exec_id] = p.updated(raw, changes)
-        self._entries_version += 1
+        try:
+            value = p.updated(raw, changes)
+        except p.EntryRefused as exc:
+            self._refuse(exec_id, raw, str(exc))
+            return False
+        self.entries[exec_id] = value
+        self._reindex(exec_id, value)
+        self.order.changed()
         return True
-
-    def _append_notice(self, exec_id, line):
-        """A last line in a block that is not ours to stream into (an orphan)."""
-        text = str(self.text)
-        block = find_block(text, exec_id)
-        if block is None:
-            return
-        content = text[block.content_start:block.content_end]
-        sep = "" if not content or content.endswith("\n") else "\n"
-        self._apply(Edit(byte_offset(text, block.content_end), 0, sep + line + "\n",
-                         block.content_end, 0))
 
     def _extra(self, run):
         return {"doc": self.doc_name, "exec_id": run.exec_id}
 
 
 def _min(a, b):
-    return b if a is None else min(a, b)
+    if a is None:
+        return b
+    return a if b is None else min(a, b)

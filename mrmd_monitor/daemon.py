@@ -107,6 +107,7 @@ class Daemon:
         client = MrpClient(connect_timeout=self.config.connect_timeout,
                            idle_timeout=self.config.idle_timeout)
         self.pool = WorkerPool(client, max_workers=self.config.max_workers,
+                               share=self.config.worker_share,
                                display=self._display())
         for name in self.config.docs:
             self._attach(name)

@@ -81,6 +81,29 @@ def find_block(text: str, exec_id: str, kind: str = "output") -> Optional[Block]
     return Block(i, content_start, close, close_end, True)
 
 
+def duplicate_blocks(text: str, exec_id: str) -> List[Tuple[int, int]]:
+    """Spans (code points, last first) of empty output blocks for ``exec_id``
+    after its first one, with the blank lines that set each apart: a browser
+    and the monitor can each make the block at the same moment."""
+    first = find_block(text, exec_id)
+    if first is None:
+        return []
+    spans = []
+    rest = first.end
+    while True:
+        block = find_block(text[rest:], exec_id)
+        if block is None:
+            break
+        start, end = rest + block.marker_start, rest + block.end
+        if block.content_end > block.content_start or not block.closed:
+            break
+        if text.startswith("\n\n", start - 2) and start - 2 >= first.end:
+            start -= 2
+        spans.append((start, end))
+        rest = end
+    return spans[::-1]
+
+
 @dataclass(frozen=True)
 class Cell:
     start: int   # the opening fence

@@ -110,6 +110,16 @@ def host_address(value: str) -> str:
     return f"{host}:{number}"
 
 
+def fraction(value: str) -> float:
+    try:
+        number = float(str(value).strip())
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not (0 < number <= 1):
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {value!r}")
+    return number
+
+
 def message_size(value: str) -> int:
     """A --max-message-bytes value: a size of at least 4K."""
     number = size_in_bytes(value)
@@ -227,6 +237,9 @@ OPTIONS = (
            "moves it; '-' means stderr", metavar="PATH", shown="stderr", finish=_log_file),
     Option("max-workers", at_least_one, 8, "executions that may run at the same time",
            metavar="N", reloadable=False),
+    Option("worker-share", fraction, 0.5, "the largest part of --max-workers that one document, "
+           "or one runtime, may hold at once (at least one worker), so that others are never "
+           "starved", metavar="FRACTION", reloadable=False),
     Option("flush-interval", seconds_at_least_zero, 0.05,
            "how often buffered output is written into the document", metavar=S),
     Option("block-wait", seconds_at_least_zero, 1.0, "how long a claimed run waits for a browser "

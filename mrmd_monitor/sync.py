@@ -102,11 +102,10 @@ class SyncThread(threading.Thread):
         self.client_id = self.doc.client_id
         self.awareness = Awareness(self.doc)
         self.metrics = metrics if metrics is not None else Metrics()
+        # This thread is the coordinator's port to the document (claims.DocPort).
         self.coordinator = Coordinator(self.doc, me=self.client_id, pool=pool, post=self.post,
-                                       config=config, doc_name=doc_name, metrics=self.metrics,
-                                       probe=self.probe, peer_alive=self.peer_alive,
-                                       monitors_present=self.other_monitors_present,
-                                       connected=lambda: self._synced)
+                                       config=config, port=self, doc_name=doc_name,
+                                       metrics=self.metrics)
         self._on_synced = on_synced
         self._on_exit = on_exit
         self.leaving = False   # set by the daemon when the document is being detached
@@ -141,8 +140,11 @@ class SyncThread(threading.Thread):
         # collected: keep both the type and the subscription.
         self._entries = self.doc.get("executions", type=Map)
         self._text = self.doc.get("content", type=Text)
+        # The entries are observed through pycrdt's native observer: its Python
+        # MapEvent walks every changed value recursively, so a peer's entry
+        # nested 1,000 levels deep would fail every update (RecursionError).
         self._subscriptions = (self.doc.observe(self._on_update),
-                               self._entries.observe(self._on_entries_event),
+                               self._entries.integrated.observe(self._on_entries_event),
                                self._text.observe(self._on_text_event))
 
     # -- the only thread-safe entry point ------------------------------------
@@ -162,7 +164,9 @@ class SyncThread(threading.Thread):
         connected (the next handshake is the probe then)."""
         if self._ws is None or not self._synced:
             return None
-        self._send_outbox()   # the changes this probe vouches for go first
+        # The claims the probe is about go first: the server answers a step 1
+        # after every update it received before it (the exactly-once argument).
+        self._send_outbox()
         if self._ws is None:
             return None
         self._probe_seq += 1
@@ -181,6 +185,9 @@ class SyncThread(threading.Thread):
         self._send(_sync_message(YSyncMessageType.SYNC_STEP1, state))
         return self._probe_seq
 
+    def is_connected(self):
+        return self._synced
+
     def peer_alive(self, client_id):
         """Is a peer with this client id present in awareness (recently renewed)?"""
         if client_id == self.client_id:
@@ -190,6 +197,16 @@ class SyncThread(threading.Thread):
         meta = self.awareness.meta.get(client_id) or {}
         last = meta.get("lastUpdated", 0)
         return time.time() * 1000 - last < 2 * AWARENESS_RENEW * 1000 + 15000
+
+    def is_monitor(self, client_id):
+        """Is ``client_id`` a monitor present in awareness (recently renewed)?
+        Only a monitor's claim is a lease; a browser that writes one is not."""
+        if client_id == self.client_id:
+            return True
+        state = self.awareness.states.get(client_id)
+        if not isinstance(state, dict) or state.get("type") != "monitor":
+            return False
+        return self.peer_alive(client_id)
 
     def other_monitors_present(self):
         """Does awareness show any other monitor on this document?"""
@@ -576,7 +593,7 @@ class SyncThread(threading.Thread):
 
     def _on_entries_event(self, event):
         if self._applying_remote:
-            self._changed.update(event.keys.keys())
+            self._changed.update(event.keys)
 
     # -- awareness -------------------------------------------------------------
 

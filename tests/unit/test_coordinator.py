@@ -8,6 +8,7 @@ from pycrdt import Doc, Map, Text
 from mrmd_monitor import messages as m
 from mrmd_monitor.config import Config
 from mrmd_monitor.coordinator import Coordinator
+from mrmd_monitor.runs import Phase
 
 ME = 7
 BROWSER = 3_000_000_000
@@ -43,6 +44,32 @@ class Pool:
         return [c[1] for c in self.calls if c[0] == kind]
 
 
+class Port:
+    """The document's connection as the coordinator sees it (claims.DocPort):
+    probes answered when the test ticks, a set of monitors in awareness."""
+
+    def __init__(self):
+        self.monitors = {ME, 42}
+        self.seq = 0
+        self.acked = 0
+        self.auto_ack = True
+        self.others = True
+        self.connected = True
+
+    def probe(self):
+        self.seq += 1
+        return self.seq
+
+    def is_monitor(self, client_id):
+        return client_id in self.monitors
+
+    def other_monitors_present(self):
+        return self.others
+
+    def is_connected(self):
+        return self.connected
+
+
 class Clock:
     def __init__(self):
         self.t = 100.0
@@ -62,13 +89,22 @@ class World:
         self.posted = []
         self.changed = set()
         self.mon_map = self.mon.get("executions", type=Map)  # observers die with their type
-        self.sub = self.mon_map.observe(lambda e: self.changed.update(e.keys))
+        self.sub = self.mon_map.integrated.observe(lambda e: self.changed.update(e.keys))
         self.mon_text = self.mon.get("content", type=Text)
         self.text_sub = self.mon_text.observe(lambda e: self._text_moved())
         cfg = Config(sync_url="ws://127.0.0.1:1", block_wait=block_wait, claim_settle=0.0,
                      **config)
+        self.port = Port()
         self.co = Coordinator(self.mon, me=ME, pool=self.pool, post=self.posted.append,
-                              config=cfg, clock=self.clock, now_ms=lambda: 1_700_000_000_123)
+                              config=cfg, port=self.port, clock=self.clock,
+                              now_ms=lambda: 1_700_000_000_123)
+
+    def tick(self):
+        """The server answers the probes sent so far, then the timers run."""
+        if self.port.auto_ack and self.port.seq > self.port.acked:
+            self.port.acked = self.port.seq
+            self.co.on_probe_acked(self.port.acked)
+        return self.co.tick()
 
     def _text_moved(self):
         if self.applying:   # as the sync thread does for remote edits
@@ -83,7 +119,7 @@ class World:
         self.applying = False
         keys = list(self.changed)
         self.co.on_entries_changed(keys)
-        self.co.tick()
+        self.tick()
 
     def to_browser(self):
         self.br.apply_update(self.mon.get_update(self.br.get_state()))
@@ -134,7 +170,7 @@ def test_claims_requested_entry_with_whole_object_and_ints(w):
     assert e["status"] == "claimed" and e["claimedBy"] == ME
     assert e["claimedAt"] == 1_700_000_000_123
     assert e["code"] == "print('hi')" and e["displayData"] == []
-    assert w.pool.names("reserve") == ["e1"]
+    assert list(w.co.runs) == ["e1"]
     assert w.mon.get("executions", type=Map)["e1"]["requestedBy"] == BROWSER
 
 
@@ -146,7 +182,7 @@ def test_browser_ready_arms_and_output_lands_in_block(w):
     w.co.on_message(m.RunStarted("e1"))
     assert w.entry("e1")["status"] == "running"
     w.co.on_message(out("e1", "hi\r\n"))
-    w.co.tick()
+    w.tick()
     assert w.text() == CELL.replace("```\n\nEnd", "```\n\n```output:e1\nhi\n```\n\nEnd")
     w.co.on_message(m.RunFinished("e1", result={"success": True, "stdout": "hi\r\n",
                                                 "executionCount": 1}))
@@ -157,10 +193,10 @@ def test_browser_ready_arms_and_output_lands_in_block(w):
 
 def test_headless_block_after_deadline(w):
     w.request("e1")
-    w.co.tick()
+    w.tick()
     assert w.pool.names("submit") == []
     w.clock.t += 1.01
-    w.co.tick()
+    w.tick()
     assert w.pool.names("submit") == ["e1"]
     assert "```\n\n```output:e1\n```\n\nEnd." in w.text()
     e = w.entry("e1")
@@ -170,28 +206,28 @@ def test_headless_block_after_deadline(w):
 def test_throttled_flush_progress_bar_one_line(w):
     w.start_run("e1")
     w.co.on_message(out("e1", "0%"))
-    w.co.tick()
+    w.tick()
     assert "```output:e1\n0%\n```" in w.text()
     for i in range(1, 101):
         w.co.on_message(out("e1", "\r%d%%" % i))
-    w.co.tick()
+    w.tick()
     assert "```output:e1\n0%\n```" in w.text()  # within the flush interval: not yet
     w.clock.t += 0.05
-    w.co.tick()
+    w.tick()
     assert "```output:e1\n100%\n```" in w.text()
 
 
 def test_cancel_stops_writes_and_keeps_status(w):
     w.start_run("e1")
     w.co.on_message(out("e1", "line 1\n"))
-    w.co.tick()
+    w.tick()
     w.co.on_message(out("e1", "line 2\n"))
     w.browser_set("e1", status="cancelled")
     assert ("cancel", "e1") in w.pool.calls
     w.co.on_message(out("e1", "line 3\n"))
     w.co.on_message(m.RunFinished("e1", cancelled=True))
     w.clock.t += 1
-    w.co.tick()
+    w.tick()
     assert "```output:e1\nline 1\n```" in w.text()
     assert w.entry("e1")["status"] == "cancelled"
 
@@ -199,7 +235,7 @@ def test_cancel_stops_writes_and_keeps_status(w):
 def test_concurrent_browser_write_wins_then_monitor_reapplies(w):
     w.request("e1")
     w.clock.t += 2
-    w.co.tick()
+    w.tick()
     w.to_browser()
     # The browser answers from a stale copy while the monitor writes running.
     stale = dict(w.br_map["e1"])
@@ -245,12 +281,34 @@ def test_garbage_entries_ignored(w):
     assert w.pool.calls == [] and not w.co.runs
 
 
+def held_in_order(world):
+    return [r.exec_id for r in sorted(world.co.runs.values(), key=lambda r: r.order)]
+
+
+def run_in_turn(world):
+    """Let every held run go (blocks made after the wait), finishing each run
+    the pool is handed; the order the pool was handed them in."""
+    world.clock.t += 2
+    world.tick()
+    done = set()
+    while True:
+        todo = [e for e in world.pool.names("submit") if e not in done]
+        if not todo:
+            return world.pool.names("submit")
+        assert len(todo) == 1, "one run at a time on a runtime and session: %s" % todo
+        world.co.on_message(m.RunStarted(todo[0]))
+        world.co.on_message(m.RunFinished(todo[0], result={"success": True}))
+        done.add(todo[0])
+        world.tick()
+
+
 def test_claims_in_request_order_within_one_update(w):
     for i, t in [(3, 30), (1, 10), (2, 20)]:
         w.br_map["e%d" % i] = {"id": "e%d" % i, "code": "x", "runtimeUrl": "http://127.0.0.1:9",
                                "status": "requested", "requestedAt": t}
     w.to_monitor()
-    assert w.pool.names("reserve") == ["e1", "e2", "e3"]
+    assert held_in_order(w) == ["e1", "e2", "e3"]
+    assert run_in_turn(w) == ["e1", "e2", "e3"]
 
 
 def test_same_millisecond_requests_follow_the_notebook_order():
@@ -262,14 +320,15 @@ def test_same_millisecond_requests_follow_the_notebook_order():
                              "runtimeUrl": "http://127.0.0.1:9", "status": "requested",
                              "requestedAt": 1000}
     world.to_monitor()
-    assert world.pool.names("reserve") == ["zz", "aa", "mm", "bb"]
+    assert held_in_order(world) == ["zz", "aa", "mm", "bb"]
+    assert run_in_turn(world) == ["zz", "aa", "mm", "bb"]
 
 
 def test_settle_on_stop(w):
     w.request("e1")
     w.request("e2", code="x = 1")
     w.clock.t += 2
-    w.co.tick()
+    w.tick()
     w.co.on_message(m.RunStarted("e1"))
     w.co.on_message(out("e1", "partial"))
     w.co.settle("the monitor was stopped")
@@ -325,11 +384,11 @@ def test_stale_requests_expire_on_first_sync():
 
 def test_claim_not_confirmed_when_another_monitor_won():
     world = World()
-    world.co._probe = lambda: 1   # a real probe: confirmation waits for its answer
+    world.port.auto_ack = False   # confirmation waits for the probe's answer
     world.br_text += CELL
     world.to_monitor()
     world.request("e1")
-    assert world.co.runs["e1"].probe == 1 and not world.co.runs["e1"].confirmed
+    assert world.co.runs["e1"].probe == 1 and world.co.runs["e1"].phase is Phase.CLAIMED
     # A concurrent claim by another monitor with a larger client id arrives first.
     other = Doc(client_id=ME + 1)
     other.apply_update(world.br.get_update())
@@ -340,7 +399,7 @@ def test_claim_not_confirmed_when_another_monitor_won():
     world.co.on_probe_acked(1)
     world.co.on_entries_changed(list(world.changed))
     world.clock.t += 5
-    world.co.tick()
+    world.tick()
     assert "e1" not in world.co.runs
     assert world.pool.names("submit") == []
     assert ("cancel", "e1") in world.pool.calls
@@ -350,7 +409,7 @@ def test_claim_not_confirmed_when_another_monitor_won():
 def test_orphans_taken_over_or_marked_lost():
     world = World(orphan_timeout=5.0)
     alive = {ME}
-    world.co._peer_alive = lambda cid: cid in alive
+    world.port.monitors = alive
     world.br_text += CELL + "\n```output:run1\npartial\n```\n"
     base = {"code": "print('hi')", "runtimeUrl": "http://127.0.0.1:9", "claimedBy": 99,
             "requestedAt": 1_700_000_000_000}
@@ -358,12 +417,12 @@ def test_orphans_taken_over_or_marked_lost():
     world.br_map["wait1"] = {**base, "id": "wait1", "status": "ready", "outputBlockReady": True}
     world.to_monitor()
     world.clock.t += 1.1
-    world.co.tick()
+    world.tick()
     assert world.entry("run1")["status"] == "running"  # not yet: absent < orphan timeout
     world.clock.t += 5
-    world.co.tick()
+    world.tick()
     world.clock.t += 1.1
-    world.co.tick()
+    world.tick()
     lost = world.entry("run1")
     assert lost["status"] == "error" and lost["error"]["type"] == "MonitorLost"
     assert "partial\n[mrmd-monitor: the monitor running this cell (client 99) was lost" in world.text()
@@ -372,16 +431,20 @@ def test_orphans_taken_over_or_marked_lost():
     assert world.pool.names("submit") == ["wait1"]
 
 
-def test_max_run_time_stops_and_marks_error():
+def test_max_run_time_error_of_the_worker_reaches_entry_and_block():
+    # The worker enforces --max-run-time (counted from the POST) and ends the
+    # run with this error; the coordinator never stops a run on its own clock.
     world = World(max_run_time=2.0)
     world.br_text += CELL
     world.to_monitor()
     world.start_run("e1")
     world.co.on_message(out("e1", "working\n"))
     world.clock.t += 2.1
-    world.co.tick()
-    assert ("cancel", "e1") in world.pool.calls
-    world.co.on_message(m.RunFinished("e1", cancelled=True))
+    world.tick()
+    assert ("cancel", "e1") not in world.pool.calls
+    world.co.on_message(m.RunFinished("e1", error={
+        "type": "MaxRunTime", "traceback": [],
+        "message": "the run took longer than --max-run-time (2s) and was stopped"}))
     e = world.entry("e1")
     assert e["status"] == "error" and e["error"]["type"] == "MaxRunTime"
     assert "working\nMaxRunTime: the run took longer than --max-run-time (2s)" in world.text()
@@ -396,7 +459,7 @@ def test_large_output_split_into_small_updates():
     sub = world.mon.observe(lambda ev: sizes.append(len(ev.update)))
     big = "".join("%07d\n" % i for i in range(100_000))  # 800 kB in one chunk
     world.co.on_message(out("e1", big))
-    world.co.tick()
+    world.tick()
     assert max(sizes) < 300_000
     assert big in world.text()
     del sub
@@ -411,9 +474,9 @@ def test_output_cap_in_block():
         world.co.on_message(out("e1", "".join("n%d\r\n" % (i * 100 + j)
                                                                   for j in range(100))))
         world.clock.t += 0.1
-        world.co.tick()
+        world.tick()
     world.clock.t += 2
-    world.co.tick()
+    world.tick()
     world.co.on_message(m.RunFinished("e1", result={"success": True}))
     text = world.text()
     start = text.index("```output:e1\n")
@@ -431,7 +494,7 @@ def test_finished_entries_removed_after_retention():
     world.br_map["running"] = {"status": "running", "claimedBy": 1, "completedAt": None}
     world.to_monitor()
     world.clock.t += 1.1
-    world.co.tick()
+    world.tick()
     assert world.entry("done-old") is None
     assert world.entry("done-new")["status"] == "error"
     assert world.entry("running")["status"] == "running"
@@ -442,22 +505,22 @@ def test_two_runs_interleaved_with_remote_typing_above():
     world.br_text += "Top: \n\n```python\nprint('a')\n```\n\n```python\nprint('b')\n```\n"
     world.to_monitor()
     world.request("a", code="print('a')")
-    world.request("b", code="print('b')")
+    world.request("b", code="print('b')", session="s2")   # two sessions: both run at once
     world.clock.t += 2
-    world.co.tick()
+    world.tick()
     for e in ("a", "b"):
         world.co.on_message(m.RunStarted(e))
     for i in range(30):
         world.co.on_message(out("a", "a%d ✓\n" % i))
         world.co.on_message(out("b", "b%d 中\n" % i))
         world.clock.t += 0.06
-        world.co.tick()
+        world.tick()
         if i % 7 == 0:
             world.to_browser()
             world.br_text.insert(len("Top: ".encode()) , "é")
             world.to_monitor()
     world.clock.t += 1
-    world.co.tick()
+    world.tick()
     text = world.text()
     assert text.startswith("Top: " + "é" * 5 + "\n")
     assert ("```output:a\n" + "".join("a%d ✓\n" % i for i in range(30)) + "```") in text
@@ -473,10 +536,248 @@ def test_waits_for_an_earlier_cell_another_monitor_runs():
     world.to_monitor()
     world.request("mine")            # same runtime and session, requested later
     world.clock.t += 2
-    world.co.tick()
+    world.tick()
     assert world.pool.names("submit") == []
     e = world.entry("mine")
     assert e["status"] == "ready" and e["queued"] is True and e["queuePosition"] == 1
     world.br_map["theirs"] = {**world.br_map["theirs"], "status": "completed"}
     world.to_monitor()
     assert world.pool.names("submit") == ["mine"]
+
+
+# -- hostile entries ---------------------------------------------------------
+
+from mrmd_monitor import protocol as proto  # noqa: E402
+
+
+def deep(depth):
+    v = 1
+    for _ in range(depth):
+        v = [v]
+    return v
+
+
+def test_measure_is_iterative_and_bounded():
+    assert proto.measure({"a": deep(31)})[0] is None
+    assert proto.measure({"a": deep(32)})[0] == "nested deeper than 32 levels"
+    assert proto.measure(deep(100_000))[0] == "nested deeper than 32 levels"
+    assert proto.measure({"code": "中" * 400_000})[0] == "larger than 1048576 bytes"
+    assert proto.measure({"code": "中" * 300_000})[0] is None
+    with pytest.raises(proto.EntryRefused):
+        proto.updated({"x": deep(5000)}, {"status": "error"})
+
+
+def test_code_limit_counts_utf8_bytes(w):
+    w.request("cjk", code="# " + "中" * 100_000)   # 100,002 characters, 300,002 bytes
+    e = w.entry("cjk")
+    assert e["status"] == "error" and "larger than 262144 bytes" in e["error"]["message"]
+    assert e["code"].endswith("# ... (cut by mrmd-monitor)") and len(e["code"]) < 1100
+    assert w.pool.calls == []
+
+
+def test_deep_request_refused_never_walked(w):
+    w.request("deep", x=deep(3000))
+    e = w.entry("deep")
+    assert e["status"] == "error" and e["error"]["type"] == "InvalidRequest"
+    assert e["error"]["message"] == "the entry is nested deeper than 32 levels; not run"
+    assert e["x"] is None and e["code"] == "print('hi')" and e["requestedBy"] == BROWSER
+    assert w.pool.calls == [] and not w.co.runs
+    w.request("ok")
+    assert w.entry("ok")["status"] == "claimed"
+
+
+def test_own_run_refused_when_a_peer_deepens_it(w):
+    w.start_run("e1")
+    w.browser_set("e1", result=deep(2000))
+    e = w.entry("e1")
+    assert e["status"] == "error" and "nested deeper" in e["error"]["message"]
+    assert ("cancel", "e1") in w.pool.calls and not w.co.runs
+
+
+def test_one_failing_entry_does_not_stop_the_others(w, monkeypatch):
+    real = proto.parse_entry
+
+    def parse(key, value):
+        if key == "boom":
+            raise RuntimeError("a bug met by one entry")
+        return real(key, value)
+
+    monkeypatch.setattr(proto, "parse_entry", parse)
+    w.br_map["boom"] = {"status": "requested"}
+    w.request("e1")
+    assert w.entry("e1")["status"] == "claimed"
+
+
+def test_a_browser_claim_is_no_lease():
+    world = World(orphan_timeout=5.0)
+    world.port.monitors = {ME, 42}    # 42 is a monitor; BROWSER is not
+    world.br_text += CELL
+    base = {"code": "a = 1", "runtimeUrl": "http://127.0.0.1:9/mrp/v1", "session": "s",
+            "requestedAt": 1_700_000_000_000 - 5}
+    world.br_map["fake"] = {**base, "id": "fake", "status": "running", "claimedBy": BROWSER}
+    world.to_monitor()
+    world.request("mine")
+    world.clock.t += 2
+    world.tick()
+    assert world.pool.names("submit") == ["mine"]     # not behind the fake run
+    world.br_map["real"] = {**base, "id": "real", "status": "running", "claimedBy": 42}
+    world.request("mine2", requestedAt=1_700_000_000_001)
+    world.clock.t += 2
+    world.tick()
+    assert world.pool.names("submit") == ["mine"]     # behind the monitor's run and ours
+    assert world.entry("mine2")["queuePosition"] == 2
+
+
+def test_displays_batched_and_capped_inline():
+    world = World()
+    world.br_text += CELL
+    world.to_monitor()
+    world.start_run("e1")
+    sizes = []
+    sub = world.mon.observe(lambda ev: sizes.append(len(ev.update)))
+    for i in range(20):   # twenty 200 KB displays in one burst
+        item = {"mimeType": "text/html", "data": "<p>%d</p>" % i + "x" * 200_000, "assetId": None}
+        world.co.on_message(m.DisplayItems("e1", (item,)))
+    world.clock.t += 1
+    world.tick()
+    world.co.on_message(m.DisplayItems("e1", ({"mimeType": "text/plain", "data": "last",
+                                               "assetId": None},)))
+    world.co.on_message(m.RunFinished("e1", result={"success": True}))
+    del sub
+    e = world.entry("e1")
+    assert e["status"] == "completed"
+    shown = e["displayData"]
+    assert len(shown) == 21
+    inline = [d for d in shown if d["data"] is not None]
+    assert sum(len(d["data"]) for d in inline) <= 512 * 1024
+    assert [d["data"][:8] for d in inline[:2]] == ["<p>0</p>", "<p>1</p>"]
+    assert shown[5]["data"] is None and "over 524288 bytes" in shown[5]["omitted"]
+    assert shown[-1]["data"] == "last"
+    assert max(sizes) < 700_000
+    assert len(sizes) <= 4     # the burst, the last item with the final status
+
+
+def test_unasked_stdin_answer_cleared_and_never_republished(w):
+    w.start_run("e1")
+    w.browser_set("e1", stdinResponse={"text": "secret\n", "respondedAt": 5})
+    assert w.entry("e1")["stdinResponse"] is None
+    assert not [c for c in w.pool.calls if c[0] == "input"]
+    w.co.on_message(out("e1", "more\n"))
+    w.co.on_message(m.RunFinished("e1", result={"success": True}))
+    e = w.entry("e1")
+    assert e["status"] == "completed" and e["stdinResponse"] is None
+
+
+def test_block_made_by_browser_and_monitor_at_once_ends_as_one(w):
+    w.request("e1")
+    w.to_browser()
+    # The browser makes its block from a view without the monitor's ...
+    at = len(CELL.encode()) - len("\n\nEnd.\n")
+    stale = Doc(client_id=BROWSER + 1)
+    stale.apply_update(w.br.get_update())
+    stale.get("content", type=Text).insert(at, "\n\n```output:e1\n```")
+    w.clock.t += 2
+    w.tick()                       # ... while the monitor makes its own (headless)
+    w.br.apply_update(stale.get_update(w.br.get_state()))
+    w.to_monitor()
+    w.co.on_message(m.RunStarted("e1"))
+    w.co.on_message(out("e1", "hi\r\n"))
+    w.tick()
+    w.co.on_message(m.RunFinished("e1", result={"success": True}))
+    text = w.text()
+    assert text.count("```output:e1\n") == 1
+    assert text == CELL.replace("```\n\nEnd", "```\n\n```output:e1\nhi\n```\n\nEnd")
+
+
+def test_runtime_result_and_error_past_the_limits_are_cut(w):
+    w.start_run("e1")
+    w.co.on_message(m.RunFinished("e1", result={"success": True, "result": deep(500)}))
+    e = w.entry("e1")
+    assert e["status"] == "completed"
+    assert e["result"] == {"success": True,
+                           "omitted": "the runtime's result was nested deeper than 16 levels"}
+    w.start_run("e2", code="x = 1")
+    tb = ["  File \"<cell>\", line %d\n" % i for i in range(100_000)]
+    w.co.on_message(m.RunFinished("e2", error={"type": "RecursionError", "message": "deep",
+                                               "traceback": tb}))
+    e = w.entry("e2")
+    assert e["status"] == "error" and e["error"]["type"] == "RecursionError"
+    assert 0 < len(e["error"]["traceback"]) <= 200
+    assert e["error"]["traceback"][-1] == tb[-1]
+
+
+def _random_value(rng, depth=0):
+    kind = rng.randrange(9)
+    if kind == 0:
+        return deep(rng.choice([5, 31, 33, 200, 2000]))
+    if kind == 1:
+        return "".join(rng.choice("a\x00\x1b\n\r`\u202e中😀\ud7ff") for _ in range(rng.randrange(50)))
+    if kind == 2:
+        return rng.choice([None, True, False, 0, -1, 1.5, float("nan"), 2 ** 60, 1e308])
+    if kind == 3 and depth < 4:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    if kind == 4 and depth < 4:
+        return {rng.choice(["status", "code", "x", "claimedBy", "stdinResponse", "中"]):
+                _random_value(rng, depth + 1) for _ in range(rng.randrange(4))}
+    if kind == 5:
+        return "x" * rng.choice([10, 300_000, 1_100_000])
+    return rng.choice(["requested", "claimed", "ready", "running", "completed", "cancelled"])
+
+
+def test_fuzzed_entries_never_escape_and_a_normal_run_follows(caplog):
+    import random
+    import time as _time
+    rng = random.Random(20261129)
+    world = World(orphan_timeout=1.0)
+    world.port.monitors = {ME}
+    world.br_text += CELL
+    world.to_monitor()
+    started = _time.monotonic()
+    fields = ["status", "code", "runtimeUrl", "session", "claimedBy", "requestedAt",
+              "stdinResponse", "displayData", "result", "x"]
+    for i in range(300):
+        entry = {"status": rng.choice(["requested", "running", "claimed", "ready", "bogus"])}
+        for name in rng.sample(fields, rng.randrange(len(fields))):
+            entry[name] = _random_value(rng)
+        if rng.random() < 0.5:
+            entry["runtimeUrl"] = "http://127.0.0.1:9/mrp/v1"
+        world.br_map["f%d" % i] = entry if rng.random() < 0.9 else _random_value(rng)
+        if i % 20 == 0:
+            world.to_monitor()
+            world.clock.t += 1.5
+            world.tick()
+    world.to_monitor()
+    world.clock.t += 5
+    world.tick()
+    world.tick()
+    assert _time.monotonic() - started < 60
+    # Every entry was handled on purpose: none reached the last-resort catch.
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    refused = [k for k in world.mon_map.keys()
+               if isinstance(world.mon_map[k], dict)
+               and (world.mon_map[k].get("error") or {}).get("type") == "InvalidRequest"]
+    assert len(refused) > 20
+    for exec_id in list(world.co.runs):     # whatever got claimed ends
+        world.co.on_message(m.RunStarted(exec_id))
+        world.co.on_message(m.RunFinished(exec_id, result={"success": True}))
+    world.request("normal")
+    world.clock.t += 2
+    world.tick()
+    world.co.on_message(m.RunStarted("normal"))
+    world.co.on_message(out("normal", "hi\r\n"))
+    world.co.on_message(m.RunFinished("normal", result={"success": True}))
+    assert world.entry("normal")["status"] == "completed"
+    assert "```output:normal\nhi\n```" in world.text()
+
+
+def test_claim_delay_is_one_hook_and_a_request_claimed_meanwhile_is_left(w):
+    w.co.claims.claim_delay = lambda entry: 0.5     # as a backup monitor would
+    w.request("e1")
+    w.request("e2", code="x = 1")
+    assert w.entry("e1")["status"] == "requested" and not w.co.runs
+    assert w.tick() <= 0.5
+    w.browser_set("e2", status="claimed", claimedBy=42)    # the preferred monitor took it
+    w.clock.t += 0.5
+    w.tick()
+    assert list(w.co.runs) == ["e1"]
+    assert w.entry("e1")["claimedBy"] == ME and w.entry("e2")["claimedBy"] == 42

@@ -154,3 +154,16 @@ def test_block_content_tracks_bytes_and_removals():
     ch = c.apply(0, [])
     assert c.text == "" and ch.removed == "é😀\n"
 
+
+
+def test_duplicate_empty_blocks_found_after_the_first():
+    from mrmd_monitor.document import duplicate_blocks
+    text = ("```python\nx\n```\n\n```output:e1\nhi 中\n```\n\n```output:e1\n```\n\nEnd\n"
+            "\n\n```output:e1\n```")
+    spans = duplicate_blocks(text, "e1")
+    out = text
+    for start, end in spans:
+        out = out[:start] + out[end:]
+    assert out == "```python\nx\n```\n\n```output:e1\nhi 中\n```\n\nEnd\n"
+    assert duplicate_blocks(out, "e1") == []
+    assert duplicate_blocks("```output:e10\n```\n\n```output:e1\n```", "e1") == []

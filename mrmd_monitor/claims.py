@@ -1,0 +1,165 @@
+"""Claims: who may run an entry, and when a claim of ours is decided.
+
+A claim is written into the entry (``claimedBy``), then confirmed only after
+it has made a round trip through the server (a probe: a sync step 1 sent
+after it, answered) and, when other monitors are present, a settle delay,
+with the entry still naming us. Only a monitor present in awareness holds a
+lease: its claimed or running entries are its own until it is gone for
+``--orphan-timeout``; then a waiting run is taken over and a running one is
+marked lost. Requests left from long before we started expire instead of
+running by surprise.
+
+Pure decisions over a small port to the document (``DocPort``, implemented
+by the sync thread) and a clock passed in; the coordinator does the writes.
+"""
+
+import logging
+from typing import Dict, Iterable, List, Optional, Protocol, Tuple
+
+from . import protocol as p
+from .runs import Phase, Run
+
+log = logging.getLogger(__name__)
+
+
+class DocPort(Protocol):
+    """What claims need from the document's connection (SyncThread)."""
+
+    def probe(self) -> Optional[int]:
+        """Send a sync step 1 after every update sent so far; its sequence
+        number, or None when not connected."""
+
+    def is_monitor(self, client_id: int) -> bool:
+        """Is ``client_id`` us, or a monitor present in awareness?"""
+
+    def other_monitors_present(self) -> bool:
+        """Does awareness show any other monitor on this document?"""
+
+    def is_connected(self) -> bool:
+        """Synced with the server now?"""
+
+
+class Claims:
+    def __init__(self, me: int, port: DocPort, config):
+        self.me = me
+        self.port = port
+        self.config = config
+        self._absent_since: Dict[str, float] = {}
+
+    # -- leases --------------------------------------------------------------
+
+    def lease_holder(self, client_id) -> bool:
+        """A claim by anything but a live monitor (a browser, a forged id) is
+        no lease: it neither blocks a runtime nor keeps a run from being taken."""
+        if client_id is None:
+            return False
+        return client_id == self.me or bool(self.port.is_monitor(client_id))
+
+    def may_claim(self, entry: p.Entry) -> bool:
+        return entry.status == p.REQUESTED and entry.claimed_by is None
+
+    def claim_delay(self, entry: p.Entry) -> float:
+        """Seconds to wait before claiming this request (0: at once). The one
+        place where spreading claims across monitors plugs in (a backup
+        monitor waits; the request is looked at again when the delay ends)."""
+        return 0.0
+
+    # -- confirming our claims -------------------------------------------------
+
+    def reset(self, runs: Iterable[Run]):
+        """A new connection: probes sent on the old one will never be answered."""
+        self._absent_since.clear()
+        for run in runs:
+            if run.phase is Phase.CLAIMED and run.confirm_at is None:
+                run.probe = None
+
+    def probe(self, runs: Iterable[Run]):
+        """Give every unconfirmed claim a probe, one sync step 1 for all."""
+        waiting = [r for r in runs
+                   if r.phase is Phase.CLAIMED and r.confirm_at is None and r.probe is None]
+        if not waiting:
+            return
+        seq = self.port.probe()
+        if seq is None:
+            return  # not connected: probed again after the next handshake
+        for run in waiting:
+            run.probe = seq
+
+    def acked(self, runs: Iterable[Run], seq: int, now: float):
+        """The server has answered a sync step 1 sent after these claims: every
+        update it had then is here now, concurrent claims included.
+
+        A concurrent claim can only come from a monitor that synced before our
+        claim reached the server; it announced itself in awareness before
+        that, on the same ordered connection, so its awareness is here too.
+        With no other monitor in sight there is nobody to wait for."""
+        settle = self.config.claim_settle if self.port.other_monitors_present() else 0.0
+        for run in runs:
+            if (run.phase is Phase.CLAIMED and run.confirm_at is None and run.probe is not None
+                    and run.probe <= seq):
+                run.confirm_at = now + settle
+
+    def due(self, run: Run, now: float) -> bool:
+        return run.phase is Phase.CLAIMED and run.confirm_at is not None and now >= run.confirm_at
+
+    def still_ours(self, entry: Optional[p.Entry]) -> bool:
+        return entry is not None and entry.claimed_by == self.me and not entry.final
+
+    # -- other monitors' entries ---------------------------------------------
+
+    def orphans(self, entries: Dict[str, p.Entry], runs: Dict[str, Run],
+                now: float) -> List[p.Entry]:
+        """Entries held by a client that has not been a live monitor for
+        ``--orphan-timeout``: to take over (waiting) or mark lost (running)."""
+        if not self.port.is_connected():
+            self._absent_since.clear()
+            return []
+        seen, found = set(), []
+        for key, entry in entries.items():
+            if (key in runs or entry.status not in (p.CLAIMED, p.READY, p.RUNNING)
+                    or entry.claimed_by is None or entry.claimed_by == self.me):
+                continue
+            seen.add(key)
+            if self.lease_holder(entry.claimed_by):
+                self._absent_since.pop(key, None)
+                continue
+            since = self._absent_since.setdefault(key, now)
+            if now - since >= self.config.orphan_timeout:
+                del self._absent_since[key]
+                found.append(entry)
+        for key in list(self._absent_since):
+            if key not in seen:
+                del self._absent_since[key]
+        return found
+
+    def retired(self, entries: Dict[str, p.Entry], runs: Dict[str, Run],
+                now_ms: int) -> List[str]:
+        """Finished entries past ``--retention``."""
+        if not self.config.retention or not self.port.is_connected():
+            return []
+        limit = self.config.retention * 1000
+        out = []
+        for key, entry in entries.items():
+            if key in runs or not entry.final:
+                continue
+            done = p.as_int(entry.raw.get("completedAt"))
+            if done is not None and now_ms - done > limit:
+                out.append(key)
+        return out
+
+    def stale(self, entries: Dict[str, p.Entry], now_ms: int) -> List[Tuple[str, str]]:
+        """Requests older than ``--stale-after``, with the message to write."""
+        limit = self.config.stale_after
+        if not limit:
+            return []
+        out = []
+        for key, entry in entries.items():
+            if (entry.status != p.REQUESTED or entry.claimed_by is not None
+                    or entry.requested_at is None):
+                continue
+            age = (now_ms - entry.requested_at) / 1000.0
+            if age > limit:
+                out.append((key, "requested %.0f minutes before this monitor started; not run "
+                                 "(older than --stale-after %.0fs). Run the cell again."
+                            % (age / 60.0, limit)))
+        return out

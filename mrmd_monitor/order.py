@@ -1,0 +1,78 @@
+"""Who runs next on a (runtime, session).
+
+Cells depend on each other: mrmd-python runs concurrent requests in parallel,
+so a runtime and session must run a notebook's cells one at a time, in the
+order they were requested, whichever monitor runs them. This module decides
+that order once, for this monitor's runs and for the runs other monitors hold,
+and its answer is what the entry's ``queuePosition`` says. The pool only runs
+what it is given.
+
+Pure: no threads, sockets or clocks.
+"""
+
+from typing import Callable, Dict, Iterable, List, Tuple
+
+from . import protocol as p
+from .document import find_cell
+from .runs import Phase, Run
+
+Key = Tuple[str, str]
+
+
+def entry_key(entry: p.Entry) -> Key:
+    return entry.runtime_url.rstrip("/"), entry.session
+
+
+class RunOrder:
+    def __init__(self, me: int, lease_holder: Callable[[int], bool]):
+        self.me = me
+        self.lease_holder = lease_holder
+        self.version = 0             # bumped by anything that may move a turn
+        self._foreign_version = -1
+        self._foreign: Dict[Key, List[Tuple[tuple, str]]] = {}
+
+    def changed(self):
+        self.version += 1
+
+    def ahead(self, run: Run, runs: Iterable[Run], entries: Dict[str, p.Entry]) -> List[str]:
+        """Ids of the unfinished runs that go before ``run`` on its runtime and
+        session: ours claimed earlier, and other monitors' requested earlier."""
+        mine = [(r.order, r.exec_id) for r in runs
+                if r is not run and r.key == run.key and r.phase is not Phase.DONE
+                and r.order < run.order]
+        theirs = [key for order, key in self._foreign_runs(entries).get(run.key, ())
+                  if order < (run.requested_at, run.exec_id)]
+        return [key for _, key in sorted(mine)] + theirs
+
+    def _foreign_runs(self, entries):
+        """Other monitors' unfinished runs by (runtime, session), in request
+        order; rebuilt only when something changed since the last look."""
+        if self._foreign_version != self.version:
+            index: Dict[Key, list] = {}
+            for key, e in entries.items():
+                if (e.problem is not None or e.status not in (p.CLAIMED, p.READY, p.RUNNING)
+                        or e.claimed_by in (None, self.me) or not e.runtime_url
+                        or not self.lease_holder(e.claimed_by)):
+                    continue
+                index.setdefault(entry_key(e), []).append(((e.requested_at or 0, key), key))
+            for queue in index.values():
+                queue.sort()
+            self._foreign = index
+            self._foreign_version = self.version
+        return self._foreign
+
+
+def request_order(entries, read_text: Callable[[], str]):
+    """Sort key for requests that arrived together. Milliseconds tie when a
+    browser runs several cells at once; the cells' order in the notebook (top
+    to bottom, as "run all" asks them) decides then (the text is read only
+    then)."""
+    times = [e.requested_at or 0 for e in entries]
+    if len(set(times)) == len(times):
+        return lambda e: (e.requested_at or 0, 0, e.exec_id)
+    text = read_text()
+    where = {}
+    for e in entries:
+        cell = find_cell(text, e.code or "", e.language, e.cell_id)
+        where[e.exec_id] = cell.start if cell is not None else len(text)
+    return lambda e: (e.requested_at or 0, where[e.exec_id], e.exec_id)

@@ -1,0 +1,150 @@
+"""A run this monitor holds: one record, one enum of phases, one checked
+transition, and the timers the sync loop waits for.
+
+Pure: no threads, sockets or clocks; ``now`` is passed in.
+"""
+
+import enum
+import logging
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from . import protocol as p
+from .document import BlockContent
+from .output import RunOutput
+
+log = logging.getLogger(__name__)
+
+
+class Phase(str, enum.Enum):
+    CLAIMED = p.PHASE_CLAIMED
+    WAITING_BLOCK = p.PHASE_WAITING_BLOCK
+    WAITING_TURN = p.PHASE_WAITING_TURN
+    QUEUED = p.PHASE_QUEUED
+    RUNNING = p.PHASE_RUNNING
+    DONE = p.PHASE_DONE
+
+
+# Rich output kept inline in one entry, in all (the output engineer's per-run
+# budget replaces this when there is one). Past it, items stay as references
+# without their data: every write of the entry stays far below the sync
+# server's 1 MiB message limit.
+MAX_DISPLAY_BYTES = 512 * 1024
+MAX_DISPLAY_ITEMS = 256
+
+UNSTARTED = frozenset((Phase.CLAIMED, Phase.WAITING_BLOCK, Phase.WAITING_TURN, Phase.QUEUED))
+
+
+class IllegalMove(ValueError):
+    pass
+
+
+@dataclass
+class Run:
+    exec_id: str
+    runtime_url: str
+    session: str
+    code: str
+    language: str
+    cell_id: Optional[str]
+    requested_at: int = 0
+    # The notebook's order on a runtime: (requestedAt, claim sequence).
+    order: Tuple[int, int] = (0, 0)
+    doc: str = ""
+    phase: Phase = Phase.CLAIMED
+    since: float = 0.0
+    # Claim confirmation: the probe that carries the claim, then a settle delay.
+    probe: Optional[int] = None
+    confirm_at: Optional[float] = None
+    block_ready: bool = False            # a browser made the output block
+    block_deadline: float = float("inf")  # past it, the monitor makes the block itself
+    # Output
+    output: RunOutput = field(default_factory=RunOutput)
+    content: BlockContent = field(default_factory=BlockContent)
+    pending: bool = False
+    next_flush: float = 0.0
+    last_flush: float = float("-inf")
+    display: List[dict] = field(default_factory=list)
+    display_bytes: int = 0
+    display_dropped: int = 0
+    display_dirty: bool = False
+    awaiting_stdin: bool = False
+    # Fields we wrote, put back if a concurrent write by another peer wins.
+    want: Dict[str, object] = field(default_factory=dict)
+    turn_checked: int = -1   # order version of the last look at who is ahead
+
+    @property
+    def key(self):
+        return self.runtime_url, self.session
+
+    @property
+    def started(self):
+        return self.phase in (Phase.RUNNING, Phase.DONE)
+
+    def next_deadline(self) -> Optional[float]:
+        """When this run's next timer is due (monotonic), or None."""
+        due = []
+        if self.phase is Phase.CLAIMED and self.confirm_at is not None:
+            due.append(self.confirm_at)
+        if self.phase is Phase.WAITING_BLOCK:
+            due.append(self.block_deadline)
+        if self.pending:
+            due.append(self.next_flush)
+        return min(due) if due else None
+
+
+def transition(run: Run, to: Phase, now: float, why: str = "") -> None:
+    """Move ``run`` to ``to``: the one place a phase changes, checked against
+    protocol.RUN_MOVES and logged once."""
+    if to.value not in p.RUN_MOVES[run.phase.value]:
+        raise IllegalMove("%s: %s -> %s" % (run.exec_id, run.phase.value, to.value))
+    log.debug("%s: %s -> %s%s", run.exec_id, run.phase.value, to.value,
+              " (%s)" % why if why else "", extra={"doc": run.doc, "exec_id": run.exec_id})
+    run.phase = to
+    run.since = now
+
+
+def next_deadline(runs: Iterable[Run], now: float) -> Optional[float]:
+    """Seconds until the earliest timer of ``runs`` (0 if one is due), or None."""
+    due = [d for d in (r.next_deadline() for r in runs) if d is not None]
+    return max(0.0, min(due) - now) if due else None
+
+
+def add_display(run: Run, items) -> bool:
+    """Keep rich output items within the run's budget; they reach the entry
+    with the next flush, so a burst of displays is one write, not one each.
+    Returns whether some were left out (past MAX_DISPLAY_ITEMS)."""
+    dropped = run.display_dropped
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if len(run.display) >= MAX_DISPLAY_ITEMS:
+            run.display_dropped += 1
+            continue
+        _, size = p.measure(item)
+        if run.display_bytes + size > MAX_DISPLAY_BYTES and item.get("data") is not None:
+            item = {"mimeType": item.get("mimeType"), "data": None,
+                    "assetId": item.get("assetId"), "size": size,
+                    "omitted": "the run's inline rich output is over %d bytes" % MAX_DISPLAY_BYTES}
+            _, size = p.measure(item)
+        run.display.append(item)
+        run.display_bytes += size
+    run.display_dirty = True
+    return run.display_dropped > dropped
+
+
+def show_error(output: RunOutput, err: dict) -> bool:
+    """The person reading the block must see why the run failed. The runtime
+    usually printed the traceback already; add it only if not. Returns
+    whether the output changed."""
+    rendered = output.text()
+    headline = "%s: %s" % (err.get("type"), err.get("message"))
+    if err.get("message") and headline in rendered:
+        return False
+    lines = [t.rstrip("\n") for t in err.get("traceback") or [] if isinstance(t, str)]
+    body = "\n".join(lines) if lines else headline
+    if headline not in body:
+        body += "\n" + headline
+    sep = "" if rendered.endswith("\n") or not rendered else "\n"
+    output.feed(sep + body + "\n")
+    return True

@@ -1,0 +1,116 @@
+"""Claims over a fake document port: leases, probes and settle, orphans,
+retention and stale requests, with the clock passed in."""
+
+from mrmd_monitor import protocol as p
+from mrmd_monitor.claims import Claims
+from mrmd_monitor.config import Config
+from mrmd_monitor.runs import Phase, Run, transition
+
+ME = 7
+
+
+class Port:
+    def __init__(self):
+        self.monitors = {ME}
+        self.seq = 0
+        self.others = False
+        self.connected = True
+
+    def probe(self):
+        if not self.connected:
+            return None
+        self.seq += 1
+        return self.seq
+
+    def is_monitor(self, cid):
+        return cid in self.monitors
+
+    def other_monitors_present(self):
+        return self.others
+
+    def is_connected(self):
+        return self.connected
+
+
+def claims(**cfg):
+    port = Port()
+    config = Config(sync_url="ws://127.0.0.1:1", claim_settle=0.3, orphan_timeout=5.0, **cfg)
+    return Claims(ME, port, config), port
+
+
+def run(exec_id):
+    return Run(exec_id=exec_id, runtime_url="http://127.0.0.1:9", session="s", code="x",
+               language="python", cell_id=None)
+
+
+def entry(key, **value):
+    return p.parse_entry(key, {"status": "requested", **value})
+
+
+def test_only_monitors_hold_leases():
+    c, port = claims()
+    port.monitors = {ME, 42}
+    assert c.lease_holder(ME) and c.lease_holder(42)
+    assert not c.lease_holder(3_000_000_000) and not c.lease_holder(None)
+
+
+def test_probe_then_settle_only_with_other_monitors():
+    c, port = claims()
+    a, b = run("a"), run("b")
+    c.probe([a, b])
+    assert a.probe == b.probe == 1 and port.seq == 1      # one step 1 for both
+    c.probe([a, b])
+    assert port.seq == 1                                   # not again while unanswered
+    c.acked([a, b], 1, now=10.0)
+    assert a.confirm_at == 10.0                            # alone: no settle delay
+    assert c.due(a, 10.0)
+    d = run("d")
+    port.others = True
+    c.probe([d])
+    c.acked([d], 2, now=20.0)
+    assert d.confirm_at == 20.3 and not c.due(d, 20.2) and c.due(d, 20.3)
+
+
+def test_unanswered_probe_is_sent_again_on_a_new_connection():
+    c, port = claims()
+    a = run("a")
+    port.connected = False
+    c.probe([a])
+    assert a.probe is None
+    port.connected = True
+    c.probe([a])
+    assert a.probe == 1
+    c.reset([a])
+    assert a.probe is None
+    c.probe([a])
+    assert a.probe == 2
+    transition(a, Phase.WAITING_BLOCK, 0.0)
+    c.acked([a], 2, now=1.0)
+    assert a.confirm_at is None                            # not a claim any more
+
+
+def test_orphans_after_the_timeout_and_only_of_non_monitors():
+    c, port = claims()
+    port.monitors = {ME, 42}
+    entries = {"gone": entry("gone", status="running", claimedBy=99),
+               "live": entry("live", status="running", claimedBy=42),
+               "fake": entry("fake", status="claimed", claimedBy=3_000_000_000),
+               "mine": entry("mine", status="running", claimedBy=ME)}
+    assert c.orphans(entries, {}, now=0.0) == []
+    assert c.orphans(entries, {}, now=4.9) == []
+    found = c.orphans(entries, {}, now=5.0)
+    assert sorted(e.exec_id for e in found) == ["fake", "gone"]
+    port.connected = False
+    assert c.orphans(entries, {}, now=100.0) == []         # disconnected: nobody is judged
+
+
+def test_retention_and_stale_requests():
+    c, _ = claims(retention=60.0, stale_after=600.0)
+    now = 1_000_000_000
+    entries = {"old": entry("old", status="completed", completedAt=now - 61_000),
+               "new": entry("new", status="error", completedAt=now - 1_000),
+               "stale": entry("stale", requestedAt=now - 3_600_000),
+               "fresh": entry("fresh", requestedAt=now - 1_000)}
+    assert c.retired(entries, {}, now) == ["old"]
+    stale = c.stale(entries, now)
+    assert [k for k, _ in stale] == ["stale"] and "60 minutes" in stale[0][1]
