@@ -69,6 +69,7 @@ OPTION_FIELDS = (
     ("max-run-time", "max_run_time"),
     ("max-output-bytes", "max_output_bytes"),
     ("max-inline-bytes", "max_inline_bytes"),
+    ("max-event-bytes", "max_event_bytes"),
     ("assets-dir", "assets_dir"),
     ("retention", "retention"),
     ("allow-runtime", "allow_runtime"),
@@ -110,6 +111,7 @@ class Config:
     max_run_time: float = 0.0
     max_output_bytes: int = 2 * 1024 * 1024
     max_inline_bytes: int = 256 * 1024
+    max_event_bytes: int = 8 * 1024 * 1024
     assets_dir: Optional[str] = None
     retention: float = 3600.0
     allow_runtime: tuple[str, ...] = DEFAULT_ALLOWED_RUNTIMES
@@ -401,6 +403,9 @@ def build_parser() -> configargparse.ArgumentParser:
     _add(parser, "--max-output-bytes", metavar="BYTES", type=size_in_bytes, default=2 * 1024 * 1024,
          shown_default="2M", help="most output one run keeps in the document: past it, the head "
          "and the latest tail are kept with a line saying how much was left out")
+    _add(parser, "--max-event-bytes", metavar="BYTES", type=size_in_bytes, default=8 * 1024 * 1024,
+         shown_default="8M", help="largest single event a runtime may send on a stream (its "
+         "bytes held at once); a larger one ends the run in error")
     _add(parser, "--max-inline-bytes", metavar="BYTES", type=size_in_bytes, default=256 * 1024,
          shown_default="256K", help="rich output larger than this is kept as an asset reference, "
          "not inline in the document")
@@ -606,6 +611,7 @@ def load_config(argv: Optional[Sequence[str]], env: Optional[Mapping[str, str]] 
         max_run_time=float(namespace.max_run_time),
         max_output_bytes=int(namespace.max_output_bytes),
         max_inline_bytes=int(namespace.max_inline_bytes),
+        max_event_bytes=int(namespace.max_event_bytes),
         assets_dir=namespace.assets_dir or None,
         retention=float(namespace.retention),
         allow_runtime=tuple(namespace.allow_runtime or DEFAULT_ALLOWED_RUNTIMES),

@@ -32,7 +32,7 @@ EXIT_NO_DOCUMENTS = 2
 # their connections, the pool, the MRP client and the status server are built
 # once at start. A reload keeps their running values and names them in a log line.
 RESTART_ONLY = ("sync_url", "docs", "name", "max_workers", "connect_timeout", "idle_timeout",
-                "status_addr")
+                "status_addr", "max_event_bytes")
 _NOT_COMPARED = ("sources", "config_file")
 _SECRET_FIELDS = ("token",)
 _OPTION_OF = {field: option for option, field in OPTION_FIELDS}
@@ -80,7 +80,8 @@ class Daemon:
                                        stopping=lambda: self._stopping,
                                        assets_dir=self.config.assets_dir).start()
         client = MrpClient(connect_timeout=self.config.connect_timeout,
-                           idle_timeout=self.config.idle_timeout)
+                           idle_timeout=self.config.idle_timeout,
+                           max_event_bytes=self.config.max_event_bytes)
         self.pool = WorkerPool(client, max_workers=self.config.max_workers,
                                display=self._display())
         for name in self.config.docs:

@@ -1,140 +1,296 @@
-"""Server-Sent Events from an MRP runtime, split fast.
+"""Server-sent events from an MRP runtime, split in one pass.
 
-An MRP ``stdout``/``stderr`` event carries ``content`` (the new text) and
-``accumulated`` (all the output so far), so the stream grows with the square
-of the output: 600 KB printed can be a gigabyte on the wire (NOTES.md). The
-output events are therefore taken apart here at the byte level: ``content``
-is decoded alone and the rest of the event is skipped with ``bytes.find``,
-without ever being copied into a string. Every other event is handed whole
-to sseclient-py, which implements the SSE grammar.
+:class:`SSESplitter` turns byte chunks into ``MrpEvent(kind, data)`` values,
+``data`` being the event's JSON object, each event built once. Its costs:
 
-Pure: works on any iterable of byte chunks.
+* every byte is scanned once for line ends: a partial line is kept with the
+  knowledge that it holds none, and only new bytes are searched;
+* a line inside a chunk is handled in place (indices into the chunk), so a
+  small event costs what it carries, not the size of the chunk around it;
+* ``stdout``/``stderr`` data shaped ``{"content": "...", ...}`` (mrmd-python
+  0.4.2 adds ``accumulated``, all the output so far, which makes the stream
+  grow with the square of the output) has only its ``content`` string
+  decoded; the rest of the line is skipped without being held or copied;
+* an event may hold at most ``max_event_bytes`` in memory: past that it is
+  refused with :class:`EventTooLarge` (skipped bytes are not held, so they
+  do not count).
+
+Malformed data raises :class:`EventError` naming the event. An event left
+incomplete when the stream ends is dropped, as the SSE grammar says.
+
+Pure: no sockets, threads or clocks.
 """
 
 import json
-from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional
+import re
+from typing import Iterable, Iterator, List, NamedTuple, Optional
 
-import sseclient
+from .errors import EventError, EventTooLarge
 
-_DECODER = json.JSONDecoder()
-# The content of one event is at most 4096 bytes at mrmd-python; as JSON,
-# escapes can make it up to 6x longer. A longer one takes the general path.
-_CONTENT_WINDOW = 64 * 1024
-_BOUNDARIES = (b"\r\n\r\n", b"\n\n", b"\r\r")
-_FAST = []
-for _kind in ("stdout", "stderr"):
-    for _eol in (b"\r\n", b"\n"):
-        for _sp in (b" ", b""):
-            _FAST.append((b"event:" + _sp + _kind.encode() + _eol + b"data:" + _sp
-                          + b'{"content": ', _kind))
+DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
+OUTPUT_KINDS = frozenset(("stdout", "stderr"))
+
+_FAST_DATA = re.compile(rb'data: ?\{"content": ?"')
+_CR, _LF, _BACKSLASH, _CLOSE = 0x0D, 0x0A, 0x5C, 0x7D
 
 
-@dataclass(frozen=True)
-class Event:
-    event: str
-    data: str = ""               # raw data text (general path)
-    parsed: Optional[dict] = None  # already decoded (fast path): {"content": ...}
+class MrpEvent(NamedTuple):
+    """One event: its name (``start``, ``stdout``, ``result``, ... unknown
+    names pass through) and its data, a JSON object; output events never
+    keep ``accumulated``."""
+
+    kind: str
+    data: dict
 
 
-def _boundary(buf, start=0):
-    """(index, length) of the first event boundary at or after ``start``.
-
-    The usual separator is searched first; the others only up to where it
-    was found, so that looking for them never rescans the rest of a buffer
-    holding many events.
-    """
-    i = buf.find(b"\r\n\r\n", start)
-    end = i if i != -1 else len(buf)
-    best = (i, 4) if i != -1 else (-1, 0)
-    for sep in (b"\n\n", b"\r\r"):
-        j = buf.find(sep, start, end)
-        if j != -1 and (best[0] == -1 or j < best[0]):
-            best = (j, 2)
-            end = j
-    return best
-
-
-def _general(raw: bytes) -> Iterator[Event]:
-    for ev in sseclient.SSEClient([raw + b"\n\n"]).events():
-        yield Event(ev.event, ev.data)
-
-
-def _line_end(buf, start=0):
-    """Index of the first CR or LF at or after ``start``, or -1 (two memchr
-    scans, the second bounded by the first)."""
-    j = buf.find(b"\n", start)
-    i = buf.find(b"\r", start, j if j != -1 else len(buf))
+def _line_end(buf, start, end=None):
+    """Index of the first CR or LF in ``buf[start:end]``, or -1 (the CR search
+    is bounded by the LF found, so no byte is looked at twice)."""
+    if end is None:
+        end = len(buf)
+    j = buf.find(b"\n", start, end)
+    i = buf.find(b"\r", start, j if j != -1 else end)
     return i if i != -1 else j
 
 
-def _finished(kind, content, last_byte):
-    """The fast-path event once its data line has ended: well formed only if
-    its JSON object closes there."""
-    if last_byte == ord("}"):
-        return Event(kind, parsed={"content": content})
-    return Event(kind, data='{"content": ... (the event data is cut off)')
+def _string_end(buf, i, end):
+    """Index of the quote that closes a JSON string, searching ``buf[i:end]``; -1 if none yet."""
+    while True:
+        q = buf.find(b'"', i, end)
+        if q == -1:
+            return -1
+        b = q - 1
+        while b >= 0 and buf[b] == _BACKSLASH:
+            b -= 1
+        if (q - 1 - b) % 2 == 0:
+            return q
+        i = q + 1
 
 
-def iter_events(chunks: Iterable[bytes]) -> Iterator[Event]:
-    buf = bytearray()
-    skipping = None   # (kind, content): an output event whose data line is being skipped
-    pending = None    # the same, its data line ended: waiting for the blank line
-    last = 0          # the last byte seen while skipping
-    for chunk in chunks:
-        if skipping:
-            k = _line_end(chunk)
+def _decode_string(raw) -> Optional[str]:
+    """A JSON string literal (quotes included) as str, or None if invalid."""
+    try:
+        value = json.loads(bytes(raw).decode("utf-8", "replace"))
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def loads_object(raw, kind) -> dict:
+    """The event's data as a JSON object; raises EventError."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else raw
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise EventError("a %r event whose data is nested too deeply" % kind, kind=kind) from None
+    except ValueError as exc:
+        raise EventError("a %r event that is not a JSON object (%s)" % (kind, exc),
+                         kind=kind) from None
+    if not isinstance(data, dict):
+        raise EventError("a %r event that is not a JSON object (%s)" % (kind, type(data).__name__),
+                         kind=kind)
+    return data
+
+
+class SSESplitter:
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self.max_event_bytes = max_event_bytes
+        self._tail = bytearray()   # a line not ended yet (holds no CR or LF)
+        self._qscan = -1           # where the search for its content's closing quote resumes
+        self._skip_lf = False      # the last line ended with a CR at a chunk's end
+        self._skipping = False     # in the rest of an output data line we have the content of
+        self._skip_last = 0        # the last byte of that line seen so far
+        self._reset()
+
+    def _reset(self) -> None:
+        self._kind: Optional[str] = None
+        self._data: List[bytes] = []
+        self._held = 0
+        self._fast: Optional[dict] = None
+
+    # -- input -----------------------------------------------------------------
+
+    def feed(self, chunk) -> Iterator[MrpEvent]:
+        """The events completed by ``chunk`` (bytes), in order; a generator, so
+        that the events before a refused one still reach the caller."""
+        n = len(chunk)
+        pos = 0
+        if self._skip_lf and n:
+            self._skip_lf = False
+            if chunk[0] == _LF:
+                pos = 1
+        if self._skipping:
+            k = _line_end(chunk, pos)
             if k == -1:
-                if chunk:
-                    last = chunk[-1]
-                continue
-            pending = _finished(skipping[0], skipping[1], chunk[k - 1] if k else last)
-            skipping = None
-            buf = bytearray(chunk[k:])
-        else:
-            buf += chunk
-        while buf:
-            if pending is not None:
-                i, n = _boundary(buf)
-                if i == -1:
-                    break
-                yield pending
-                pending = None
-                del buf[:i + n]
-                continue
-            fast = None
-            for prefix, kind in _FAST:
-                if buf.startswith(prefix):
-                    fast = (prefix, kind)
-                    break
-            if fast is not None:
-                prefix, kind = fast
-                start = len(prefix)
-                piece = bytes(buf[start:start + _CONTENT_WINDOW]).decode("utf-8", "ignore")
-                try:
-                    content, _ = _DECODER.raw_decode(piece)
-                except ValueError:
-                    content = None
-                if isinstance(content, str):
-                    # A data line cannot hold a raw CR or LF: the first one ends it.
-                    k = _line_end(buf, start)
-                    if k == -1:
-                        skipping, last = (kind, content), buf[-1]
-                        buf = bytearray()
-                        break
-                    pending = _finished(kind, content, buf[k - 1])
-                    del buf[:k]
-                    continue
-                if len(buf) - start < _CONTENT_WINDOW:
-                    break  # the content string is not complete yet: read on
-                # Not the usual shape after all: the general path decides.
-            i, n = _boundary(buf)
-            if i == -1:
+                if n > pos:
+                    self._skip_last = chunk[n - 1]
+                return
+            self._end_skipped_line(chunk[k - 1] if k > pos else self._skip_last)
+            pos = self._after_eol(chunk, k)
+        if self._tail and pos < n:
+            k = _line_end(chunk, pos)
+            if k == -1:
+                self._tail += chunk[pos:] if pos else chunk
+                self._grow_tail()
+                return
+            self._tail += chunk[pos:k]
+            line, self._tail, self._qscan = self._tail, bytearray(), -1
+            event = self._line(line, 0, len(line))
+            if event is not None:
+                yield event
+            pos = self._after_eol(chunk, k)
+        while pos < n:
+            k = _line_end(chunk, pos)
+            if k == -1:
+                self._tail += chunk[pos:]
+                self._grow_tail()
                 break
-            raw = bytes(buf[:i])
-            del buf[:i + n]
-            yield from _general(raw)
-    if pending is not None and _boundary(buf)[0] != -1:
-        yield pending
-    elif buf.strip() and not skipping and pending is None:
-        yield from _general(bytes(buf))
+            event = self._line(chunk, pos, k)
+            if event is not None:
+                yield event
+            pos = self._after_eol(chunk, k)
+
+    def _after_eol(self, chunk, k) -> int:
+        if chunk[k] == _CR:
+            if k + 1 < len(chunk):
+                return k + 2 if chunk[k + 1] == _LF else k + 1
+            self._skip_lf = True
+        return k + 1
+
+    # -- lines -------------------------------------------------------------------
+
+    def _line(self, buf, start, end) -> Optional[MrpEvent]:
+        """Take one line (without its end); the event it completes, if any."""
+        if start == end:
+            return self._dispatch()
+        first = buf[start]
+        if first == 0x3A:  # ':' a comment
+            return None
+        if first == 0x64 and self._kind in OUTPUT_KINDS and self._fast is None and not self._data:
+            m = _FAST_DATA.match(buf, start, end)
+            if m is not None and self._fast_line(buf, m.end() - 1, end):
+                return None
+        colon = buf.find(b":", start, end)
+        if colon == -1:
+            field, value = bytes(buf[start:end]), b""
+        else:
+            field = bytes(buf[start:colon])
+            vstart = colon + 1
+            if vstart < end and buf[vstart] == 0x20:
+                vstart += 1
+            value = bytes(buf[vstart:end])
+        if field == b"data":
+            self._held += len(value) + 1
+            self._check_size()
+            self._data.append(value)
+        elif field == b"event":
+            self._kind = value.decode("utf-8", "replace")
+        # id, retry and unknown fields mean nothing to MRP.
+        return None
+
+    def _fast_line(self, buf, quote, end) -> bool:
+        """A whole output data line: decode ``content`` only; False if the
+        line is not of that shape after all (the general path decides)."""
+        q = _string_end(buf, quote + 1, end)
+        if q == -1:
+            return False
+        after = _next_non_space(buf, q + 1, end)
+        if after not in (0x2C, _CLOSE) or _last_non_space(buf, q + 1, end) != _CLOSE:
+            return False
+        content = _decode_string(buf[quote:q + 1])
+        if content is None:
+            return False
+        self._fast = {"content": content}
+        return True
+
+    def _grow_tail(self) -> None:
+        """A partial line grew: take an output line's content as soon as it is
+        complete (and stop holding the line), or refuse an oversized event."""
+        tail = self._tail
+        if (self._kind in OUTPUT_KINDS and self._fast is None and not self._data
+                and tail[:1] == b"d" and self._qscan != -2):
+            m = _FAST_DATA.match(tail)
+            if m is not None:
+                quote = m.end() - 1
+                start = max(quote + 1, self._qscan)
+                q = _string_end(tail, start, len(tail))
+                if q != -1 and q + 1 < len(tail):
+                    content = _decode_string(tail[quote:q + 1])
+                    if content is not None and _next_non_space(tail, q + 1, len(tail)) in (0x2C, _CLOSE):
+                        self._fast = {"content": content}
+                        self._skipping = True
+                        self._skip_last = tail[-1]
+                        self._tail, self._qscan = bytearray(), -1
+                        return
+                    self._qscan = -2   # not the usual shape: the general path decides
+                elif q == -1:
+                    # The escape check looks back into the tail: resuming after it is safe.
+                    self._qscan = len(tail)
+                else:
+                    self._qscan = q   # the closing quote is the last byte: look again with more
+            elif len(tail) >= 24:
+                self._qscan = -2
+        if len(self._tail) + self._held > self.max_event_bytes:
+            self._tail = bytearray()
+            self._check_size(force=True)
+
+    def _end_skipped_line(self, last) -> None:
+        self._skipping = False
+        if last != _CLOSE:
+            kind = self._kind
+            self._reset()
+            raise EventError("a %r event that is not a JSON object (its data is cut off)" % kind,
+                             kind=kind)
+
+    def _check_size(self, force=False) -> None:
+        if force or self._held > self.max_event_bytes:
+            kind = self._kind
+            self._reset()
+            raise EventTooLarge("an event%s larger than %d bytes" % (
+                " (%r)" % kind if kind else "", self.max_event_bytes), kind=kind)
+
+    def _dispatch(self) -> Optional[MrpEvent]:
+        kind = self._kind or "message"
+        if self._fast is not None:
+            data = self._fast
+        elif self._data:
+            raw = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+            self._reset()
+            data = loads_object(raw, kind)
+            if kind in OUTPUT_KINDS:
+                data.pop("accumulated", None)
+        else:
+            self._reset()   # no data: nothing to dispatch (the SSE grammar)
+            return None
+        self._reset()
+        return MrpEvent(kind, data)
+
+
+def _next_non_space(buf, i, end):
+    while i < end:
+        c = buf[i]
+        if c not in (0x20, 0x09):
+            return c
+        i += 1
+    return None
+
+
+def _last_non_space(buf, start, end):
+    i = end - 1
+    while i >= start:
+        c = buf[i]
+        if c not in (0x20, 0x09):
+            return c
+        i -= 1
+    return None
+
+
+def iter_events(chunks: Iterable[bytes], max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+                ) -> Iterator[MrpEvent]:
+    """Every complete event in ``chunks``; raises EventError."""
+    splitter = SSESplitter(max_event_bytes)
+    for chunk in chunks:
+        if chunk:
+            yield from splitter.feed(chunk)
