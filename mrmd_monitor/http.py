@@ -402,7 +402,6 @@ class CancellableAdapter(HTTPAdapter):
 def new_session() -> requests.Session:
     session = requests.Session()
     session.trust_env = False   # no proxies or netrc from the environment: the URL is the peer
-    session.max_redirects = 0
     adapter = CancellableAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)

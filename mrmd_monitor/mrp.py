@@ -432,8 +432,16 @@ class MrpClient:
                                    .rstrip() + (": " + excerpt if excerpt else ""), **where)
         ctype = response.headers.get("Content-Type", "")
         if ctype.split(";", 1)[0].strip().lower() != "text/event-stream":
-            raise StreamError("runtime at %s answered %s instead of an event stream" % (
-                url.base, sanitize(ctype, 60) or "no content type"), **where)
+            try:
+                excerpt = _excerpt(read_limited(response, 4096))
+            except Exception as exc:  # noqa: BLE001 - the body is only decoration
+                log.debug("could not read the response body: %s", exc)
+                excerpt = ""
+            if cancel.stopped:
+                raise self._stopped(cancel, url, where)
+            raise StreamError("runtime at %s answered %s instead of an event stream%s" % (
+                url.base, sanitize(ctype, 60) or "no content type",
+                ": " + excerpt if excerpt else ""), **where)
 
     def _read_events(self, response, url, on_event, cancel, where) -> None:
         exec_id = where["execution_id"]

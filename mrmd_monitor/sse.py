@@ -10,7 +10,8 @@
 * ``stdout``/``stderr`` data shaped ``{"content": "...", ...}`` (mrmd-python
   0.4.2 adds ``accumulated``, all the output so far, which makes the stream
   grow with the square of the output) has only its ``content`` string
-  decoded; the rest of the line is skipped without being held or copied;
+  decoded; when ``accumulated`` follows it, the rest of the line (any keys
+  after ``accumulated`` included) is skipped without being held or copied;
 * an event may hold at most ``max_event_bytes`` in memory: past that it is
   refused with :class:`EventTooLarge` (skipped bytes are not held, so they
   do not count).
@@ -23,6 +24,7 @@ Pure: no sockets, threads or clocks.
 
 import json
 import re
+from json.decoder import scanstring
 from typing import Iterable, Iterator, List, NamedTuple, Optional
 
 from .errors import EventError, EventTooLarge
@@ -31,6 +33,12 @@ DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
 OUTPUT_KINDS = frozenset(("stdout", "stderr"))
 
 _FAST_DATA = re.compile(rb'data: ?\{"content": ?"')
+# A whole output event of the plain shape, as a runtime without
+# ``accumulated`` sends it: taken in one step, without going line by line.
+_FAST_EVENT = re.compile(rb'event: ?(stdout|stderr)(\r\n|\n)data: ?\{(?:"seq": ?(\d{1,15}), ?)?'
+                         rb'"content": ?"')
+_ACCUMULATED = re.compile(rb' ?"accumulated": ?"')
+_KIND_NAMES = {b"stdout": "stdout", b"stderr": "stderr"}
 _CR, _LF, _BACKSLASH, _CLOSE = 0x0D, 0x0A, 0x5C, 0x7D
 
 
@@ -69,11 +77,34 @@ def _string_end(buf, i, end):
 
 def _decode_string(raw) -> Optional[str]:
     """A JSON string literal (quotes included) as str, or None if invalid."""
+    text = bytes(raw).decode("utf-8", "replace")
     try:
-        value = json.loads(bytes(raw).decode("utf-8", "replace"))
+        value, end = scanstring(text, 1)
     except ValueError:
         return None
-    return value if isinstance(value, str) else None
+    if end != len(text):
+        return None
+    return _scrub(value) if _may_hold_surrogates(text) else value
+
+
+def _may_hold_surrogates(text: str) -> bool:
+    # Only a \uD800-\uDFFF escape can make one; emoji (pairs) pass the check below.
+    return "\\ud" in text or "\\uD" in text
+
+
+def _scrub(value):
+    """``value`` without lone surrogates (JSON allows them; UTF-8 and Yjs do not)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
 
 
 def loads_object(raw, kind) -> dict:
@@ -91,6 +122,12 @@ def loads_object(raw, kind) -> dict:
     if not isinstance(data, dict):
         raise EventError("a %r event that is not a JSON object (%s)" % (kind, type(data).__name__),
                          kind=kind)
+    if _may_hold_surrogates(text):
+        try:
+            data = _scrub(data)
+        except RecursionError:
+            raise EventError("a %r event whose data is nested too deeply" % kind,
+                             kind=kind) from None
     return data
 
 
@@ -142,6 +179,23 @@ class SSESplitter:
                 yield event
             pos = self._after_eol(chunk, k)
         while pos < n:
+            if chunk[pos] == 0x65 and self._kind is None and not self._data:  # "e"
+                m = _FAST_EVENT.match(chunk, pos)
+                if m is not None:
+                    start = m.end()
+                    q = _string_end(chunk, start, n)
+                    if q != -1:
+                        eol = m.group(2)
+                        close = b"}" + eol + eol
+                        if chunk.startswith(close, q + 1):
+                            content = _decode_string(chunk[start - 1:q + 1])
+                            if content is not None:
+                                seq = m.group(3)
+                                data = {"content": content} if seq is None else \
+                                    {"seq": int(seq), "content": content}
+                                yield MrpEvent(_KIND_NAMES[m.group(1)], data)
+                                pos = q + 1 + len(close)
+                                continue
             k = _line_end(chunk, pos)
             if k == -1:
                 self._tail += chunk[pos:]
@@ -196,8 +250,8 @@ class SSESplitter:
         q = _string_end(buf, quote + 1, end)
         if q == -1:
             return False
-        after = _next_non_space(buf, q + 1, end)
-        if after not in (0x2C, _CLOSE) or _last_non_space(buf, q + 1, end) != _CLOSE:
+        if _after_content(buf, q + 1, end) not in ("close", "accumulated") \
+                or _last_non_space(buf, q + 1, end) != _CLOSE:
             return False
         content = _decode_string(buf[quote:q + 1])
         if content is None:
@@ -216,9 +270,10 @@ class SSESplitter:
                 quote = m.end() - 1
                 start = max(quote + 1, self._qscan)
                 q = _string_end(tail, start, len(tail))
-                if q != -1 and q + 1 < len(tail):
-                    content = _decode_string(tail[quote:q + 1])
-                    if content is not None and _next_non_space(tail, q + 1, len(tail)) in (0x2C, _CLOSE):
+                after = _after_content(tail, q + 1, len(tail)) if q != -1 else "more"
+                if after != "more":
+                    content = _decode_string(tail[quote:q + 1]) if after != "other" else None
+                    if content is not None:
                         self._fast = {"content": content}
                         self._skipping = True
                         self._skip_last = tail[-1]
@@ -229,7 +284,7 @@ class SSESplitter:
                     # The escape check looks back into the tail: resuming after it is safe.
                     self._qscan = len(tail)
                 else:
-                    self._qscan = q   # the closing quote is the last byte: look again with more
+                    self._qscan = q   # too little after the closing quote: look again with more
             elif len(tail) >= 24:
                 self._qscan = -2
         if len(self._tail) + self._held > self.max_event_bytes:
@@ -266,6 +321,22 @@ class SSESplitter:
             return None
         self._reset()
         return MrpEvent(kind, data)
+
+
+def _after_content(buf, i, end):
+    """What follows the content string at ``i``: ``close`` (the object ends),
+    ``accumulated`` (only that key follows: it may be skipped), ``other`` (the
+    general path must decide) or ``more`` (too few bytes yet)."""
+    c = _next_non_space(buf, i, end)
+    if c is None:
+        return "more"
+    if c == _CLOSE:
+        return "close"
+    if c != 0x2C:
+        return "other"
+    if end - i < 20:
+        return "more"
+    return "accumulated" if _ACCUMULATED.match(buf, i + 1, end) else "other"
 
 
 def _next_non_space(buf, i, end):
