@@ -198,6 +198,22 @@ class CancelToken:
         self._expired: Optional[str] = None
         self._event = threading.Event()
         self._sock: Any = None
+        self._drain = 0.0
+        self._drain_handle: Optional[list] = None
+
+    def drain_on_cancel(self, seconds: float) -> None:
+        """On the first cancel() of the registered socket, let the reader go on
+        reading (and discarding) for up to ``seconds`` before the socket is
+        shut down: a server that ties its state to the request (MRP 0.3.0
+        stays busy for good when its stream is cut) can then finish cleanly.
+        A second cancel(), or any deadline, shuts the socket down at once."""
+        with self._lock:
+            self._drain = max(0.0, seconds)
+
+    @property
+    def draining(self) -> bool:
+        """Cancelled, and the reader may still read until the server is done."""
+        return self._drain_handle is not None
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds`` unless stopped first; True if stopped."""
@@ -213,15 +229,34 @@ class CancelToken:
     def _stop(self, reason: Optional[str]) -> None:
         with self._lock:
             if reason is None:
+                first = not self._cancelled
                 self._cancelled = True
+                if first and self._drain > 0 and self._sock is not None:
+                    self._event.set()
+                    self._drain_handle = DEADLINES.call_at(time.monotonic() + self._drain,
+                                                           self._end_drain)
+                    return
             elif not self._cancelled and self._expired is None:
                 self._expired = reason
             self._event.set()
+            self._cancel_drain()
             sock, self._sock = self._sock, None
             # Under the lock, so the reader cannot hand its connection back
             # for reuse between our read of _sock and the shutdown.
             if sock is not None:
                 shutdown_socket(sock)
+
+    def _end_drain(self) -> None:
+        with self._lock:
+            self._drain_handle = None
+            sock, self._sock = self._sock, None
+            if sock is not None:
+                shutdown_socket(sock)
+
+    def _cancel_drain(self) -> None:
+        handle, self._drain_handle = self._drain_handle, None
+        if handle is not None:
+            DEADLINES.cancel(handle)
 
     @property
     def cancelled(self) -> bool:
@@ -249,6 +284,7 @@ class CancelToken:
     def detach(self) -> None:
         with self._lock:
             self._sock = None
+            self._cancel_drain()
 
     # The names older callers used.
     _attach = attach

@@ -64,6 +64,11 @@ BUSY_WAIT_SECONDS = 600.0
 #: How often ``/health`` is asked while waiting for a busy runtime.
 HEALTH_POLL_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 5.0
+#: How long a cancelled stream is still read (and discarded) on a runtime that
+#: stays busy for good when its stream is cut (MRP 0.3.0), so that it can end
+#: the execution and take the next one. The runtime is asked to interrupt
+#: meanwhile; a second cancel (shutdown) cuts at once.
+CANCEL_DRAIN_SECONDS = 30.0
 #: Most seq gaps logged per stream.
 MAX_SEQ_GAP_LOGS = 5
 
@@ -239,7 +244,7 @@ class MrpClient:
         url = _parse(runtime_url, exec_id)
         now = time.monotonic()
         with self._lock:
-            if self._verified.get(url.base, 0.0) > now:
+            if self._verified.get(url.base, (0.0, False))[0] > now:
                 return
         where = {"runtime_url": runtime_url, "execution_id": exec_id}
         status, _headers, raw = self._short("GET", url, "/capabilities", None, token=token,
@@ -262,10 +267,17 @@ class MrpClient:
             log.warning("refusing runtime %s: %s", url.base, reason)
             raise RuntimeRefused("the server at %s is not an MRP runtime the monitor can use: %s"
                                  % (url.base, reason), status_code=status, **where)
+        # MRP 0.3.0 (it states a protocolVersion) holds one execution lock per
+        # stream and never releases it when the stream is cut.
+        drain = data.get("protocolVersion") is not None
         with self._lock:
-            self._verified[url.base] = time.monotonic() + self.capabilities_ttl
+            self._verified[url.base] = (time.monotonic() + self.capabilities_ttl, drain)
             if len(self._verified) > 1024:   # many URLs over time: forget the expired ones
-                self._verified = {k: v for k, v in self._verified.items() if v > now}
+                self._verified = {k: v for k, v in self._verified.items() if v[0] > now}
+
+    def _drains(self, url: HttpURL) -> bool:
+        with self._lock:
+            return self._verified.get(url.base, (0.0, False))[1]
 
     # -- execute -------------------------------------------------------------
 
@@ -375,6 +387,7 @@ class MrpClient:
         log.debug("POST %s/execute/stream exec_id=%s (%d chars of code)", url.base, exec_id,
                   len(code))
         response = None
+        cancel.drain_on_cancel(CANCEL_DRAIN_SECONDS if self._drains(url) else 0.0)
         try:
             handle = DEADLINES.call_at(time.monotonic() + self.connect_timeout,
                                        lambda: cancel.expire(EXPIRED_HEADERS))
@@ -465,6 +478,8 @@ class MrpClient:
                                   "the run (did the runtime stop?): %s" % (
                                       url.base, _transport_reason(exc)), **where) from exc
             if cancel.stopped:
+                if cancel.draining and chunk is not None:
+                    self._drain(chunks, splitter, chunk, url, where)
                 raise self._stopped(cancel, url, where)
             if chunk is None:
                 if saw_final:
@@ -485,6 +500,8 @@ class MrpClient:
                 if event is None:
                     break
                 if cancel.stopped:
+                    if cancel.draining and event.kind != "done":
+                        self._drain(chunks, splitter, b"", url, where, events)
                     raise self._stopped(cancel, url, where)
                 count += 1
                 kind, data = event
@@ -507,6 +524,26 @@ class MrpClient:
                         raise StreamError("runtime at %s finished execution %s without a result "
                                           "or error" % (url.base, exec_id), **where)
                     return
+
+    def _drain(self, chunks, splitter, chunk, url, where, pending=()) -> None:
+        """Read a cancelled stream to its ``done`` (delivering nothing), so that
+        the runtime ends the execution; returns when it did, or when the
+        drain deadline (a socket shutdown) or anything else ends the stream."""
+        log.info("%s was cancelled: reading the runtime's stream to its end so that "
+                 "%s can take the next run", where["execution_id"], url.base)
+        try:
+            for kind, _data in pending:   # the rest of the chunk being split
+                if kind == "done":
+                    return
+            while chunk is not None:
+                for kind, _data in splitter.feed(chunk):
+                    if kind == "done":
+                        log.debug("the cancelled stream of %s ended", where["execution_id"])
+                        return
+                chunk = next(chunks, None)
+        except Exception as exc:  # noqa: BLE001 - the run is cancelled whatever happened
+            log.debug("draining the cancelled stream of %s ended: %s", where["execution_id"],
+                      sanitize(str(exc), 200))
 
     # -- input and interrupt -------------------------------------------------
 

@@ -36,6 +36,8 @@ class FaultRuntime:
         self.capabilities = {"runtime": "fault", "languages": ["python"],
                              "features": {"execute": True, "executeStream": True}}
         self.interrupted = True    # what /interrupt answers
+        self.interrupt_requested = threading.Event()
+        self.wedged_by = None      # the execution a "wedge" run holds the runtime for
         self.health = False        # serve GET /health (MRP 0.3.0) or answer 404 (0.4.2)
         self.busy_until = 0.0      # monotonic time until which "busy" answers 409
         outer = self
@@ -64,6 +66,7 @@ class FaultRuntime:
                 if self.path.endswith("/input"):
                     return self._plain(200, b'{"accepted": true}', "application/json")
                 if self.path.endswith("/interrupt"):
+                    outer.interrupt_requested.set()
                     answer = {"interrupted": outer.interrupted}
                     return self._plain(200, json.dumps(answer).encode(), "application/json")
                 try:
@@ -197,6 +200,31 @@ class FaultRuntime:
                     return self._plain(status, json.dumps(payload).encode(), "application/json",
                                        headers=headers)
                 self._ok(body, "finally ran\r\n")
+
+            def fault_wedge(self, spec, n, body):
+                """Like MRP 0.3.0: one execution at a time, released when its
+                stream ends normally and never when the client cuts it; /interrupt
+                stops the loop."""
+                if outer.wedged_by is not None:
+                    payload = {"error": "execution_in_progress", "execId": outer.wedged_by}
+                    return self._plain(409, json.dumps(payload).encode(), "application/json")
+                outer.wedged_by = body.get("execId")
+                outer.interrupt_requested.clear()
+                self._sse_start()
+                try:
+                    self._send(_event("start", {"execId": body.get("execId")}))
+                    for i in range(spec.get("count", 100)):
+                        if outer.interrupt_requested.wait(spec.get("every", 0.1)):
+                            self._send(_event("error", {"type": "KeyboardInterrupt",
+                                                        "message": "", "traceback": []}))
+                            break
+                        self._send(_event("stdout", {"content": "tick %d\r\n" % i}))
+                    else:
+                        self._send(_event("result", _result("")))
+                    self._send(_event("done", {}))
+                except OSError:
+                    return   # cut by the client: the runtime stays busy for good
+                outer.wedged_by = None
 
             def fault_redirect(self, spec, n, body):
                 self.send_response(spec.get("status", 307))

@@ -684,3 +684,37 @@ def test_runner_says_when_the_interrupt_was_refused(client, faults):
     assert posted == [m.InterruptRefused("cancelled-one", "[mrmd-monitor: the runtime did not "
                                          "stop this cell (the runtime answered interrupted: "
                                          "false); its code may still be running]")]
+
+
+def test_cancel_on_an_mrp3_runtime_lets_it_finish_the_execution(client, faults):
+    """MRP 0.3.0 stays busy for good when a stream is cut: a cancelled stream is
+    read (delivering nothing) until the runtime, interrupted, ends it; the next
+    run then finds the runtime free."""
+    faults.capabilities = dict(faults.capabilities, protocolVersion="0.3.0")
+    run = StreamRunner(client, faults.url, json.dumps({"fault": "wedge", "count": 300}))
+    wait_until(lambda: run.kinds().count("stdout") >= 3, timeout=10, message="three ticks")
+    t0 = time.monotonic()
+    run.cancel.cancel()
+    assert time.monotonic() - t0 < 0.1
+    seen = len(run.events)
+    assert client.interrupt(faults.url, "default", run.exec_id) is True
+    run.join(5)
+    assert isinstance(run.error, Cancelled), repr(run.error)
+    assert len(run.events) <= seen + 1   # at most the event being handed over at cancel()
+    assert faults.wedged_by is None
+    assert run_code(client, faults.url, {"fault": "wedge", "count": 1})[-1].kind == "done"
+
+
+def test_a_second_cancel_cuts_a_draining_stream_at_once(client, faults):
+    faults.capabilities = dict(faults.capabilities, protocolVersion="0.3.0")
+    run = StreamRunner(client, faults.url, json.dumps({"fault": "wedge", "count": 300}))
+    wait_until(lambda: run.kinds().count("stdout") >= 2, timeout=10, message="two ticks")
+    run.cancel.cancel()
+    time.sleep(0.3)   # draining (deliberate: the stream goes on meanwhile)
+    assert not run.finished.is_set()
+    t0 = time.monotonic()
+    run.cancel.cancel()
+    run.join(2)
+    assert time.monotonic() - t0 < 1.0
+    assert isinstance(run.error, Cancelled)
+    faults.interrupt_requested.set()   # let the scripted runtime's handler end
