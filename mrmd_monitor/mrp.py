@@ -417,6 +417,7 @@ class MrpClient:
         finally:
             # Detach first: once the socket is released nobody may shut it down.
             cancel.detach()
+            cancel.drain_on_cancel(0.0)   # only a stream is drained, never a short call
             if response is not None:
                 response.close()
 
