@@ -14,7 +14,8 @@
   after ``accumulated`` included) is skipped without being held or copied;
 * an event may hold at most ``max_event_bytes`` in memory: past that it is
   refused with :class:`EventTooLarge` (skipped bytes are not held, so they
-  do not count).
+  do not count); in events other than output, strings over 64 KiB are cut
+  (a ``result`` repeats the whole output in ``stdout``).
 
 Malformed data raises :class:`EventError` naming the event. An event left
 incomplete when the stream ends is dropped, as the SSE grammar says.
@@ -37,9 +38,108 @@ _FAST_DATA = re.compile(rb'data: ?\{"content": ?"')
 # ``accumulated`` sends it: taken in one step, without going line by line.
 _FAST_EVENT = re.compile(rb'event: ?(stdout|stderr)(\r\n|\n)data: ?\{(?:"seq": ?(\d{1,15}), ?)?'
                          rb'"content": ?"')
-_ACCUMULATED = re.compile(rb' ?"accumulated": ?"')
+_ACCUMULATED_TEXT = re.compile(r' ?"accumulated": ?"')
 _KIND_NAMES = {b"stdout": "stdout", b"stderr": "stderr"}
 _CR, _LF, _BACKSLASH, _CLOSE = 0x0D, 0x0A, 0x5C, 0x7D
+
+
+#: A data line of an event other than stdout/stderr longer than this is
+#: copied with every JSON string over ELIDE_STRING_BYTES cut short (a
+#: ``result`` carries the whole output as ``stdout``, which the monitor does
+#: not keep): only the cut copy is held and counts against the limit.
+ELIDE_AFTER = 1024 * 1024
+ELIDE_STRING_BYTES = 64 * 1024
+_ELIDED = b" [... cut by mrmd-monitor]"
+
+
+class _Elider:
+    """Copies JSON text, piece by piece, keeping at most ``keep`` bytes of each
+    string (cut on an escape boundary). Linear in time: a string's closing
+    quote is found with C-speed ``bytes`` calls on a window that doubles."""
+
+    def __init__(self, keep: int = ELIDE_STRING_BYTES) -> None:
+        self.keep = keep
+        self.out = bytearray()
+        self.in_string = False
+        self.length = 0          # bytes of the current string seen so far
+        self.escaped = False     # the previous piece ended inside an escape (a lone backslash)
+        self.body = 0            # where the current string's body starts in ``out``
+        self.trimmed = False     # the current string was cut (and its last escape mended)
+
+    def feed(self, data) -> None:
+        i, n = 0, len(data)
+        while i < n:
+            if not self.in_string:
+                q = data.find(b'"', i)
+                if q == -1:
+                    self.out += data[i:]
+                    return
+                self.out += data[i:q + 1]
+                self.in_string, self.length, self.escaped = True, 0, False
+                self.body, self.trimmed = len(self.out), False
+                i = q + 1
+                continue
+            close, escaped = _closing_quote(data, i, self.escaped)
+            end = close if close != -1 else n
+            self._string_piece(data, i, end)
+            if close == -1:
+                self.escaped = escaped
+                return
+            if self.length > self.keep:
+                self.out += _ELIDED
+            self.out += b'"'
+            self.in_string = False
+            i = close + 1
+
+    def _string_piece(self, data, start, end) -> None:
+        room = self.keep - self.length
+        self.length += end - start
+        if room > 0:
+            self.out += data[start:end] if end - start <= room else data[start:start + room]
+        if self.length > self.keep and not self.trimmed:
+            self.trimmed = True
+            _trim_escape(self.out, self.body)
+
+
+def _trim_escape(out, lo):
+    """Drop an escape cut short at the end of ``out`` (a lone backslash, or
+    ``\\u`` with fewer than four digits); the string's body starts at ``lo``."""
+    b = len(out) - 1
+    while b >= lo and out[b] == _BACKSLASH:
+        b -= 1
+    if (len(out) - 1 - b) % 2 == 1:
+        del out[-1]
+        return
+    u = out.rfind(b"\\u", max(lo, len(out) - 5))
+    if u != -1 and u + 6 > len(out):
+        k = u - 1
+        while k >= lo and out[k] == _BACKSLASH:
+            k -= 1
+        if (u - 1 - k) % 2 == 0:
+            del out[u:]
+
+
+def _closing_quote(data, i, escaped):
+    """(index of the quote closing a JSON string, or -1; whether ``data`` ends
+    inside an escape), searching from ``i`` inside the string. Escape pairs
+    are blanked out (``\\\\`` then ``\\"``, left to right as JSON reads them),
+    so the first quote left is the closing one."""
+    n = len(data)
+    start = i + 1 if escaped else i
+    window = 256
+    while True:
+        stop = min(n, start + window)
+        blanked = data[start:stop].replace(b"\\\\", b"__").replace(b'\\"', b"__")
+        q = blanked.find(b'"')
+        if q != -1:
+            return start + q, False
+        if stop == n:
+            return -1, blanked.endswith(b"\\")
+        window *= 2   # searched again from ``start``: a pair cut by the edge is seen whole
+def _elide(value) -> bytes:
+    elider = _Elider()
+    elider.feed(value)
+    return bytes(elider.out)
 
 
 class MrpEvent(NamedTuple):
@@ -59,20 +159,6 @@ def _line_end(buf, start, end=None):
     j = buf.find(b"\n", start, end)
     i = buf.find(b"\r", start, j if j != -1 else end)
     return i if i != -1 else j
-
-
-def _string_end(buf, i, end):
-    """Index of the quote that closes a JSON string, searching ``buf[i:end]``; -1 if none yet."""
-    while True:
-        q = buf.find(b'"', i, end)
-        if q == -1:
-            return -1
-        b = q - 1
-        while b >= 0 and buf[b] == _BACKSLASH:
-            b -= 1
-        if (q - 1 - b) % 2 == 0:
-            return q
-        i = q + 1
 
 
 def _decode_string(raw) -> Optional[str]:
@@ -135,10 +221,11 @@ class SSESplitter:
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self.max_event_bytes = max_event_bytes
         self._tail = bytearray()   # a line not ended yet (holds no CR or LF)
-        self._qscan = -1           # where the search for its content's closing quote resumes
+        self._qscan = 0            # the tail length at which to look for its content again (-2: never)
         self._skip_lf = False      # the last line ended with a CR at a chunk's end
         self._skipping = False     # in the rest of an output data line we have the content of
         self._skip_last = 0        # the last byte of that line seen so far
+        self._elider: Optional[_Elider] = None   # a long data line, copied with strings cut
         self._reset()
 
     def _reset(self) -> None:
@@ -166,6 +253,18 @@ class SSESplitter:
                 return
             self._end_skipped_line(chunk[k - 1] if k > pos else self._skip_last)
             pos = self._after_eol(chunk, k)
+        if self._elider is not None and pos < n:
+            k = _line_end(chunk, pos)
+            self._elider.feed(chunk[pos:] if k == -1 else chunk[pos:k])
+            if len(self._elider.out) + self._held > self.max_event_bytes:
+                self._elider = None
+                self._check_size(force=True)
+            if k == -1:
+                return
+            value, self._elider = bytes(self._elider.out), None
+            self._held += len(value) + 1
+            self._data.append(value)
+            pos = self._after_eol(chunk, k)
         if self._tail and pos < n:
             k = _line_end(chunk, pos)
             if k == -1:
@@ -173,7 +272,7 @@ class SSESplitter:
                 self._grow_tail()
                 return
             self._tail += chunk[pos:k]
-            line, self._tail, self._qscan = self._tail, bytearray(), -1
+            line, self._tail, self._qscan = self._tail, bytearray(), 0
             event = self._line(line, 0, len(line))
             if event is not None:
                 yield event
@@ -182,20 +281,19 @@ class SSESplitter:
             if chunk[pos] == 0x65 and self._kind is None and not self._data:  # "e"
                 m = _FAST_EVENT.match(chunk, pos)
                 if m is not None:
+                    # A JSON string holds no raw CR or LF: the line ends after it.
                     start = m.end()
-                    q = _string_end(chunk, start, n)
-                    if q != -1:
-                        eol = m.group(2)
-                        close = b"}" + eol + eol
-                        if chunk.startswith(close, q + 1):
-                            content = _decode_string(chunk[start - 1:q + 1])
-                            if content is not None:
-                                seq = m.group(3)
-                                data = {"content": content} if seq is None else \
-                                    {"seq": int(seq), "content": content}
-                                yield MrpEvent(_KIND_NAMES[m.group(1)], data)
-                                pos = q + 1 + len(close)
-                                continue
+                    k = _line_end(chunk, start)
+                    eol = m.group(2)
+                    if k != -1 and chunk[k - 2:k] == b'"}' and chunk.startswith(eol + eol, k):
+                        content = _decode_string(chunk[start - 1:k - 1])
+                        if content is not None:
+                            seq = m.group(3)
+                            data = {"content": content} if seq is None else \
+                                {"seq": int(seq), "content": content}
+                            yield MrpEvent(_KIND_NAMES[m.group(1)], data)
+                            pos = k + 2 * len(eol)
+                            continue
             k = _line_end(chunk, pos)
             if k == -1:
                 self._tail += chunk[pos:]
@@ -236,6 +334,8 @@ class SSESplitter:
                 vstart += 1
             value = bytes(buf[vstart:end])
         if field == b"data":
+            if len(value) > ELIDE_AFTER and self._kind not in OUTPUT_KINDS:
+                value = _elide(value)
             self._held += len(value) + 1
             self._check_size()
             self._data.append(value)
@@ -247,14 +347,21 @@ class SSESplitter:
     def _fast_line(self, buf, quote, end) -> bool:
         """A whole output data line: decode ``content`` only; False if the
         line is not of that shape after all (the general path decides)."""
-        q = _string_end(buf, quote + 1, end)
-        if q == -1:
+        window = 8192
+        while True:
+            stop = min(end, quote + window)
+            found = _content_of(buf, quote, stop)
+            if found is not None or stop == end:
+                break
+            window *= 4
+        if found is None:
             return False
-        if _after_content(buf, q + 1, end) not in ("close", "accumulated") \
-                or _last_non_space(buf, q + 1, end) != _CLOSE:
-            return False
-        content = _decode_string(buf[quote:q + 1])
-        if content is None:
+        content, after, rest = found
+        if after == "close" and stop == end and rest.strip() == "}":
+            pass
+        elif after == "accumulated" and _last_non_space(buf, quote, end) == _CLOSE:
+            pass
+        else:
             return False
         self._fast = {"content": content}
         return True
@@ -264,29 +371,36 @@ class SSESplitter:
         complete (and stop holding the line), or refuse an oversized event."""
         tail = self._tail
         if (self._kind in OUTPUT_KINDS and self._fast is None and not self._data
-                and tail[:1] == b"d" and self._qscan != -2):
+                and tail[:1] == b"d" and self._qscan != -2 and len(tail) >= self._qscan):
             m = _FAST_DATA.match(tail)
             if m is not None:
-                quote = m.end() - 1
-                start = max(quote + 1, self._qscan)
-                q = _string_end(tail, start, len(tail))
-                after = _after_content(tail, q + 1, len(tail)) if q != -1 else "more"
-                if after != "more":
-                    content = _decode_string(tail[quote:q + 1]) if after != "other" else None
-                    if content is not None:
-                        self._fast = {"content": content}
-                        self._skipping = True
-                        self._skip_last = tail[-1]
-                        self._tail, self._qscan = bytearray(), -1
-                        return
-                    self._qscan = -2   # not the usual shape: the general path decides
-                elif q == -1:
-                    # The escape check looks back into the tail: resuming after it is safe.
-                    self._qscan = len(tail)
+                found = _content_of(tail, m.end() - 1, len(tail))
+                if found is None:
+                    # Not complete yet: look again once the tail has doubled, so
+                    # that the attempts cost linear time in all.
+                    self._qscan = 2 * len(tail)
+                elif found[1] in ("close", "accumulated"):
+                    self._fast = {"content": found[0]}
+                    self._skipping = True
+                    self._skip_last = tail[-1]
+                    self._tail, self._qscan = bytearray(), 0
+                    return
+                elif found[1] == "more":
+                    self._qscan = len(tail) + 24
                 else:
-                    self._qscan = q   # too little after the closing quote: look again with more
+                    self._qscan = -2   # not the usual shape: the general path decides
             elif len(tail) >= 24:
                 self._qscan = -2
+        if (len(self._tail) > ELIDE_AFTER and self._kind not in OUTPUT_KINDS
+                and self._tail.startswith(b"data:")):
+            start = 6 if self._tail[5:6] == b" " else 5
+            self._elider = _Elider()
+            self._elider.feed(bytes(self._tail[start:]))
+            self._tail, self._qscan = bytearray(), 0
+            if len(self._elider.out) + self._held > self.max_event_bytes:
+                self._elider = None
+                self._check_size(force=True)
+            return
         if len(self._tail) + self._held > self.max_event_bytes:
             self._tail = bytearray()
             self._check_size(force=True)
@@ -323,20 +437,38 @@ class SSESplitter:
         return MrpEvent(kind, data)
 
 
-def _after_content(buf, i, end):
-    """What follows the content string at ``i``: ``close`` (the object ends),
+def _content_of(buf, quote, stop):
+    """``(content, after, rest)`` for the JSON string starting at ``buf[quote]``
+    when it ends before ``stop``, else None (or ``after == "other"`` when it
+    is not a valid string). ``after`` says what follows it (see _after_text)."""
+    with memoryview(buf) as view:   # decoded without an intermediate copy
+        text = str(view[quote:stop], "utf-8", "replace")
+    try:
+        content, end = scanstring(text, 1)
+    except ValueError as exc:
+        if getattr(exc, "msg", "").startswith("Unterminated"):
+            return None
+        return "", "other", ""
+    if _may_hold_surrogates(text[:end]):
+        content = _scrub(content)
+    rest = text[end:]
+    return content, _after_text(rest), rest
+
+
+def _after_text(rest):
+    """What follows the content string: ``close`` (the object ends),
     ``accumulated`` (only that key follows: it may be skipped), ``other`` (the
-    general path must decide) or ``more`` (too few bytes yet)."""
-    c = _next_non_space(buf, i, end)
-    if c is None:
+    general path must decide) or ``more`` (too little yet)."""
+    r = rest.lstrip(" \t")
+    if not r:
         return "more"
-    if c == _CLOSE:
+    if r[0] == "}":
         return "close"
-    if c != 0x2C:
+    if r[0] != ",":
         return "other"
-    if end - i < 20:
+    if len(r) < 20:
         return "more"
-    return "accumulated" if _ACCUMULATED.match(buf, i + 1, end) else "other"
+    return "accumulated" if _ACCUMULATED_TEXT.match(r, 1) else "other"
 
 
 def _next_non_space(buf, i, end):
