@@ -644,7 +644,8 @@ def _py_spy():
 class StackSampler:
     """Takes ``py-spy dump`` of a process at intervals; counts sync threads seen inside HTTP code."""
 
-    HTTP_MARKERS = ("http/client.py", "/requests/", "/urllib3/", "mrmd_monitor/mrp.py", "sseclient")
+    HTTP_MARKERS = ("http/client.py", "/requests/", "/urllib3/", "mrmd_monitor/mrp.py",
+                    "mrmd_monitor/http.py", "sseclient")
 
     def __init__(self, pid, interval=0.25):
         self.pid = pid
