@@ -263,8 +263,7 @@ class MrpClient:
                 reason = "its capabilities name no languages"
             elif not isinstance(features, dict) or features.get("executeStream") is not True:
                 reason = "its capabilities do not include executeStream"
-        if reason is not None:
-            log.warning("refusing runtime %s: %s", url.base, reason)
+        if reason is not None:   # logged once, by whoever handles the error
             raise RuntimeRefused("the server at %s is not an MRP runtime the monitor can use: %s"
                                  % (url.base, reason), status_code=status, **where)
         # MRP 0.3.0 (it states a protocolVersion) holds one execution lock per
