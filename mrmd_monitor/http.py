@@ -27,7 +27,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 log = logging.getLogger(__name__)
 
 MAX_URL_CHARS = 2048
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+# Underscores are not valid in DNS names but common in container service names.
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOST_NAME = re.compile(r"(?:%s\.)*%s\.?" % (_LABEL, _LABEL))
 # Digits, dots and hex: forms like 127.1, 0x7f.1 or 2130706433 that the
 # resolver turns into addresses the allowlist would never see as such.
@@ -97,6 +98,8 @@ def parse_url(url: Any) -> HttpURL:
         if end == -1:
             raise URLRefused("the URL has an unclosed IPv6 address")
         host, port_text = authority[1:end], authority[end + 1:]
+        if "%" in host:
+            raise URLRefused("the URL's IPv6 address has a zone")
         try:
             host = str(ipaddress.IPv6Address(host))
         except ValueError:

@@ -718,3 +718,13 @@ def test_a_second_cancel_cuts_a_draining_stream_at_once(client, faults):
     assert time.monotonic() - t0 < 1.0
     assert isinstance(run.error, Cancelled)
     faults.interrupt_requested.set()   # let the scripted runtime's handler end
+
+
+def test_accepted_runtime_urls_are_rebuilt_from_their_parts():
+    from mrmd_monitor.http import parse_url
+    assert parse_url("http://localhost:8000/mrp/v1/").base == "http://localhost:8000/mrp/v1"
+    assert parse_url("HTTPS://Example.COM/x").base == "https://example.com:443/x"
+    assert parse_url("http://[::1]:9/x").base == "http://[::1]:9/x"
+    assert parse_url("http://my_runtime:8000/mrp/v1").host == "my_runtime"
+    assert parse_url("http://127.0.0.1.nip.io/x").host == "127.0.0.1.nip.io"
+    assert parse_url("http://127.0.0.1/a%20b/c").path == "/a%20b/c"
