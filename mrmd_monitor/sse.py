@@ -14,8 +14,8 @@
   after ``accumulated`` included) is skipped without being held or copied;
 * an event may hold at most ``max_event_bytes`` in memory: past that it is
   refused with :class:`EventTooLarge` (skipped bytes are not held, so they
-  do not count); in events other than output, strings over 64 KiB are cut
-  (a ``result`` repeats the whole output in ``stdout``).
+  do not count); in events other than output, ``stdout``/``stderr`` strings
+  are cut to 64 KiB while reading (a ``result`` repeats the whole output).
 
 Malformed data raises :class:`EventError` naming the event. An event left
 incomplete when the stream ends is dropped, as the SSE grammar says.
@@ -44,18 +44,22 @@ _CR, _LF, _BACKSLASH, _CLOSE = 0x0D, 0x0A, 0x5C, 0x7D
 
 
 #: A data line of an event other than stdout/stderr longer than this is
-#: copied with every JSON string over ELIDE_STRING_BYTES cut short (a
-#: ``result`` carries the whole output as ``stdout``, which the monitor does
-#: not keep): only the cut copy is held and counts against the limit.
+#: copied with its ``stdout``/``stderr``/``accumulated`` strings cut to
+#: ELIDE_STRING_BYTES (a ``result`` repeats the whole output as ``stdout``,
+#: which the monitor does not keep): only the copy is held and counts
+#: against the limit; other strings (display data) are kept whole.
 ELIDE_AFTER = 1024 * 1024
 ELIDE_STRING_BYTES = 64 * 1024
 _ELIDED = b" [... cut by mrmd-monitor]"
+#: The strings that may be cut: output the monitor has already streamed.
+CUT_KEYS = frozenset((b"stdout", b"stderr", b"accumulated"))
 
 
 class _Elider:
     """Copies JSON text, piece by piece, keeping at most ``keep`` bytes of each
-    string (cut on an escape boundary). Linear in time: a string's closing
-    quote is found with C-speed ``bytes`` calls on a window that doubles."""
+    string that is the value of a key in ``CUT_KEYS`` (cut on an escape
+    boundary); every other string is kept whole. Linear in time: a string's
+    closing quote is found with C-speed ``bytes`` calls on a window that doubles."""
 
     def __init__(self, keep: int = ELIDE_STRING_BYTES) -> None:
         self.keep = keep
@@ -64,17 +68,24 @@ class _Elider:
         self.length = 0          # bytes of the current string seen so far
         self.escaped = False     # the previous piece ended inside an escape (a lone backslash)
         self.body = 0            # where the current string's body starts in ``out``
+        self.cut = False         # the current string may be cut
         self.trimmed = False     # the current string was cut (and its last escape mended)
+        self.key = False         # the last string was a key in CUT_KEYS, maybe followed by ":"
+        self.colon = False       # ... and the ":" has come
 
     def feed(self, data) -> None:
         i, n = 0, len(data)
         while i < n:
             if not self.in_string:
                 q = data.find(b'"', i)
+                if self.key:
+                    self._between(data[i:q if q != -1 else n])
                 if q == -1:
                     self.out += data[i:]
                     return
                 self.out += data[i:q + 1]
+                self.cut = self.key and self.colon
+                self.key = False
                 self.in_string, self.length, self.escaped = True, 0, False
                 self.body, self.trimmed = len(self.out), False
                 i = q + 1
@@ -85,13 +96,29 @@ class _Elider:
             if close == -1:
                 self.escaped = escaped
                 return
-            if self.length > self.keep:
+            if self.trimmed:
                 self.out += _ELIDED
+            self.key = self.length <= 16 and bytes(self.out[self.body:]) in CUT_KEYS
+            self.colon = False
             self.out += b'"'
             self.in_string = False
             i = close + 1
 
+    def _between(self, gap) -> None:
+        """Bytes between a string that may be a key and the next string."""
+        rest = gap.strip(b" \t")
+        if not rest:
+            return
+        if rest == b":" and not self.colon:
+            self.colon = True
+        else:
+            self.key = False
+
     def _string_piece(self, data, start, end) -> None:
+        if not self.cut:
+            self.out += data[start:end]
+            self.length += end - start
+            return
         room = self.keep - self.length
         self.length += end - start
         if room > 0:
