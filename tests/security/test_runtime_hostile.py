@@ -235,3 +235,19 @@ def test_garbage_streams_leave_the_monitor_serving(sync_server, doc_name, peer_f
         if e["status"] == "error":
             assert e["error"]["type"] == "StreamError"
     still_serves(b, faults)
+
+
+def test_a_result_repeating_ten_megabytes_of_output_completes(sync_server, doc_name, peer_factory,
+                                                              monitor_factory, faults):
+    """mrmd-python and MRP 0.3.0 repeat the whole output in the result's
+    ``stdout``: an event over --max-event-bytes (8 MiB) that must not fail the
+    run, since that string is cut while reading."""
+    monitor_factory(sync_server.url, doc_name)
+    b = peer_factory(sync_server.url, doc_name)
+    code = json.dumps({"fault": "flood", "bytes": 10 << 20, "echo_result": True})
+    b.set_text(cell(code) + "\n")
+    exec_id = start_cell(b, code, faults.url, prefix="echo")
+    e = b.wait_entry(exec_id, FINAL, timeout=120)
+    assert e["status"] == "completed", e
+    assert "stdout" not in (e.get("result") or {})
+    assert block_content(b.text(), exec_id).startswith("flood line 000000000 ")

@@ -154,6 +154,7 @@ class FaultRuntime:
                 """Print ``bytes`` of numbered lines as fast as the socket takes
                 them (forever when 0), in 4 KB events like mrmd-python's."""
                 total = spec.get("bytes", 0)
+                echo = [] if spec.get("echo_result") else None   # the result repeats the output
                 self._sse_start()
                 self._send(_event("start", {"execId": body.get("execId")}))
                 sent, i = 0, 0
@@ -168,9 +169,11 @@ class FaultRuntime:
                             i += 1
                         chunk = "".join(lines)
                         self._send(_event("stdout", {"content": chunk, "accumulated": ""}))
+                        if echo is not None:
+                            echo.append(chunk)
                         sent += size
                     outer.last_line = i - 1
-                    self._send(_event("result", _result("")))
+                    self._send(_event("result", _result("".join(echo or ()))))
                     self._send(_event("done", {}))
                 except OSError:
                     pass  # the monitor closed the stream (cancel)
