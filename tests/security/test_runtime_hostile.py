@@ -251,3 +251,27 @@ def test_a_result_repeating_ten_megabytes_of_output_completes(sync_server, doc_n
     assert e["status"] == "completed", e
     assert "stdout" not in (e.get("result") or {})
     assert block_content(b.text(), exec_id).startswith("flood line 000000000 ")
+
+
+def test_after_a_cancel_the_next_cell_runs_on_a_runtime_that_stays_busy_when_cut(
+        sync_server, doc_name, peer_factory, monitor_factory, faults):
+    """MRP 0.3.0 keeps an execution lock until its stream ends normally, and for
+    good when the stream is cut (issue 11: the next cell got 409 five times).
+    The monitor reads the cancelled stream to its end after the interrupt."""
+    faults.capabilities = dict(faults.capabilities, protocolVersion="0.3.0")
+    faults.health = True
+    monitor_factory(sync_server.url, doc_name)
+    b = peer_factory(sync_server.url, doc_name)
+    loop = json.dumps({"fault": "wedge", "count": 600, "every": 0.1})
+    after = json.dumps({"fault": "ok", "text": "next cell\r\n"})
+    b.set_text(cell(loop) + "\n\n" + cell(after) + "\n")
+    first = start_cell(b, loop, faults.url, prefix="loop")
+    b.wait_text("tick 2\n", timeout=30)
+    assert b.cancel(first)
+    second = start_cell(b, after, faults.url, prefix="next")
+    e = b.wait_entry(second, FINAL, timeout=30)
+    assert e["status"] == "completed", e
+    assert block_content(b.text(), second) == "next cell\n"
+    assert b.entry(first)["status"] == "cancelled"
+    assert faults.wedged_by is None
+    assert faults.refused == 0   # never refused: the lock was released first

@@ -38,6 +38,7 @@ class FaultRuntime:
         self.interrupted = True    # what /interrupt answers
         self.interrupt_requested = threading.Event()
         self.wedged_by = None      # the execution a "wedge" run holds the runtime for
+        self.refused = 0           # POSTs answered 409 because of it
         self.health = False        # serve GET /health (MRP 0.3.0) or answer 404 (0.4.2)
         self.busy_until = 0.0      # monotonic time until which "busy" answers 409
         outer = self
@@ -54,7 +55,8 @@ class FaultRuntime:
                     body = json.dumps(outer.capabilities).encode()
                     return self._plain(200, body, "application/json")
                 if self.path.endswith("/health") and outer.health:
-                    state = "executing" if time.monotonic() < outer.busy_until else "idle"
+                    busy = time.monotonic() < outer.busy_until or outer.wedged_by is not None
+                    state = "executing" if busy else "idle"
                     return self._plain(200, json.dumps({"status": "ok", "state": state}).encode(),
                                        "application/json")
                 self._plain(404, b"not found")
@@ -74,6 +76,10 @@ class FaultRuntime:
                 except ValueError:
                     spec = {}
                 fault = spec.get("fault", "ok")
+                if outer.wedged_by is not None:   # one execution at a time, like MRP 0.3.0
+                    outer.refused += 1
+                    payload = {"error": "execution_in_progress", "execId": outer.wedged_by}
+                    return self._plain(409, json.dumps(payload).encode(), "application/json")
                 n = outer.counts[fault] = outer.counts.get(fault, 0) + 1
                 getattr(self, "fault_" + fault)(spec, n, body)
 
@@ -208,9 +214,6 @@ class FaultRuntime:
                 """Like MRP 0.3.0: one execution at a time, released when its
                 stream ends normally and never when the client cuts it; /interrupt
                 stops the loop."""
-                if outer.wedged_by is not None:
-                    payload = {"error": "execution_in_progress", "execId": outer.wedged_by}
-                    return self._plain(409, json.dumps(payload).encode(), "application/json")
                 outer.wedged_by = body.get("execId")
                 outer.interrupt_requested.clear()
                 self._sse_start()
