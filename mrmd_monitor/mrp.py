@@ -542,8 +542,9 @@ class MrpClient:
                         return
                 chunk = next(chunks, None)
         except Exception as exc:  # noqa: BLE001 - the run is cancelled whatever happened
-            log.debug("draining the cancelled stream of %s ended: %s", where["execution_id"],
-                      sanitize(str(exc), 200))
+            log.warning("the cancelled stream of %s was cut before the runtime ended it (%s); "
+                        "%s may stay busy", where["execution_id"], sanitize(str(exc), 120),
+                        url.base)
 
     # -- input and interrupt -------------------------------------------------
 
