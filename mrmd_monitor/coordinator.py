@@ -173,6 +173,12 @@ class Coordinator:
 
     def on_message(self, msg):
         run = self.runs.get(getattr(msg, "exec_id", None))
+        if isinstance(msg, m.InterruptRefused):  # the run is usually over for us by then
+            if run is None:
+                self._append_notice(msg.exec_id, msg.line)
+            else:
+                self._on_output(run, "\n" + msg.line + "\n")
+            return
         if run is None:
             return  # a run we gave up (cancelled, lost): its late messages are dropped
         try:
@@ -195,6 +201,8 @@ class Coordinator:
             self._schedule_flush(run, self.config.flush_interval)
         elif isinstance(msg, m.RunFinished):
             self._on_finished(run, msg)
+        elif isinstance(msg, m.RuntimeBusy):
+            self._write(run, {"queued": True, "queueReason": msg.reason})
         elif isinstance(msg, m.InputSent):
             if not msg.accepted:
                 log.warning("runtime refused the stdin answer for %s: %s", run.exec_id,
@@ -430,15 +438,19 @@ class Coordinator:
 
     def _job(self, run):
         return RunJob(exec_id=run.exec_id, runtime_url=run.runtime_url, session=run.session,
-                      code=run.code, post=self.post, doc=self.doc_name)
+                      code=run.code, post=self.post, doc=self.doc_name,
+                      max_run_time=self.config.max_run_time)
 
     def _on_started(self, run):
         self.metrics.inc("mrmd_monitor_queued_runs", -1)
         self.metrics.inc("mrmd_monitor_active_runs")
         transition(run, Phase.RUNNING, self.clock())
         log.info("%s running", run.exec_id, extra=self._extra(run))
-        self._write(run, {"status": p.RUNNING, "startedAt": self.now_ms(),
-                          "queued": False, "queuePosition": None})
+        changes = {"status": p.RUNNING, "startedAt": self.now_ms(),
+                   "queued": False, "queuePosition": None}
+        if run.want.get("queueReason"):
+            changes["queueReason"] = None
+        self._write(run, changes)
 
     # -- output ------------------------------------------------------------
 

@@ -105,7 +105,8 @@ class Daemon:
                                        stopping=lambda: self._stopping,
                                        assets_dir=self.config.assets_dir).start()
         client = MrpClient(connect_timeout=self.config.connect_timeout,
-                           idle_timeout=self.config.idle_timeout)
+                           idle_timeout=self.config.idle_timeout,
+                           max_event_bytes=self.config.max_event_bytes)
         self.pool = WorkerPool(client, max_workers=self.config.max_workers,
                                share=self.config.worker_share,
                                display=self._display())

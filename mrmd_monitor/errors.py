@@ -102,3 +102,30 @@ class SyncAuthRefused(SyncError):
 class SyncReadOnly(SyncError):
     """The sync server accepts the connection but drops the monitor's updates
     (an auth hook that marks the connection read-only)."""
+
+
+class RuntimeRefused(MrpError):
+    """The runtime URL may not be called, or what answers there is not an MRP runtime."""
+
+
+class RuntimeBusy(MrpError):
+    """The runtime stayed busy with an execution that is not ours for too long."""
+
+
+class RunTimedOut(MrpError):
+    """A deadline of the run passed (connect + headers, or --max-run-time)."""
+
+
+class EventError(MonitorError):
+    """The SSE splitter refused an event (malformed or over --max-event-bytes).
+
+    ``kind`` is the event's name when it was known.
+    """
+
+    def __init__(self, message, *, kind=None):
+        super().__init__(message)
+        self.kind = kind
+
+
+class EventTooLarge(EventError):
+    """One SSE event held more bytes than --max-event-bytes."""

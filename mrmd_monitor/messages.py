@@ -112,3 +112,19 @@ class Stop:
 class Call:
     """Run ``fn(sync_thread)`` on the sync thread (used by tests and the daemon)."""
     fn: Any = field(compare=False)
+
+
+@dataclass(frozen=True)
+class RuntimeBusy:
+    """The runtime is busy with an execution that is not ours: the run waits
+    for it. ``reason`` is shown in the entry (``queueReason``)."""
+    exec_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class InterruptRefused:
+    """A stopped run's code may still be running on the runtime (it answered
+    ``interrupted: false``, or the call failed). ``line`` goes into the run's block."""
+    exec_id: str
+    line: str

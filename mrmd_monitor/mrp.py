@@ -3,282 +3,92 @@
 Everything here blocks the calling thread; nothing is shared between threads
 except a :class:`CancelToken`, whose ``cancel()`` any thread may call.
 
-Throughput matters here. mrmd-python sends every ``stdout``/``stderr`` chunk
-as ``{"content": ..., "accumulated": <all output so far>}``, so the stream
-grows quadratically with the output (50,000 printed lines: 0.1 to 0.6 GB,
-depending on how the runtime happens to chunk). Two things keep the client
-cheap; client CPU per 100 MB of stream, measured against mrmd-python 0.4.2:
+Everything a runtime sends is untrusted, and so is the runtime URL (any peer
+of a document names it). Hence:
 
-* the body is read as it arrives, up to 64 KiB at a time
-  (:func:`_stream_chunks`), not in requests' 128-byte chunks;
-* output events are split at the byte level (:mod:`.sse`): only ``content``
-  is decoded and the ``accumulated`` bytes are skipped by ``bytes.find``,
-  never copied into strings; other events go to sseclient-py. Measured on
-  the benchmark's 1.2 GB stream (100,000 lines): sseclient-py on 64 KiB
-  chunks with a ``content``-only decode needed 3.2 s against the bare
-  ``http.client`` reader's 0.4-0.5 s; see tests/benchmarks for the current
-  figure.
+* the URL is parsed strictly once (:func:`.http.parse_url`) and connections
+  go to the URL rebuilt from its parts; redirects are never followed;
+* before the first code goes to a base URL, ``GET /capabilities`` must show
+  an MRP runtime that streams (cached for ``capabilities_ttl`` on success):
+  a local web service that is not a runtime never receives a POST;
+* every wait has a bound: connect + response headers together within
+  ``connect_timeout`` (a runtime trickling header bytes cannot hold a
+  worker), each silence on the stream within ``idle_timeout``, the whole run
+  within ``max_run_time`` from the first POST, waiting for a busy runtime
+  within ``busy_wait``; one event within ``max_event_bytes`` (:mod:`.sse`);
+* error texts quote at most a short sanitised excerpt of what came back.
+
+Throughput: the body is read as it arrives, up to 64 KiB at a time, and
+split by :mod:`.sse` in one pass, decoding only ``content`` of output events.
 """
 
 from __future__ import annotations
 
+import email.utils
+import datetime
 import json
 import logging
 import socket
 import threading
 import time
 import weakref
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from contextlib import contextmanager
+from typing import Callable, Optional
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import HTTPError, ReadTimeoutError
 
-from .sse import iter_events
-from .errors import Cancelled, MrpError, RuntimeHTTPError, RuntimeUnavailable, StreamError
+from .errors import (Cancelled, EventError, EventTooLarge, MrpError, RunTimedOut, RuntimeBusy,
+                     RuntimeHTTPError, RuntimeRefused, RuntimeUnavailable, StreamError)
+from .http import (DEADLINES, CancelToken, HttpURL, URLRefused, iter_body, new_session, opening,
+                   parse_url, read_limited, response_socket, sanitize)
+from .sse import DEFAULT_MAX_EVENT_BYTES, OUTPUT_KINDS, MrpEvent, SSESplitter
+
+__all__ = ["CancelToken", "MrpClient", "MrpEvent", "OUTPUT_KINDS", "FINAL_KINDS"]
 
 log = logging.getLogger(__name__)
 
-#: Bytes per read handed to the SSE parser.
+#: Bytes per read handed to the SSE splitter.
 STREAM_CHUNK_SIZE = 65536
 #: Longest excerpt of an unexpected response body quoted in an error message.
-BODY_EXCERPT_CHARS = 200
+BODY_EXCERPT_CHARS = 120
+#: Most bytes of a short call's answer that are read at all.
+MAX_SHORT_BODY = 64 * 1024
 #: How long a refused ``/input`` is retried (see :meth:`MrpClient.send_input`).
 INPUT_RETRY_SECONDS = 1.5
+#: How long a successful ``/capabilities`` check is trusted.
+CAPABILITIES_TTL = 60.0
+#: Longest wait for a runtime busy with another execution when no
+#: --max-run-time bounds the run.
+BUSY_WAIT_SECONDS = 600.0
+#: How often ``/health`` is asked while waiting for a busy runtime.
+HEALTH_POLL_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 5.0
+#: How long a cancelled stream is still read (and discarded) on a runtime that
+#: stays busy for good when its stream is cut (MRP 0.3.0), so that it can end
+#: the execution and take the next one. The runtime is asked to interrupt
+#: meanwhile; a second cancel (shutdown) cuts at once.
+CANCEL_DRAIN_SECONDS = 30.0
+#: Most seq gaps logged per stream.
+MAX_SEQ_GAP_LOGS = 5
 
-OUTPUT_KINDS = frozenset(("stdout", "stderr"))
 FINAL_KINDS = frozenset(("result", "error"))
+BUSY_STATUSES = (409, 503)
 
-_OUTPUT_PREFIX = '{"content": '
-_DECODER = json.JSONDecoder()
-
-
-@dataclass(frozen=True)
-class MrpEvent:
-    """One server-sent event from ``/execute/stream``.
-
-    ``kind`` is the SSE event name (``start``, ``stdout``, ``stderr``,
-    ``stdin_request``, ``display``, ``asset``, ``result``, ``error``, ``done``,
-    ``ping``; unknown names are passed through). ``data`` is the parsed JSON
-    object; for ``stdout``/``stderr`` it never holds ``accumulated``.
-    """
-
-    kind: str
-    data: dict
+# Why a token expired (CancelToken.expire).
+EXPIRED_HEADERS = "headers"
+EXPIRED_CALL = "call"
+EXPIRED_RUN = "max-run-time"
 
 
-class CancelToken:
-    """Cancels one stream from any thread.
+class _Busy(Exception):
+    """The runtime did not start our run: it is busy with another one."""
 
-    The reading thread registers the socket of its live response; ``cancel()``
-    sets a flag and shuts that socket down (``SHUT_RDWR``) so that the reader,
-    blocked in ``recv``, wakes at once. ``cancel()`` never blocks: it does not
-    close the response (``response.close()`` can hang on the reader's lock);
-    the reader closes it on its own thread. If no socket could be found, the
-    flag alone still stops the reader at the next event.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cancelled = False
-        self._event = threading.Event()
-        self._sock: Any = None
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to ``seconds`` unless cancelled first; True if cancelled."""
-        return self._event.wait(seconds)
-
-    def cancel(self) -> None:
-        with self._lock:
-            self._cancelled = True
-            self._event.set()
-            sock, self._sock = self._sock, None
-            # Under the lock, so the reader cannot hand its connection back
-            # for reuse between our read of _sock and the shutdown.
-            if sock is not None:
-                _shutdown_socket(sock)
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
-
-    def _attach(self, sock: Any) -> None:
-        """Register the reader's socket; shut it down at once if already cancelled."""
-        if sock is None:
-            return
-        with self._lock:
-            if self._cancelled:
-                _shutdown_socket(sock)
-            else:
-                self._sock = sock
-
-    def _detach(self) -> None:
-        with self._lock:
-            self._sock = None
-
-
-def _shutdown_socket(sock: Any) -> None:
-    try:
-        if isinstance(sock, socket.socket):
-            # socket.socket.shutdown, not SSLSocket.shutdown: the latter drops
-            # the SSL object under the reader's feet.
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        else:
-            sock.shutdown(socket.SHUT_RDWR)
-    except (OSError, ValueError) as exc:  # already closed or never connected
-        log.debug("socket shutdown on cancel: %s", exc)
-
-
-# The token of the stream this thread is opening, so that the socket can be
-# cancelled from the moment it connects, before any response header arrives.
-_opening = threading.local()
-
-
-def _register_new_socket(sock: Any) -> None:
-    token = getattr(_opening, "token", None)
-    if token is not None:
-        token._attach(sock)
-
-
-class _CancellableHTTPConnection(HTTPConnection):
-    def _new_conn(self):  # the TCP socket, right after connect (before TLS)
-        sock = super()._new_conn()
-        _register_new_socket(sock)
-        return sock
-
-
-class _CancellableHTTPSConnection(HTTPSConnection):
-    def _new_conn(self):
-        sock = super()._new_conn()
-        _register_new_socket(sock)
-        return sock
-
-
-class _NoReuse:
-    """A stream's connection is never used twice. We ask "Connection: close",
-    but an error answer that does not say so itself is read to its end and
-    handed back to the pool, where the next attempt (a 409 retry) would find
-    a socket the runtime has just closed."""
-
-    def _put_conn(self, conn):
-        if conn is not None:
-            conn.close()   # the pool reconnects it on its next use
-        super()._put_conn(conn)
-
-
-class _CancellableHTTPPool(_NoReuse, HTTPConnectionPool):
-    ConnectionCls = _CancellableHTTPConnection
-
-
-class _CancellableHTTPSPool(_NoReuse, HTTPSConnectionPool):
-    ConnectionCls = _CancellableHTTPSConnection
-
-
-class _StreamAdapter(HTTPAdapter):
-    """Opens connections whose socket is handed to the current CancelToken.
-
-    Without it a cancel could only act once the response headers are in, so
-    a runtime that accepts and then stalls would hold a cancel (and the
-    daemon's shutdown) for up to ``idle_timeout``. Proxied requests use the
-    stock classes and are cancellable from the headers on.
-    """
-
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _CancellableHTTPPool, "https": _CancellableHTTPSPool}
-
-
-def response_socket(response: requests.Response) -> Any:
-    """The socket under a streaming ``requests`` response, or None.
-
-    urllib3 2.x: ``response.raw.connection.sock``; older layouts expose it as
-    ``response.raw._connection.sock`` or through http.client's buffered file
-    ``response.raw._fp.fp.raw._sock``.
-    """
-    raw = getattr(response, "raw", None)
-    for conn_attr in ("connection", "_connection"):
-        sock = getattr(getattr(raw, conn_attr, None), "sock", None)
-        if sock is not None and hasattr(sock, "shutdown"):
-            return sock
-    try:
-        sock = raw._fp.fp.raw._sock
-    except AttributeError:
-        return None
-    return sock if hasattr(sock, "shutdown") else None
-
-
-def decode_output_data(text: str) -> dict:
-    """Parse a ``stdout``/``stderr`` event's data, without ``accumulated``.
-
-    Fast path for the runtime's shape ``{"content": "...", "accumulated": "..."}``:
-    only the ``content`` string is decoded (json's C scanner, from the value's
-    first quote) and the rest of the text is not parsed, so other keys there
-    are dropped. Anything else goes through ``json.loads``. Raises ValueError.
-    """
-    if text.startswith(_OUTPUT_PREFIX):
-        try:
-            content, end = _DECODER.raw_decode(text, len(_OUTPUT_PREFIX))
-        except ValueError:
-            content, end = None, 0
-        if isinstance(content, str) and text.endswith("}") and text[end:end + 1] in (",", "}"):
-            return {"content": content}
-    data = _loads_object(text)
-    data.pop("accumulated", None)
-    return data
-
-
-def _stream_chunks(response: requests.Response, size: int) -> Iterator[bytes]:
-    """The body as it arrives, in pieces of at most ``size`` bytes.
-
-    ``response.raw.read1`` returns whatever has arrived (one HTTP chunk, or
-    one ``recv`` on a close-delimited body). ``response.iter_content(size)``
-    is as fast on chunked bodies, but on a body without chunked encoding it
-    waits until ``size`` bytes have arrived, holding events back; it is only
-    the fallback for urllib3 versions without ``read1`` (before 2.3).
-    """
-    read1 = getattr(response.raw, "read1", None)
-    if read1 is None:
-        yield from response.iter_content(size)
-        return
-    # We ask for identity; decode only if the server compressed anyway
-    # (decoding goes through urllib3's buffer: an extra copy per read).
-    encoding = response.headers.get("Content-Encoding", "").strip().lower()
-    decode = encoding not in ("", "identity")
-    while True:
-        data = read1(size, decode_content=decode)
-        if not data:
-            return
-        yield data
-
-
-def _loads_object(text: str) -> dict:
-    if not text.strip():
-        return {}
-    data = json.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _excerpt(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _body_excerpt(response: requests.Response) -> str:
-    """At most a few KB of a streaming response's body, flattened, for messages."""
-    try:
-        raw = next(_stream_chunks(response, 4096), b"")
-    except Exception as exc:  # noqa: BLE001 - the excerpt is only decoration
-        log.debug("could not read the response body: %s", exc)
-        return ""
-    if isinstance(raw, str):
-        raw = raw.encode("utf-8", "replace")
-    return _excerpt(raw.decode("utf-8", "replace"))
+    def __init__(self, status, retry_after, current):
+        super().__init__(status)
+        self.status = status
+        self.retry_after = retry_after
+        self.current = current
 
 
 def _is_timeout(exc: BaseException) -> bool:
@@ -296,53 +106,50 @@ def _is_timeout(exc: BaseException) -> bool:
     return False
 
 
-def _base_url(runtime_url: str) -> str:
-    return runtime_url.rstrip("/")
-
-
-# Answers that mean "not now" rather than "no": the run was not started.
-RETRY_STATUSES = (409, 503)
-BUSY_RETRIES = 5
-MAX_RETRY_AFTER = 30.0
+def _parse(runtime_url, exec_id=None) -> HttpURL:
+    try:
+        return parse_url(runtime_url)
+    except URLRefused as exc:
+        raise RuntimeRefused("runtimeUrl refused: %s" % exc, runtime_url=runtime_url,
+                             execution_id=exec_id) from None
 
 
 class MrpClient:
     """Blocking client for one or many MRP runtimes, safe to use from many threads.
 
-    Each thread gets its own ``requests.Session`` objects (sessions are not
-    thread safe): one for streams, whose connections are never reused, and
-    one for short calls. Timeouts: ``connect_timeout`` for every connect;
-    ``idle_timeout`` is the longest silence tolerated on an event stream (the
-    runtime pings every 60 s); ``request_timeout`` bounds short calls' reads.
+    Each thread gets its own ``requests.Session`` (sessions are not thread
+    safe); no connection is used twice, so each socket reaches its token.
+    ``request_timeout`` bounds a short call's reads; with ``connect_timeout``
+    it bounds the whole call.
     """
 
     def __init__(self, connect_timeout: float = 10.0, idle_timeout: float = 300.0,
-                 request_timeout: float = 30.0) -> None:
+                 request_timeout: float = 30.0, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+                 capabilities_ttl: float = CAPABILITIES_TTL,
+                 busy_wait: float = BUSY_WAIT_SECONDS) -> None:
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.request_timeout = request_timeout
+        self.max_event_bytes = max_event_bytes
+        self.capabilities_ttl = capabilities_ttl
+        self.busy_wait = busy_wait
         self._local = threading.local()
-        self._sessions_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._sessions: "weakref.WeakSet[requests.Session]" = weakref.WeakSet()
+        self._verified: dict = {}   # base URL -> monotonic time the check stops being trusted
 
-    def _session(self, stream: bool = False) -> requests.Session:
-        local = self._local
-        name = "stream_session" if stream else "session"
-        session = getattr(local, name, None)
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
-            if stream:
-                adapter = _StreamAdapter()
-                session.mount("http://", adapter)
-                session.mount("https://", adapter)
-            setattr(local, name, session)
-            with self._sessions_lock:
+            session = new_session()
+            self._local.session = session
+            with self._lock:
                 self._sessions.add(session)
         return session
 
     def close(self) -> None:
         """Close every thread's session. The client stays usable: a later call opens a new one."""
-        with self._sessions_lock:
+        with self._lock:
             sessions = list(self._sessions)
             self._sessions = weakref.WeakSet()
             self._local = threading.local()
@@ -352,193 +159,399 @@ class MrpClient:
             except Exception as exc:  # noqa: BLE001 - closing is best effort
                 log.debug("closing a session failed: %s", exc)
 
-    # -- execute -------------------------------------------------------------
+    # -- errors ----------------------------------------------------------------
 
-    def execute_stream(self, runtime_url: str, *, code: str, session: str, exec_id: str,
-                       on_event: Callable[[MrpEvent], None], cancel: CancelToken) -> None:
-        """Run ``code``; see _execute_once. A runtime that answers 409 (busy)
-        or 503 is asked again, after its ``Retry-After`` when it gives one
-        (capped), else with a growing delay, at most BUSY_RETRIES times: it
-        has not started the run, so asking again cannot run it twice."""
-        for attempt in range(BUSY_RETRIES + 1):
-            try:
-                return self._execute_once(runtime_url, code=code, session=session,
-                                          exec_id=exec_id, on_event=on_event, cancel=cancel)
-            except RuntimeHTTPError as exc:
-                if exc.status_code not in RETRY_STATUSES or attempt == BUSY_RETRIES:
-                    raise
-                delay = exc.retry_after if exc.retry_after is not None else 0.5 * 2 ** attempt
-                delay = min(max(0.0, delay), MAX_RETRY_AFTER)
-                log.info("runtime at %s answered %d for %s; asking again in %.1fs (%d/%d)",
-                         runtime_url, exc.status_code, exec_id, delay, attempt + 1, BUSY_RETRIES)
-                if cancel.wait(delay):
-                    raise Cancelled(f"execution {exec_id} was cancelled", runtime_url=runtime_url,
-                                    execution_id=exec_id) from exc
+    def _stopped(self, token: CancelToken, url: HttpURL, where: dict, what: str = "") -> MrpError:
+        """The error for a token that was cancelled or expired."""
+        exec_id = where.get("execution_id")
+        if token.cancelled or not token.expired:
+            return Cancelled("execution %s was cancelled" % exec_id, **where)
+        reason = token.expired
+        if reason == EXPIRED_RUN:
+            return RunTimedOut("the run took longer than --max-run-time and was stopped", **where)
+        if reason == EXPIRED_HEADERS:
+            return StreamError("runtime at %s sent no response headers within %g s "
+                               "(--connect-timeout)" % (url.base, self.connect_timeout), **where)
+        return RuntimeUnavailable("runtime at %s did not answer %s within %g s" % (
+            url.base, what or "in time", self.connect_timeout + self.request_timeout), **where)
 
-    def _execute_once(self, runtime_url: str, *, code: str, session: str, exec_id: str,
-                      on_event: Callable[[MrpEvent], None], cancel: CancelToken) -> None:
-        """Run ``code`` and call ``on_event`` for every event, in order, on this thread.
+    @contextmanager
+    def _deadline(self, token: CancelToken, seconds: float, reason: str):
+        handle = DEADLINES.call_at(time.monotonic() + seconds, lambda: token.expire(reason))
+        try:
+            yield
+        finally:
+            DEADLINES.cancel(handle)
 
-        POSTs ``{code, session, storeHistory: True, execId}`` to
-        ``{runtime_url}/execute/stream``. Returns after ``done``, or when the
-        stream ends after a ``result``/``error``. No event is delivered once
-        ``cancel`` is set. Exceptions raised by ``on_event`` propagate as is.
+    # -- short calls -------------------------------------------------------------
 
-        Raises:
-            Cancelled: ``cancel`` was requested (whatever error that caused).
-            RuntimeUnavailable: refused, unreachable, connect timeout, bad URL.
-            RuntimeHTTPError: a non-2xx status (message quotes the body).
-            StreamError: not ``text/event-stream``; malformed JSON in an
-                event; no bytes for ``idle_timeout`` seconds; the stream ended
-                (or sent ``done``) without a ``result`` or ``error``.
+    def _short(self, method: str, url: HttpURL, path: str, body: Optional[dict], *,
+               token: Optional[CancelToken] = None, where: dict):
+        """One small request, bounded as a whole; returns (status, headers, body bytes).
+
+        Never logs what it sends. Raises RuntimeUnavailable, Cancelled.
         """
-        url = _base_url(runtime_url) + "/execute/stream"
-        where = {"runtime_url": runtime_url, "execution_id": exec_id}
-        if cancel.cancelled:
-            raise Cancelled(f"execution {exec_id} was cancelled before it started", **where)
-        body = {"code": code, "session": session, "storeHistory": True, "execId": exec_id}
-        log.debug("POST %s exec_id=%s session=%s (%d chars of code)", url, exec_id, session, len(code))
-        http = self._session(stream=True)
+        token = token or CancelToken()
+        if token.stopped:
+            raise self._stopped(token, url, where, path)
         response = None
         try:
-            _opening.token = cancel
-            try:
-                # "Connection: close": a stream's connection is never pooled, so
-                # every stream connects anew and its socket reaches the token.
-                response = http.post(
-                    url, json=body, stream=True,
-                    timeout=(self.connect_timeout, self.idle_timeout),
-                    headers={"Accept": "text/event-stream", "Accept-Encoding": "identity",
-                             "Connection": "close"})
-            except requests.RequestException as exc:
-                if cancel.cancelled:
-                    raise Cancelled(f"execution {exec_id} was cancelled", **where) from exc
-                if isinstance(exc, requests.ReadTimeout):
-                    raise StreamError(f"runtime at {runtime_url} sent no response headers "
-                                      f"within {self.idle_timeout:g} s", **where) from exc
-                raise RuntimeUnavailable(f"cannot reach the runtime at {runtime_url}: "
-                                         f"{_transport_reason(exc)}", **where) from exc
-            finally:
-                _opening.token = None
-            sock = response_socket(response)
-            if sock is None:
-                log.debug("no socket found under the response; cancel will act between events")
-            cancel._attach(sock)
-            self._check_stream_response(response, runtime_url, exec_id, cancel)
-            self._read_events(response, runtime_url, exec_id, on_event, cancel)
+            with self._deadline(token, self.connect_timeout + self.request_timeout, EXPIRED_CALL):
+                try:
+                    with opening(token):
+                        response = self._session().request(
+                            method, url.join(path), json=body, stream=True, allow_redirects=False,
+                            timeout=(self.connect_timeout, self.request_timeout),
+                            headers={"Accept-Encoding": "identity", "Connection": "close"})
+                    raw = read_limited(response, MAX_SHORT_BODY)
+                except (requests.RequestException, OSError, HTTPError) as exc:
+                    if token.stopped:
+                        raise self._stopped(token, url, where, path) from exc
+                    raise RuntimeUnavailable("cannot reach the runtime at %s: %s" % (
+                        url.base, _transport_reason(exc)), **where) from exc
+            if token.stopped:
+                raise self._stopped(token, url, where, path)
+            return response.status_code, response.headers, raw
         finally:
-            # Detach first: once the socket is released nobody may shut it down.
-            cancel._detach()
+            token.detach()
             if response is not None:
                 response.close()
 
-    def _check_stream_response(self, response, runtime_url, exec_id, cancel) -> None:
-        where = {"runtime_url": runtime_url, "execution_id": exec_id,
-                 "status_code": response.status_code}
-        if not 200 <= response.status_code < 300:
-            excerpt = _body_excerpt(response)
-            if cancel.cancelled:
-                raise Cancelled(f"execution {exec_id} was cancelled", **where)
-            error = RuntimeHTTPError(
-                f"runtime at {runtime_url} answered HTTP {response.status_code} "
-                f"{response.reason or ''}".rstrip() + (f": {excerpt}" if excerpt else ""), **where)
-            error.retry_after = _retry_after(response.headers.get("Retry-After"))
-            raise error
+    def _short_json(self, method, url, path, body, *, where, token=None, quote=True) -> dict:
+        status, _headers, raw = self._short(method, url, path, body, token=token, where=where)
+        where = dict(where, status_code=status)
+        quoted = ": " + _excerpt(raw) if quote and _excerpt(raw) else ""
+        if 300 <= status < 400:
+            raise RuntimeHTTPError("runtime at %s answered %s with a redirect (HTTP %d), which "
+                                   "is never followed" % (url.base, path, status), **where)
+        if not 200 <= status < 300:
+            raise RuntimeHTTPError("runtime at %s answered HTTP %d to %s%s" % (
+                url.base, status, path, quoted), **where)
+        data = _json_object(raw)
+        if data is None:
+            raise RuntimeHTTPError("runtime at %s answered %s with something that is not a "
+                                   "JSON object%s" % (url.base, path, quoted), **where)
+        return data
+
+    def check_runtime(self, runtime_url: str, *, exec_id: Optional[str] = None,
+                      token: Optional[CancelToken] = None) -> None:
+        """Make sure an MRP runtime that streams answers at ``runtime_url``.
+
+        ``GET /capabilities`` must be a JSON object with ``languages`` and a
+        true ``features.executeStream``. Raises RuntimeRefused (nothing of
+        the foreign answer is quoted), RuntimeUnavailable or Cancelled.
+        """
+        url = _parse(runtime_url, exec_id)
+        now = time.monotonic()
+        with self._lock:
+            if self._verified.get(url.base, (0.0, False))[0] > now:
+                return
+        where = {"runtime_url": runtime_url, "execution_id": exec_id}
+        status, _headers, raw = self._short("GET", url, "/capabilities", None, token=token,
+                                            where=where)
+        reason = None
+        if 300 <= status < 400:
+            reason = "it answered with a redirect (HTTP %d), which is never followed" % status
+        elif status != 200:
+            reason = "GET /capabilities answered HTTP %d" % status
+        else:
+            data = _json_object(raw)
+            features = data.get("features") if data is not None else None
+            if data is None:
+                reason = "GET /capabilities did not answer a JSON object"
+            elif not isinstance(data.get("languages"), list):
+                reason = "its capabilities name no languages"
+            elif not isinstance(features, dict) or features.get("executeStream") is not True:
+                reason = "its capabilities do not include executeStream"
+        if reason is not None:   # logged once, by whoever handles the error
+            raise RuntimeRefused("the server at %s is not an MRP runtime the monitor can use: %s"
+                                 % (url.base, reason), status_code=status, **where)
+        # MRP 0.3.0 (it states a protocolVersion) holds one execution lock per
+        # stream and never releases it when the stream is cut.
+        drain = data.get("protocolVersion") is not None
+        with self._lock:
+            self._verified[url.base] = (time.monotonic() + self.capabilities_ttl, drain)
+            if len(self._verified) > 1024:   # many URLs over time: forget the expired ones
+                self._verified = {k: v for k, v in self._verified.items() if v[0] > now}
+
+    def _drains(self, url: HttpURL) -> bool:
+        with self._lock:
+            return self._verified.get(url.base, (0.0, False))[1]
+
+    # -- execute -------------------------------------------------------------
+
+    def execute_stream(self, runtime_url: str, *, code: str, session: str, exec_id: str,
+                       on_event: Callable[[MrpEvent], None], cancel: CancelToken,
+                       max_run_time: float = 0.0,
+                       on_busy: Optional[Callable[[str], None]] = None) -> None:
+        """Run ``code`` and call ``on_event`` for every event, in order, on this thread.
+
+        Checks the runtime (:meth:`check_runtime`), then POSTs ``{code,
+        session, storeHistory: True, execId}`` to ``/execute/stream``.
+        Returns after ``done``, or when the stream ends after a
+        ``result``/``error``. No event is delivered once ``cancel`` is set.
+        Exceptions raised by ``on_event`` propagate as is.
+
+        A runtime busy with another execution (409, 503) has not started the
+        run, so it is asked again once it is free (``/health`` says idle, or
+        after a backoff where it has none); ``on_busy(reason)`` is called
+        once when the waiting begins. ``max_run_time`` (0: none) counts from
+        here and covers the wait.
+
+        Raises:
+            Cancelled: ``cancel`` was requested (whatever error that caused).
+            RunTimedOut: ``max_run_time`` passed.
+            RuntimeRefused: the URL is refused or not an MRP runtime.
+            RuntimeUnavailable: refused, unreachable, connect timeout.
+            RuntimeBusy: busy with another execution for longer than ``busy_wait``.
+            RuntimeHTTPError: a non-2xx status (a short excerpt of the body).
+            StreamError: no headers within ``connect_timeout``; not
+                ``text/event-stream``; a malformed or oversized event; no
+                bytes for ``idle_timeout``; the stream ended (or sent
+                ``done``) without a ``result`` or ``error``.
+        """
+        url = _parse(runtime_url, exec_id)
+        where = {"runtime_url": runtime_url, "execution_id": exec_id}
+        if cancel.stopped:
+            raise self._stopped(cancel, url, where)
+        handle = None
+        if max_run_time and max_run_time > 0:
+            handle = DEADLINES.call_at(time.monotonic() + max_run_time,
+                                       lambda: cancel.expire(EXPIRED_RUN))
+        try:
+            self.check_runtime(runtime_url, exec_id=exec_id, token=cancel)
+            waiting_since = None
+            attempt = 0
+            while True:
+                try:
+                    return self._execute_once(url, code=code, session=session, exec_id=exec_id,
+                                              on_event=on_event, cancel=cancel, where=where)
+                except _Busy as busy:
+                    if busy.current and busy.current == exec_id:
+                        raise RuntimeHTTPError("runtime at %s says this execution is already "
+                                               "running there" % url.base,
+                                               status_code=busy.status, **where) from None
+                    if waiting_since is None:
+                        waiting_since = time.monotonic()
+                        log.info("runtime at %s is busy with another execution (HTTP %d): %s "
+                                 "waits for it", url.base, busy.status, exec_id)
+                        if on_busy is not None:
+                            on_busy("waiting for the runtime: it is busy with another execution")
+                    self._wait_until_free(url, busy, cancel, where, attempt,
+                                          waiting_since + self.busy_wait)
+                    attempt += 1
+        finally:
+            if handle is not None:
+                DEADLINES.cancel(handle)
+
+    def _wait_until_free(self, url, busy, token, where, attempt, deadline) -> None:
+        """Return when the runtime may take our run; raise RuntimeBusy past ``deadline``."""
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise RuntimeBusy("the runtime at %s stayed busy with another execution for "
+                                  "%.0f s; this cell was not run" % (url.base, self.busy_wait),
+                                  status_code=busy.status, **where)
+            state = self._health_state(url, token, where)
+            if state is None:   # no /health: back off
+                delay = busy.retry_after if busy.retry_after is not None else 0.5 * 2 ** attempt
+                delay = min(max(0.0, delay), MAX_BACKOFF_SECONDS, deadline - now)
+            elif state == "idle":
+                return
+            else:
+                delay = min(HEALTH_POLL_SECONDS, deadline - now)
+            if token.wait(delay):
+                raise self._stopped(token, url, where)
+            if state is None:
+                return
+
+    def _health_state(self, url, token, where) -> Optional[str]:
+        """``/health``'s state (``idle``, ``executing``, ...), or None without one."""
+        try:
+            status, _headers, raw = self._short("GET", url, "/health", None, token=token,
+                                                where=where)
+        except RuntimeUnavailable:
+            if token.stopped:
+                raise
+            return None
+        data = _json_object(raw) if status == 200 else None
+        state = data.get("state") if data is not None else None
+        return state if isinstance(state, str) else None
+
+    def _execute_once(self, url: HttpURL, *, code, session, exec_id, on_event, cancel,
+                      where) -> None:
+        if cancel.stopped:
+            raise self._stopped(cancel, url, where)
+        body = {"code": code, "session": session, "storeHistory": True, "execId": exec_id}
+        log.debug("POST %s/execute/stream exec_id=%s (%d chars of code)", url.base, exec_id,
+                  len(code))
+        response = None
+        cancel.drain_on_cancel(CANCEL_DRAIN_SECONDS if self._drains(url) else 0.0)
+        try:
+            handle = DEADLINES.call_at(time.monotonic() + self.connect_timeout,
+                                       lambda: cancel.expire(EXPIRED_HEADERS))
+            try:
+                with opening(cancel):
+                    # "Connection: close": a stream's connection is never pooled.
+                    response = self._session().post(
+                        url.join("/execute/stream"), json=body, stream=True,
+                        allow_redirects=False, timeout=(self.connect_timeout, self.idle_timeout),
+                        headers={"Accept": "text/event-stream", "Accept-Encoding": "identity",
+                                 "Connection": "close"})
+            except requests.RequestException as exc:
+                if cancel.stopped:
+                    raise self._stopped(cancel, url, where) from exc
+                raise RuntimeUnavailable("cannot reach the runtime at %s: %s" % (
+                    url.base, _transport_reason(exc)), **where) from exc
+            finally:
+                DEADLINES.cancel(handle)
+            if cancel.stopped:
+                raise self._stopped(cancel, url, where)
+            sock = response_socket(response)
+            if sock is None:
+                log.debug("no socket found under the response; cancel will act between events")
+            cancel.attach(sock)
+            self._check_stream_response(response, url, cancel, where)
+            self._read_events(response, url, on_event, cancel, where)
+        finally:
+            # Detach first: once the socket is released nobody may shut it down.
+            cancel.detach()
+            cancel.drain_on_cancel(0.0)   # only a stream is drained, never a short call
+            if response is not None:
+                response.close()
+
+    def _check_stream_response(self, response, url, cancel, where) -> None:
+        status = response.status_code
+        where = dict(where, status_code=status)
+        if not 200 <= status < 300:
+            try:
+                raw = read_limited(response, 4096)
+            except Exception as exc:  # noqa: BLE001 - the body is only decoration
+                log.debug("could not read the response body: %s", exc)
+                raw = b""
+            if cancel.stopped:
+                raise self._stopped(cancel, url, where)
+            if status in BUSY_STATUSES:
+                data = _json_object(raw) or {}
+                current = data.get("currentExecId") or data.get("execId")
+                raise _Busy(status, _retry_after(response.headers.get("Retry-After")),
+                            current if isinstance(current, str) else None)
+            if 300 <= status < 400:
+                raise RuntimeHTTPError("runtime at %s answered with a redirect (HTTP %d), which "
+                                       "is never followed" % (url.base, status), **where)
+            excerpt = _excerpt(raw)
+            reason = sanitize(response.reason or "", 40)
+            raise RuntimeHTTPError(("runtime at %s answered HTTP %d %s" % (url.base, status, reason))
+                                   .rstrip() + (": " + excerpt if excerpt else ""), **where)
         ctype = response.headers.get("Content-Type", "")
         if ctype.split(";", 1)[0].strip().lower() != "text/event-stream":
-            excerpt = _body_excerpt(response)
-            if cancel.cancelled:
-                raise Cancelled(f"execution {exec_id} was cancelled", **where)
-            raise StreamError(
-                f"runtime at {runtime_url} answered {ctype or 'no content type'} instead of "
-                f"an event stream" + (f": {excerpt}" if excerpt else ""), **where)
+            try:
+                excerpt = _excerpt(read_limited(response, 4096))
+            except Exception as exc:  # noqa: BLE001 - the body is only decoration
+                log.debug("could not read the response body: %s", exc)
+                excerpt = ""
+            if cancel.stopped:
+                raise self._stopped(cancel, url, where)
+            raise StreamError("runtime at %s answered %s instead of an event stream%s" % (
+                url.base, sanitize(ctype, 60) or "no content type",
+                ": " + excerpt if excerpt else ""), **where)
 
-    def _read_events(self, response, runtime_url, exec_id, on_event, cancel) -> None:
-        where = {"runtime_url": runtime_url, "execution_id": exec_id}
-        events = iter_events(_stream_chunks(response, STREAM_CHUNK_SIZE))
+    def _read_events(self, response, url, on_event, cancel, where) -> None:
+        exec_id = where["execution_id"]
+        splitter = SSESplitter(self.max_event_bytes)
+        chunks = iter_body(response, STREAM_CHUNK_SIZE)
         saw_final = False
         count = 0
+        last_seq = None
+        gaps = 0
+        debug = log.isEnabledFor(logging.DEBUG)
         while True:
             try:
-                sse = next(events, None)
+                chunk = next(chunks, None)
             except Exception as exc:  # noqa: BLE001 - every read failure becomes a typed error
-                if cancel.cancelled:
-                    raise Cancelled(f"execution {exec_id} was cancelled", **where) from exc
+                if cancel.stopped:
+                    raise self._stopped(cancel, url, where) from exc
                 if _is_timeout(exc):
-                    raise StreamError(f"runtime at {runtime_url} sent nothing for "
-                                      f"{self.idle_timeout:g} s", **where) from exc
-                raise StreamError(f"lost the connection to the runtime at {runtime_url} in the "
-                                  f"middle of the run (did the runtime stop?): "
-                                  f"{_transport_reason(exc)}", **where) from exc
-            if cancel.cancelled:
-                raise Cancelled(f"execution {exec_id} was cancelled", **where)
-            if sse is None:
+                    raise StreamError("runtime at %s sent nothing for %g s" % (
+                        url.base, self.idle_timeout), **where) from exc
+                raise StreamError("lost the connection to the runtime at %s in the middle of "
+                                  "the run (did the runtime stop?): %s" % (
+                                      url.base, _transport_reason(exc)), **where) from exc
+            if cancel.stopped:
+                if cancel.draining and chunk is not None:
+                    self._drain(chunks, splitter, chunk, url, where)
+                raise self._stopped(cancel, url, where)
+            if chunk is None:
                 if saw_final:
                     log.debug("stream for %s ended after its result without done", exec_id)
                     return
-                raise StreamError(f"the event stream from {runtime_url} ended before "
-                                  f"a result or error ({count} events received)", **where)
-            kind = sse.event
-            try:
-                if sse.parsed is not None:
-                    data = sse.parsed
-                elif kind in OUTPUT_KINDS:
-                    data = decode_output_data(sse.data)
-                else:
-                    data = _loads_object(sse.data)
-            except ValueError as exc:
-                raise StreamError(f"runtime at {runtime_url} sent a {kind!r} event that is not "
-                                  f"a JSON object ({exc}): {_excerpt(sse.data, 80)}", **where) from exc
-            count += 1
-            if log.isEnabledFor(logging.DEBUG):
-                # Sizes and keys only: output may echo a stdin answer (a password).
-                log.debug("event %s for %s: %d chars of data, keys %s", kind, exec_id,
-                          len(sse.data), ",".join(sorted(data)))
-            on_event(MrpEvent(kind, data))
-            if kind in FINAL_KINDS:
-                saw_final = True
-            elif kind == "done":
-                if not saw_final:
-                    raise StreamError(f"runtime at {runtime_url} finished execution {exec_id} "
-                                      f"without a result or error", **where)
-                return
+                raise StreamError("the event stream from %s ended before a result or error "
+                                  "(%d events received)" % (url.base, count), **where)
+            events = splitter.feed(chunk)
+            while True:
+                try:
+                    event = next(events, None)
+                except EventTooLarge as exc:
+                    raise StreamError("runtime at %s sent %s (--max-event-bytes); the run was "
+                                      "stopped" % (url.base, _event_error(exc)), **where) from None
+                except EventError as exc:
+                    raise StreamError("runtime at %s sent %s" % (url.base, _event_error(exc)),
+                                      **where) from None
+                if event is None:
+                    break
+                if cancel.stopped:
+                    if cancel.draining and event.kind != "done":
+                        self._drain(chunks, splitter, b"", url, where, events)
+                    raise self._stopped(cancel, url, where)
+                count += 1
+                kind, data = event
+                seq = data.get("seq")
+                if type(seq) is int:
+                    if last_seq is not None and seq != last_seq + 1 and gaps < MAX_SEQ_GAP_LOGS:
+                        gaps += 1
+                        log.warning("events of %s from %s out of sequence: seq %d after %d",
+                                    exec_id, url.base, seq, last_seq)
+                    last_seq = seq
+                if debug:
+                    # Sizes and keys only: output may echo a stdin answer (a password).
+                    log.debug("event %s for %s: keys %s", sanitize(kind, 40), exec_id,
+                              sanitize(",".join(sorted(map(str, data))), 200))
+                on_event(event)
+                if kind in FINAL_KINDS:
+                    saw_final = True
+                elif kind == "done":
+                    if not saw_final:
+                        raise StreamError("runtime at %s finished execution %s without a result "
+                                          "or error" % (url.base, exec_id), **where)
+                    return
 
-    # -- short calls ---------------------------------------------------------
-
-    def _post_json(self, runtime_url: str, path: str, body: dict, *,
-                   exec_id: Optional[str] = None, quote_body: bool = True) -> dict:
-        """POST a small JSON body, return the JSON object answered.
-
-        Never logs what it sends. ``quote_body=False`` keeps the answer's body
-        out of error messages too (a 422 may echo the request back).
-        """
-        url = _base_url(runtime_url) + path
-        where = {"runtime_url": runtime_url, "execution_id": exec_id}
+    def _drain(self, chunks, splitter, chunk, url, where, pending=()) -> None:
+        """Read a cancelled stream to its ``done`` (delivering nothing), so that
+        the runtime ends the execution; returns when it did, or when the
+        drain deadline (a socket shutdown) or anything else ends the stream."""
+        log.info("%s was cancelled: reading the runtime's stream to its end so that "
+                 "%s can take the next run", where["execution_id"], url.base)
         try:
-            response = self._session().post(
-                url, json=body, timeout=(self.connect_timeout, self.request_timeout))
-        except requests.RequestException as exc:
-            raise RuntimeUnavailable(f"cannot reach the runtime at {runtime_url}: "
-                                     f"{_transport_reason(exc)}", **where) from exc
-        with response:
-            where["status_code"] = response.status_code
-            quoted = f": {_excerpt(response.text)}" if quote_body else ""
-            if not 200 <= response.status_code < 300:
-                raise RuntimeHTTPError(f"runtime at {runtime_url} answered HTTP "
-                                       f"{response.status_code} to {path}{quoted}", **where)
-            try:
-                data = response.json()
-            except ValueError as exc:
-                raise RuntimeHTTPError(f"runtime at {runtime_url} answered {path} with something "
-                                       f"that is not JSON{quoted}", **where) from exc
-        if not isinstance(data, dict):
-            raise RuntimeHTTPError(f"runtime at {runtime_url} answered {path} with "
-                                   f"{type(data).__name__}, not a JSON object", **where)
-        return data
+            for kind, _data in pending:   # the rest of the chunk being split
+                if kind == "done":
+                    return
+            while chunk is not None:
+                for kind, _data in splitter.feed(chunk):
+                    if kind == "done":
+                        log.debug("the cancelled stream of %s ended", where["execution_id"])
+                        return
+                chunk = next(chunks, None)
+        except Exception as exc:  # noqa: BLE001 - the run is cancelled whatever happened
+            log.warning("the cancelled stream of %s was cut before the runtime ended it (%s); "
+                        "%s may stay busy", where["execution_id"], sanitize(str(exc), 120),
+                        url.base)
+
+    # -- input and interrupt -------------------------------------------------
 
     def send_input(self, runtime_url: str, exec_id: str, text: str, *,
                    retry_for: float = INPUT_RETRY_SECONDS) -> bool:
-        """Answer a ``stdin_request``: POST ``/input`` ``{exec_id, text}``.
+        """Answer a ``stdin_request``: POST ``/input`` ``{exec_id, execId, text}``
+        (mrmd-python 0.4.2 reads ``exec_id``; MRP 0.3.0 documents ``execId``).
 
         Returns the runtime's ``accepted``. mrmd-python 0.4.2 sends
         ``stdin_request`` *before* it registers the pending input, so an
@@ -546,18 +559,21 @@ class MrpClient:
         immediate answers) and the run then waits 300 s for nothing. A refusal
         is therefore retried, with backoff, for ``retry_for`` seconds.
 
-        Raises RuntimeUnavailable or RuntimeHTTPError. ``text`` is never
-        logged nor put in a message.
+        Raises RuntimeUnavailable, RuntimeRefused or RuntimeHTTPError.
+        ``text`` is never logged nor put in a message.
         """
+        url = _parse(runtime_url, exec_id)
+        where = {"runtime_url": runtime_url, "execution_id": exec_id}
         deadline = time.monotonic() + retry_for
         delay = 0.05
         attempt = 1
         while True:
-            data = self._post_json(runtime_url, "/input", {"exec_id": exec_id, "text": text},
-                                   exec_id=exec_id, quote_body=False)
-            accepted = bool(data.get("accepted"))
-            log.debug("input for %s on %s: accepted=%s (attempt %d)",
-                      exec_id, runtime_url, accepted, attempt)
+            data = self._short_json("POST", url, "/input",
+                                    {"exec_id": exec_id, "execId": exec_id, "text": text},
+                                    where=where, quote=False)
+            accepted = data.get("accepted") is True
+            log.debug("input for %s on %s: accepted=%s (attempt %d)", exec_id, url.base,
+                      accepted, attempt)
             remaining = deadline - time.monotonic()
             if accepted or remaining <= 0:
                 return accepted
@@ -565,23 +581,44 @@ class MrpClient:
             delay *= 2
             attempt += 1
 
-    def interrupt(self, runtime_url: str, session: str, exec_id: Optional[str] = None) -> bool:
-        """Ask the runtime to interrupt: POST ``/interrupt`` ``{session, execId}``.
-
-        Best effort: returns the runtime's ``interrupted``, or False (logged)
-        if the call failed. Runtimes may keep running anyway.
-        """
+    def interrupt_status(self, runtime_url: str, session: str,
+                         exec_id: Optional[str] = None) -> tuple:
+        """POST ``/interrupt`` ``{session, execId}``: ``(interrupted, reason)``,
+        ``reason`` saying why not when ``interrupted`` is False."""
         body: dict = {"session": session}
         if exec_id is not None:
             body["execId"] = exec_id
+        where = {"runtime_url": runtime_url, "execution_id": exec_id}
         try:
-            data = self._post_json(runtime_url, "/interrupt", body, exec_id=exec_id)
+            url = _parse(runtime_url, exec_id)
+            data = self._short_json("POST", url, "/interrupt", body, where=where)
         except MrpError as exc:
             log.warning("interrupt of %s failed: %s", exec_id or session, exc)
-            return False
-        interrupted = bool(data.get("interrupted"))
-        log.debug("interrupt of %s on %s: interrupted=%s", exec_id or session, runtime_url, interrupted)
-        return interrupted
+            return False, "the interrupt request failed: %s" % exc
+        interrupted = data.get("interrupted") is True
+        log.debug("interrupt of %s on %s: interrupted=%s", exec_id or session, url.base,
+                  interrupted)
+        return interrupted, "" if interrupted else "the runtime answered interrupted: false"
+
+    def interrupt(self, runtime_url: str, session: str, exec_id: Optional[str] = None) -> bool:
+        """Best effort: the runtime's ``interrupted``, or False (logged) if the call failed."""
+        return self.interrupt_status(runtime_url, session, exec_id)[0]
+
+
+def _json_object(raw: bytes) -> Optional[dict]:
+    try:
+        data = json.loads(raw.decode("utf-8", "replace")) if raw else None
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _excerpt(raw: bytes, limit: int = BODY_EXCERPT_CHARS) -> str:
+    return sanitize(raw[:4 * limit].decode("utf-8", "replace"), limit)
+
+
+def _event_error(exc: EventError) -> str:
+    return sanitize(str(exc), 200)
 
 
 def _retry_after(value: Optional[str]) -> Optional[float]:
@@ -593,9 +630,7 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
     except ValueError:
         pass
     try:
-        from email.utils import parsedate_to_datetime
-        import datetime
-        when = parsedate_to_datetime(value)
+        when = email.utils.parsedate_to_datetime(value)
         return (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
     except (TypeError, ValueError):
         return None
@@ -613,4 +648,6 @@ def _transport_reason(exc: BaseException) -> str:
                            ("Network is unreachable", "network unreachable")):
         if marker in text:
             return reason
-    return _excerpt(text, 160) or type(exc).__name__
+    if _is_timeout(exc):
+        return "timed out"
+    return sanitize(text, 160) or type(exc).__name__

@@ -271,6 +271,9 @@ OPTIONS = (
     Option("max-message-bytes", message_size, 1024 * 1024, "largest websocket message sent to "
            "the sync server (mrmd-sync's maxMessageSize): larger updates are cut into several "
            "messages; at least 4K", metavar=B, shown="1M"),
+    Option("max-event-bytes", size_in_bytes, 8 * 1024 * 1024, "largest single event a runtime "
+           "may send on a stream (its bytes held at once); a larger one ends the run in error",
+           metavar=B, shown="8M", reloadable=False),
     Option("max-columns", at_least_one, 4096, "width of the terminal output is rendered on: "
            "text, tabs and cursor moves past this column are dropped", metavar="COLUMNS"),
     Option("max-display-bytes", size_in_bytes, 512 * 1024, "most rich output one run keeps "

@@ -4,12 +4,11 @@ validation of the untrusted entries that any peer may write.
 Pure: no threads, sockets or clocks. Timestamps are passed in.
 """
 
-import fnmatch
-import ipaddress
 import logging
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 from typing import Any, Optional
+
+from .http import url_refused
 
 log = logging.getLogger(__name__)
 
@@ -307,43 +306,6 @@ def bounded_error(err: Any) -> dict:
 
 
 def runtime_refused(url, patterns):
-    """Why the monitor must not call ``url``, or None if a pattern allows it.
-
-    A pattern is a host name (shell wildcards allowed, ``*`` allows any), an
-    IP network (``10.0.0.0/8``) or ``host:port``. Names are compared as
-    written, never resolved: a name that happens to resolve to an allowed
-    address is still refused unless it is listed.
-    """
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return "runtimeUrl %r is not a valid URL" % url
-    if not host:
-        return "runtimeUrl %r has no host" % url
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    for pattern in patterns:
-        pattern = str(pattern).strip().lower()
-        if not pattern:
-            continue
-        if "/" in pattern:
-            try:
-                if address is not None and address in ipaddress.ip_network(pattern, strict=False):
-                    return None
-            except ValueError:
-                pass
-            continue
-        if address is not None:
-            try:
-                if address == ipaddress.ip_address(pattern.strip("[]")):
-                    return None
-            except ValueError:
-                pass
-        if fnmatch.fnmatchcase(host, pattern) or fnmatch.fnmatchcase("%s:%d" % (host, port), pattern):
-            return None
-    return ("runtime host %s is not allowed by this monitor (--allow-runtime %s)"
-            % (host, ", ".join(patterns)))
+    """Why the monitor must not call ``url``, or None if a pattern allows it
+    (see http.parse_url and http.refused_by_allowlist)."""
+    return url_refused(url, patterns)

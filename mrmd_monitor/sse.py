@@ -1,140 +1,526 @@
-"""Server-Sent Events from an MRP runtime, split fast.
+"""Server-sent events from an MRP runtime, split in one pass.
 
-An MRP ``stdout``/``stderr`` event carries ``content`` (the new text) and
-``accumulated`` (all the output so far), so the stream grows with the square
-of the output: 600 KB printed can be a gigabyte on the wire (NOTES.md). The
-output events are therefore taken apart here at the byte level: ``content``
-is decoded alone and the rest of the event is skipped with ``bytes.find``,
-without ever being copied into a string. Every other event is handed whole
-to sseclient-py, which implements the SSE grammar.
+:class:`SSESplitter` turns byte chunks into ``MrpEvent(kind, data)`` values,
+``data`` being the event's JSON object, each event built once. Its costs:
 
-Pure: works on any iterable of byte chunks.
+* every byte is scanned once for line ends: a partial line is kept with the
+  knowledge that it holds none, and only new bytes are searched;
+* a line inside a chunk is handled in place (indices into the chunk), so a
+  small event costs what it carries, not the size of the chunk around it;
+* ``stdout``/``stderr`` data shaped ``{"content": "...", ...}`` (mrmd-python
+  0.4.2 adds ``accumulated``, all the output so far, which makes the stream
+  grow with the square of the output) has only its ``content`` string
+  decoded; when ``accumulated`` follows it, the rest of the line (any keys
+  after ``accumulated`` included) is skipped without being held or copied;
+* an event may hold at most ``max_event_bytes`` in memory: past that it is
+  refused with :class:`EventTooLarge` (skipped bytes are not held, so they
+  do not count); in events other than output, ``stdout``/``stderr`` strings
+  are cut to 64 KiB while reading (a ``result`` repeats the whole output).
+
+Malformed data raises :class:`EventError` naming the event. An event left
+incomplete when the stream ends is dropped, as the SSE grammar says.
+
+Pure: no sockets, threads or clocks.
 """
 
 import json
-from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional
+import re
+from json.decoder import scanstring
+from typing import Iterable, Iterator, List, NamedTuple, Optional
 
-import sseclient
+from .errors import EventError, EventTooLarge
 
-_DECODER = json.JSONDecoder()
-# The content of one event is at most 4096 bytes at mrmd-python; as JSON,
-# escapes can make it up to 6x longer. A longer one takes the general path.
-_CONTENT_WINDOW = 64 * 1024
-_BOUNDARIES = (b"\r\n\r\n", b"\n\n", b"\r\r")
-_FAST = []
-for _kind in ("stdout", "stderr"):
-    for _eol in (b"\r\n", b"\n"):
-        for _sp in (b" ", b""):
-            _FAST.append((b"event:" + _sp + _kind.encode() + _eol + b"data:" + _sp
-                          + b'{"content": ', _kind))
+DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
+OUTPUT_KINDS = frozenset(("stdout", "stderr"))
 
-
-@dataclass(frozen=True)
-class Event:
-    event: str
-    data: str = ""               # raw data text (general path)
-    parsed: Optional[dict] = None  # already decoded (fast path): {"content": ...}
+_FAST_DATA = re.compile(rb'data: ?\{"content": ?"')
+# A whole output event of the plain shape, as a runtime without
+# ``accumulated`` sends it: taken in one step, without going line by line.
+_FAST_EVENT = re.compile(rb'event: ?(stdout|stderr)(\r\n|\n)data: ?\{(?:"seq": ?(\d{1,15}), ?)?'
+                         rb'"content": ?"')
+_ACCUMULATED_TEXT = re.compile(r' ?"accumulated": ?"')
+_KIND_NAMES = {b"stdout": "stdout", b"stderr": "stderr"}
+_CR, _LF, _BACKSLASH, _CLOSE = 0x0D, 0x0A, 0x5C, 0x7D
 
 
-def _boundary(buf, start=0):
-    """(index, length) of the first event boundary at or after ``start``.
-
-    The usual separator is searched first; the others only up to where it
-    was found, so that looking for them never rescans the rest of a buffer
-    holding many events.
-    """
-    i = buf.find(b"\r\n\r\n", start)
-    end = i if i != -1 else len(buf)
-    best = (i, 4) if i != -1 else (-1, 0)
-    for sep in (b"\n\n", b"\r\r"):
-        j = buf.find(sep, start, end)
-        if j != -1 and (best[0] == -1 or j < best[0]):
-            best = (j, 2)
-            end = j
-    return best
+#: A data line of an event other than stdout/stderr longer than this is
+#: copied with its ``stdout``/``stderr``/``accumulated`` strings cut to
+#: ELIDE_STRING_BYTES (a ``result`` repeats the whole output as ``stdout``,
+#: which the monitor does not keep): only the copy is held and counts
+#: against the limit; other strings (display data) are kept whole.
+ELIDE_AFTER = 1024 * 1024
+ELIDE_STRING_BYTES = 64 * 1024
+_ELIDED = b" [... cut by mrmd-monitor]"
+#: The strings that may be cut: output the monitor has already streamed.
+CUT_KEYS = frozenset((b"stdout", b"stderr", b"accumulated"))
 
 
-def _general(raw: bytes) -> Iterator[Event]:
-    for ev in sseclient.SSEClient([raw + b"\n\n"]).events():
-        yield Event(ev.event, ev.data)
+class _Elider:
+    """Copies JSON text, piece by piece, keeping at most ``keep`` bytes of each
+    string that is the value of a key in ``CUT_KEYS`` (cut on an escape
+    boundary); every other string is kept whole. Linear in time: a string's
+    closing quote is found with C-speed ``bytes`` calls on a window that doubles."""
+
+    def __init__(self, keep: int = ELIDE_STRING_BYTES) -> None:
+        self.keep = keep
+        self.out = bytearray()
+        self.in_string = False
+        self.length = 0          # bytes of the current string seen so far
+        self.escaped = False     # the previous piece ended inside an escape (a lone backslash)
+        self.body = 0            # where the current string's body starts in ``out``
+        self.cut = False         # the current string may be cut
+        self.trimmed = False     # the current string was cut (and its last escape mended)
+        self.key = False         # the last string was a key in CUT_KEYS, maybe followed by ":"
+        self.colon = False       # ... and the ":" has come
+
+    def feed(self, data) -> None:
+        i, n = 0, len(data)
+        while i < n:
+            if not self.in_string:
+                q = data.find(b'"', i)
+                if self.key:
+                    self._between(data[i:q if q != -1 else n])
+                if q == -1:
+                    self.out += data[i:]
+                    return
+                self.out += data[i:q + 1]
+                self.cut = self.key and self.colon
+                self.key = False
+                self.in_string, self.length, self.escaped = True, 0, False
+                self.body, self.trimmed = len(self.out), False
+                i = q + 1
+                continue
+            close, escaped = _closing_quote(data, i, self.escaped)
+            end = close if close != -1 else n
+            self._string_piece(data, i, end)
+            if close == -1:
+                self.escaped = escaped
+                return
+            if self.trimmed:
+                self.out += _ELIDED
+            self.key = self.length <= 16 and bytes(self.out[self.body:]) in CUT_KEYS
+            self.colon = False
+            self.out += b'"'
+            self.in_string = False
+            i = close + 1
+
+    def _between(self, gap) -> None:
+        """Bytes between a string that may be a key and the next string."""
+        rest = gap.strip(b" \t")
+        if not rest:
+            return
+        if rest == b":" and not self.colon:
+            self.colon = True
+        else:
+            self.key = False
+
+    def _string_piece(self, data, start, end) -> None:
+        if not self.cut:
+            self.out += data[start:end]
+            self.length += end - start
+            return
+        room = self.keep - self.length
+        self.length += end - start
+        if room > 0:
+            self.out += data[start:end] if end - start <= room else data[start:start + room]
+        if self.length > self.keep and not self.trimmed:
+            self.trimmed = True
+            _trim_escape(self.out, self.body)
 
 
-def _line_end(buf, start=0):
-    """Index of the first CR or LF at or after ``start``, or -1 (two memchr
-    scans, the second bounded by the first)."""
-    j = buf.find(b"\n", start)
-    i = buf.find(b"\r", start, j if j != -1 else len(buf))
+def _trim_escape(out, lo):
+    """Drop an escape cut short at the end of ``out`` (a lone backslash, or
+    ``\\u`` with fewer than four digits); the string's body starts at ``lo``."""
+    b = len(out) - 1
+    while b >= lo and out[b] == _BACKSLASH:
+        b -= 1
+    if (len(out) - 1 - b) % 2 == 1:
+        del out[-1]
+        return
+    u = out.rfind(b"\\u", max(lo, len(out) - 5))
+    if u != -1 and u + 6 > len(out):
+        k = u - 1
+        while k >= lo and out[k] == _BACKSLASH:
+            k -= 1
+        if (u - 1 - k) % 2 == 0:
+            del out[u:]
+
+
+def _closing_quote(data, i, escaped):
+    """(index of the quote closing a JSON string, or -1; whether ``data`` ends
+    inside an escape), searching from ``i`` inside the string. Escape pairs
+    are blanked out (``\\\\`` then ``\\"``, left to right as JSON reads them),
+    so the first quote left is the closing one."""
+    n = len(data)
+    start = i + 1 if escaped else i
+    window = 256
+    while True:
+        stop = min(n, start + window)
+        blanked = data[start:stop].replace(b"\\\\", b"__").replace(b'\\"', b"__")
+        q = blanked.find(b'"')
+        if q != -1:
+            return start + q, False
+        if stop == n:
+            return -1, blanked.endswith(b"\\")
+        window *= 2   # searched again from ``start``: a pair cut by the edge is seen whole
+def _elide(value) -> bytes:
+    elider = _Elider()
+    elider.feed(value)
+    return bytes(elider.out)
+
+
+class MrpEvent(NamedTuple):
+    """One event: its name (``start``, ``stdout``, ``result``, ... unknown
+    names pass through) and its data, a JSON object; output events never
+    keep ``accumulated``."""
+
+    kind: str
+    data: dict
+
+
+def _line_end(buf, start, end=None):
+    """Index of the first CR or LF in ``buf[start:end]``, or -1 (the CR search
+    is bounded by the LF found, so no byte is looked at twice)."""
+    if end is None:
+        end = len(buf)
+    j = buf.find(b"\n", start, end)
+    i = buf.find(b"\r", start, j if j != -1 else end)
     return i if i != -1 else j
 
 
-def _finished(kind, content, last_byte):
-    """The fast-path event once its data line has ended: well formed only if
-    its JSON object closes there."""
-    if last_byte == ord("}"):
-        return Event(kind, parsed={"content": content})
-    return Event(kind, data='{"content": ... (the event data is cut off)')
+def _decode_string(raw) -> Optional[str]:
+    """A JSON string literal (quotes included) as str, or None if invalid."""
+    text = bytes(raw).decode("utf-8", "replace")
+    try:
+        value, end = scanstring(text, 1)
+    except ValueError:
+        return None
+    if end != len(text):
+        return None
+    return _scrub(value) if _may_hold_surrogates(text) else value
 
 
-def iter_events(chunks: Iterable[bytes]) -> Iterator[Event]:
-    buf = bytearray()
-    skipping = None   # (kind, content): an output event whose data line is being skipped
-    pending = None    # the same, its data line ended: waiting for the blank line
-    last = 0          # the last byte seen while skipping
-    for chunk in chunks:
-        if skipping:
-            k = _line_end(chunk)
+def _may_hold_surrogates(text: str) -> bool:
+    # Only a \uD800-\uDFFF escape can make one; emoji (pairs) pass the check below.
+    return "\\ud" in text or "\\uD" in text
+
+
+def _scrub(value):
+    """``value`` without lone surrogates (JSON allows them; UTF-8 and Yjs do not)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def loads_object(raw, kind) -> dict:
+    """The event's data as a JSON object; raises EventError."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else raw
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise EventError("a %r event whose data is nested too deeply" % kind, kind=kind) from None
+    except ValueError as exc:
+        raise EventError("a %r event that is not a JSON object (%s)" % (kind, exc),
+                         kind=kind) from None
+    if not isinstance(data, dict):
+        raise EventError("a %r event that is not a JSON object (%s)" % (kind, type(data).__name__),
+                         kind=kind)
+    if _may_hold_surrogates(text):
+        try:
+            data = _scrub(data)
+        except RecursionError:
+            raise EventError("a %r event whose data is nested too deeply" % kind,
+                             kind=kind) from None
+    return data
+
+
+class SSESplitter:
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self.max_event_bytes = max_event_bytes
+        self._tail = bytearray()   # a line not ended yet (holds no CR or LF)
+        self._qscan = 0            # the tail length at which to look for its content again (-2: never)
+        self._skip_lf = False      # the last line ended with a CR at a chunk's end
+        self._skipping = False     # in the rest of an output data line we have the content of
+        self._skip_last = 0        # the last byte of that line seen so far
+        self._elider: Optional[_Elider] = None   # a long data line, copied with strings cut
+        self._reset()
+
+    def _reset(self) -> None:
+        self._kind: Optional[str] = None
+        self._data: List[bytes] = []
+        self._held = 0
+        self._fast: Optional[dict] = None
+
+    # -- input -----------------------------------------------------------------
+
+    def feed(self, chunk) -> Iterator[MrpEvent]:
+        """The events completed by ``chunk`` (bytes), in order; a generator, so
+        that the events before a refused one still reach the caller."""
+        n = len(chunk)
+        pos = 0
+        if self._skip_lf and n:
+            self._skip_lf = False
+            if chunk[0] == _LF:
+                pos = 1
+        if self._skipping:
+            k = _line_end(chunk, pos)
             if k == -1:
-                if chunk:
-                    last = chunk[-1]
-                continue
-            pending = _finished(skipping[0], skipping[1], chunk[k - 1] if k else last)
-            skipping = None
-            buf = bytearray(chunk[k:])
-        else:
-            buf += chunk
-        while buf:
-            if pending is not None:
-                i, n = _boundary(buf)
-                if i == -1:
-                    break
-                yield pending
-                pending = None
-                del buf[:i + n]
-                continue
-            fast = None
-            for prefix, kind in _FAST:
-                if buf.startswith(prefix):
-                    fast = (prefix, kind)
-                    break
-            if fast is not None:
-                prefix, kind = fast
-                start = len(prefix)
-                piece = bytes(buf[start:start + _CONTENT_WINDOW]).decode("utf-8", "ignore")
-                try:
-                    content, _ = _DECODER.raw_decode(piece)
-                except ValueError:
-                    content = None
-                if isinstance(content, str):
-                    # A data line cannot hold a raw CR or LF: the first one ends it.
-                    k = _line_end(buf, start)
-                    if k == -1:
-                        skipping, last = (kind, content), buf[-1]
-                        buf = bytearray()
-                        break
-                    pending = _finished(kind, content, buf[k - 1])
-                    del buf[:k]
-                    continue
-                if len(buf) - start < _CONTENT_WINDOW:
-                    break  # the content string is not complete yet: read on
-                # Not the usual shape after all: the general path decides.
-            i, n = _boundary(buf)
-            if i == -1:
+                if n > pos:
+                    self._skip_last = chunk[n - 1]
+                return
+            self._end_skipped_line(chunk[k - 1] if k > pos else self._skip_last)
+            pos = self._after_eol(chunk, k)
+        if self._elider is not None and pos < n:
+            k = _line_end(chunk, pos)
+            self._elider.feed(chunk[pos:] if k == -1 else chunk[pos:k])
+            if len(self._elider.out) + self._held > self.max_event_bytes:
+                self._elider = None
+                self._check_size(force=True)
+            if k == -1:
+                return
+            value, self._elider = bytes(self._elider.out), None
+            self._held += len(value) + 1
+            self._data.append(value)
+            pos = self._after_eol(chunk, k)
+        if self._tail and pos < n:
+            k = _line_end(chunk, pos)
+            if k == -1:
+                self._tail += chunk[pos:] if pos else chunk
+                self._grow_tail()
+                return
+            self._tail += chunk[pos:k]
+            line, self._tail, self._qscan = self._tail, bytearray(), 0
+            event = self._line(line, 0, len(line))
+            if event is not None:
+                yield event
+            pos = self._after_eol(chunk, k)
+        while pos < n:
+            if chunk[pos] == 0x65 and self._kind is None and not self._data:  # "e"
+                m = _FAST_EVENT.match(chunk, pos)
+                if m is not None:
+                    # A JSON string holds no raw CR or LF: the line ends after it.
+                    start = m.end()
+                    k = _line_end(chunk, start)
+                    eol = m.group(2)
+                    if k != -1 and chunk[k - 2:k] == b'"}' and chunk.startswith(eol + eol, k):
+                        content = _decode_string(chunk[start - 1:k - 1])
+                        if content is not None:
+                            seq = m.group(3)
+                            data = {"content": content} if seq is None else \
+                                {"seq": int(seq), "content": content}
+                            yield MrpEvent(_KIND_NAMES[m.group(1)], data)
+                            pos = k + 2 * len(eol)
+                            continue
+            k = _line_end(chunk, pos)
+            if k == -1:
+                self._tail += chunk[pos:]
+                self._grow_tail()
                 break
-            raw = bytes(buf[:i])
-            del buf[:i + n]
-            yield from _general(raw)
-    if pending is not None and _boundary(buf)[0] != -1:
-        yield pending
-    elif buf.strip() and not skipping and pending is None:
-        yield from _general(bytes(buf))
+            event = self._line(chunk, pos, k)
+            if event is not None:
+                yield event
+            pos = self._after_eol(chunk, k)
+
+    def _after_eol(self, chunk, k) -> int:
+        if chunk[k] == _CR:
+            if k + 1 < len(chunk):
+                return k + 2 if chunk[k + 1] == _LF else k + 1
+            self._skip_lf = True
+        return k + 1
+
+    # -- lines -------------------------------------------------------------------
+
+    def _line(self, buf, start, end) -> Optional[MrpEvent]:
+        """Take one line (without its end); the event it completes, if any."""
+        if start == end:
+            return self._dispatch()
+        first = buf[start]
+        if first == 0x3A:  # ':' a comment
+            return None
+        if first == 0x64 and self._kind in OUTPUT_KINDS and self._fast is None and not self._data:
+            m = _FAST_DATA.match(buf, start, end)
+            if m is not None and self._fast_line(buf, m.end() - 1, end):
+                return None
+        colon = buf.find(b":", start, end)
+        if colon == -1:
+            field, value = bytes(buf[start:end]), b""
+        else:
+            field = bytes(buf[start:colon])
+            vstart = colon + 1
+            if vstart < end and buf[vstart] == 0x20:
+                vstart += 1
+            value = bytes(buf[vstart:end])
+        if field == b"data":
+            if len(value) > ELIDE_AFTER and self._kind not in OUTPUT_KINDS:
+                value = _elide(value)
+            self._held += len(value) + 1
+            self._check_size()
+            self._data.append(value)
+        elif field == b"event":
+            self._kind = value.decode("utf-8", "replace")
+        # id, retry and unknown fields mean nothing to MRP.
+        return None
+
+    def _fast_line(self, buf, quote, end) -> bool:
+        """A whole output data line: decode ``content`` only; False if the
+        line is not of that shape after all (the general path decides)."""
+        window = 8192
+        while True:
+            stop = min(end, quote + window)
+            found = _content_of(buf, quote, stop)
+            if found is not None or stop == end:
+                break
+            window *= 4
+        if found is None:
+            return False
+        content, after, rest = found
+        if after == "close" and stop == end and rest.strip() == "}":
+            pass
+        elif after == "accumulated" and _last_non_space(buf, quote, end) == _CLOSE:
+            pass
+        else:
+            return False
+        self._fast = {"content": content}
+        return True
+
+    def _grow_tail(self) -> None:
+        """A partial line grew: take an output line's content as soon as it is
+        complete (and stop holding the line), or refuse an oversized event."""
+        tail = self._tail
+        if (self._kind in OUTPUT_KINDS and self._fast is None and not self._data
+                and tail[:1] == b"d" and self._qscan != -2 and len(tail) >= self._qscan):
+            m = _FAST_DATA.match(tail)
+            if m is not None:
+                found = _content_of(tail, m.end() - 1, len(tail))
+                if found is None:
+                    # Not complete yet: look again once the tail has doubled, so
+                    # that the attempts cost linear time in all.
+                    self._qscan = 2 * len(tail)
+                elif found[1] in ("close", "accumulated"):
+                    self._fast = {"content": found[0]}
+                    self._skipping = True
+                    self._skip_last = tail[-1]
+                    self._tail, self._qscan = bytearray(), 0
+                    return
+                elif found[1] == "more":
+                    self._qscan = len(tail) + 24
+                else:
+                    self._qscan = -2   # not the usual shape: the general path decides
+            elif len(tail) >= 24:
+                self._qscan = -2
+        if (len(self._tail) > ELIDE_AFTER and self._kind not in OUTPUT_KINDS
+                and self._tail.startswith(b"data:")):
+            start = 6 if self._tail[5:6] == b" " else 5
+            self._elider = _Elider()
+            self._elider.feed(bytes(self._tail[start:]))
+            self._tail, self._qscan = bytearray(), 0
+            if len(self._elider.out) + self._held > self.max_event_bytes:
+                self._elider = None
+                self._check_size(force=True)
+            return
+        if len(self._tail) + self._held > self.max_event_bytes:
+            self._tail = bytearray()
+            self._check_size(force=True)
+
+    def _end_skipped_line(self, last) -> None:
+        self._skipping = False
+        if last != _CLOSE:
+            kind = self._kind
+            self._reset()
+            raise EventError("a %r event that is not a JSON object (its data is cut off)" % kind,
+                             kind=kind)
+
+    def _check_size(self, force=False) -> None:
+        if force or self._held > self.max_event_bytes:
+            kind = self._kind
+            self._reset()
+            raise EventTooLarge("an event%s larger than %d bytes" % (
+                " (%r)" % kind if kind else "", self.max_event_bytes), kind=kind)
+
+    def _dispatch(self) -> Optional[MrpEvent]:
+        kind = self._kind or "message"
+        if self._fast is not None:
+            data = self._fast
+        elif self._data:
+            raw = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+            self._reset()
+            data = loads_object(raw, kind)
+            if kind in OUTPUT_KINDS:
+                data.pop("accumulated", None)
+        else:
+            self._reset()   # no data: nothing to dispatch (the SSE grammar)
+            return None
+        self._reset()
+        return MrpEvent(kind, data)
+
+
+def _content_of(buf, quote, stop):
+    """``(content, after, rest)`` for the JSON string starting at ``buf[quote]``
+    when it ends before ``stop``, else None (or ``after == "other"`` when it
+    is not a valid string). ``after`` says what follows it (see _after_text)."""
+    with memoryview(buf) as view:   # decoded without an intermediate copy
+        text = str(view[quote:stop], "utf-8", "replace")
+    try:
+        content, end = scanstring(text, 1)
+    except ValueError as exc:
+        if getattr(exc, "msg", "").startswith("Unterminated"):
+            return None
+        return "", "other", ""
+    if _may_hold_surrogates(text[:end]):
+        content = _scrub(content)
+    rest = text[end:]
+    return content, _after_text(rest), rest
+
+
+def _after_text(rest):
+    """What follows the content string: ``close`` (the object ends),
+    ``accumulated`` (only that key follows: it may be skipped), ``other`` (the
+    general path must decide) or ``more`` (too little yet)."""
+    r = rest.lstrip(" \t")
+    if not r:
+        return "more"
+    if r[0] == "}":
+        return "close"
+    if r[0] != ",":
+        return "other"
+    if len(r) < 20:
+        return "more"
+    return "accumulated" if _ACCUMULATED_TEXT.match(r, 1) else "other"
+
+
+def _next_non_space(buf, i, end):
+    while i < end:
+        c = buf[i]
+        if c not in (0x20, 0x09):
+            return c
+        i += 1
+    return None
+
+
+def _last_non_space(buf, start, end):
+    i = end - 1
+    while i >= start:
+        c = buf[i]
+        if c not in (0x20, 0x09):
+            return c
+        i -= 1
+    return None
+
+
+def iter_events(chunks: Iterable[bytes], max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+                ) -> Iterator[MrpEvent]:
+    """Every complete event in ``chunks``; raises EventError."""
+    splitter = SSESplitter(max_event_bytes)
+    for chunk in chunks:
+        if chunk:
+            yield from splitter.feed(chunk)

@@ -23,9 +23,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import messages as m
 from .display import DisplayConverter
-from .errors import Cancelled, MrpError
 from .mrp import CancelToken, MrpClient
-from .protocol import error_value, slim_result
+from .protocol import error_value
+from .runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class RunJob:
     code: str
     post: Callable[[Any], None]
     doc: str = ""   # the document the run belongs to: its share of the workers
+    max_run_time: float = 0.0   # seconds from the POST; 0: no limit
 
 
 class _Slot:
@@ -69,6 +70,7 @@ class WorkerPool:
         # One document or one runtime never takes every worker: a notebook of
         # endless cells, or one slow runtime, leaves room for the others.
         self.limit = share_limit(max_workers, share)
+        self.runner = Runner(client, self.display)
         self._lock = threading.Lock()
         self._slots: Dict[str, _Slot] = {}
         self._queues: Dict[Tuple[str, str], List[_Slot]] = {}
@@ -212,76 +214,17 @@ class WorkerPool:
                 self._threads.discard(me)
             self._finish(slot)
 
+    # The run itself lives in runner.py; these keep the pool's interface.
+
     def _stream(self, job, token) -> m.RunFinished:
-        outcome = {"result": None, "error": None}
-        started = []
-        output = m.OutputBuffer()
-        budget = self.display.budget()   # the run's inline rich output, over all its events
-
-        def on_event(ev):
-            if not started:
-                started.append(True)
-                job.post(m.RunStarted(job.exec_id))
-            kind, data = ev.kind, ev.data
-            if kind in ("stdout", "stderr"):
-                text = data.get("content")
-                if isinstance(text, str) and text and output.put(text, lambda: token.cancelled):
-                    job.post(m.OutputReady(job.exec_id, output))
-            elif kind == "stdin_request":
-                job.post(m.StdinRequested(job.exec_id, str(data.get("prompt") or ""),
-                                          bool(data.get("password"))))
-            elif kind in ("display", "asset"):
-                items = self.display.from_event(kind, data, job.runtime_url, budget=budget)
-                if items:
-                    job.post(m.DisplayItems(job.exec_id, tuple(items)))
-            elif kind == "result":
-                outcome["result"] = data
-                items = self.display.from_result(data, job.runtime_url, budget=budget)
-                if items:
-                    job.post(m.DisplayItems(job.exec_id, tuple(items)))
-            elif kind == "error":
-                outcome["error"] = error_value(data.get("type") or "Error",
-                                               data.get("message") or "",
-                                               data.get("traceback") or [])
-
-        log.debug("starting %s on %s", job.exec_id, job.runtime_url, extra={"exec_id": job.exec_id})
-        try:
-            self.client.execute_stream(job.runtime_url, code=job.code, session=job.session,
-                                       exec_id=job.exec_id, on_event=on_event, cancel=token)
-        except Cancelled:
-            return m.RunFinished(job.exec_id, cancelled=True, output=output)
-        except MrpError as exc:
-            log.warning("%s failed: %s", job.exec_id, exc, extra={"exec_id": job.exec_id})
-            return m.RunFinished(job.exec_id, error=error_value(type(exc).__name__, str(exc)),
-                                 output=output)
-        if outcome["error"] is None:
-            result = outcome["result"]
-            if isinstance(result, dict) and result.get("success") is False and result.get("error"):
-                e = result["error"]
-                if isinstance(e, dict):
-                    outcome["error"] = error_value(e.get("type") or "Error", e.get("message") or "",
-                                                   e.get("traceback") or [])
-        return m.RunFinished(job.exec_id, result=slim_result(outcome["result"]),
-                             error=outcome["error"], output=output)
+        return self.runner.stream(job, token)
 
     def send_input(self, exec_id, runtime_url, text, post):
-        def call():
-            try:
-                ok = self.client.send_input(runtime_url, exec_id, text)
-                post(m.InputSent(exec_id, bool(ok)))
-            except MrpError as exc:
-                post(m.InputSent(exec_id, False, str(exc)))
-            except Exception:  # noqa: BLE001
-                log.exception("sending input for %s failed", exec_id)
-                post(m.InputSent(exec_id, False, "internal error"))
         if not self._closed:
-            self._control.submit(call)
+            self._control.submit(self.runner.send_input, exec_id, runtime_url, text, post)
 
     def _interrupt(self, job):
-        try:
-            self.client.interrupt(job.runtime_url, job.session, job.exec_id)
-        except Exception as exc:  # noqa: BLE001 - best effort by design
-            log.info("interrupt of %s on %s failed: %s", job.exec_id, job.runtime_url, exc)
+        self.runner.interrupt(job)
 
     # -- lifecycle -----------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """The benchmark suite of mrmd-monitor (issue #7): one command, one table, one JSON file.
 
     .venv/bin/python tests/benchmarks/run.py [--quick] [--only throughput,latency]
-                                             [--runtime fake,mrmd-python] [--json PATH]
+                                             [--runtime fake,fake-noacc,mrmd-python] [--json PATH]
 
 Every figure is measured in this run next to its reference and reported as a
 ratio where one exists; the machine is shared and noisy, so only ratios
@@ -59,7 +59,11 @@ READER = HERE / "sse_reader.py"
 FAKE = HERE / "fake_runtime.py"
 
 SCENARIOS = ("startup", "idle", "throughput", "latency", "progress", "concurrency")
-RUNTIMES = ("fake", "mrmd-python")
+RUNTIMES = ("fake", "fake-noacc", "mrmd-python")
+#: fake-noacc: the fake runtime without ``accumulated``, in 4 KiB output events
+#: (like MRP 0.3.0): the stream is only the output, so the monitor's own cost
+#: per output byte shows (issue 13). Throughput only.
+THROUGHPUT_ONLY = ("fake-noacc",)
 FINAL = ("completed", "error", "cancelled")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -250,6 +254,7 @@ class Bench:
             fake = FakeRuntimeProcess(log_path=self.logs / "fake-runtime.log").start()
             self._cleanup.append(fake.stop)
             self.runtimes["fake"] = fake
+            self.runtimes["fake-noacc"] = fake
         if "mrmd-python" in need_runtimes:
             rt = Runtime(log_path=self.logs / "mrmd-python.log").start()
             self._cleanup.append(rt.stop)
@@ -413,6 +418,9 @@ class Bench:
         if kind == "fake":
             code = json.dumps({"lines": n, "chunk": FAKE_CHUNK})
             target = 1.2
+        elif kind == "fake-noacc":
+            code = json.dumps({"lines": n, "chunk": 4096, "accumulated": False})
+            target = 1.5
         else:
             code = "for i in range(%d):\n    print(i)" % n
             target = 1.05
@@ -568,6 +576,8 @@ class Bench:
     # -- driver ----------------------------------------------------------------
     def run(self, only, kinds):
         need = set(kinds) if {"throughput", "latency", "progress"} & set(only) else set()
+        if "fake-noacc" in need:
+            need.add("fake")
         if "concurrency" in only:
             need.add("fake")
         self.start_shared(need)
@@ -576,7 +586,8 @@ class Bench:
             if sc not in only:
                 continue
             if sc in ("throughput", "latency", "progress"):
-                plan += [(sc, (k,)) for k in RUNTIMES if k in kinds]
+                plan += [(sc, (k,)) for k in RUNTIMES
+                         if k in kinds and (sc == "throughput" or k not in THROUGHPUT_ONLY)]
             else:
                 plan.append((sc, ()))
         for sc, a in plan:
@@ -633,7 +644,8 @@ def _py_spy():
 class StackSampler:
     """Takes ``py-spy dump`` of a process at intervals; counts sync threads seen inside HTTP code."""
 
-    HTTP_MARKERS = ("http/client.py", "/requests/", "/urllib3/", "mrmd_monitor/mrp.py", "sseclient")
+    HTTP_MARKERS = ("http/client.py", "/requests/", "/urllib3/", "mrmd_monitor/mrp.py",
+                    "mrmd_monitor/http.py", "sseclient")
 
     def __init__(self, pid, interval=0.25):
         self.pid = pid
@@ -785,7 +797,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="small workloads, for a smoke test (targets still shown)")
     p.add_argument("--only", default=",".join(SCENARIOS),
                    help="comma-separated subset of: %s" % ", ".join(SCENARIOS))
-    p.add_argument("--runtime", default=",".join(RUNTIMES), help="comma-separated subset of: fake, mrmd-python")
+    p.add_argument("--runtime", default=",".join(RUNTIMES), help="comma-separated subset of: fake, fake-noacc, mrmd-python")
     p.add_argument("--repeats", type=int, default=0,
                    help="monitor runs per throughput figure (default 2, 1 with --quick); a reader run before the first "
                         "and after each")

@@ -7,7 +7,9 @@ The request's ``code`` is a JSON object naming the behaviour, e.g.
 """
 
 import json
+import random
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -30,6 +32,15 @@ class FaultRuntime:
         self.counts = {}           # fault name -> times asked
         self.last_line = None      # index of the last line a finished flood printed
         self.stop_event = threading.Event()
+        self.gets = []             # paths of every GET
+        self.capabilities = {"runtime": "fault", "languages": ["python"],
+                             "features": {"execute": True, "executeStream": True}}
+        self.interrupted = True    # what /interrupt answers
+        self.interrupt_requested = threading.Event()
+        self.wedged_by = None      # the execution a "wedge" run holds the runtime for
+        self.refused = 0           # POSTs answered 409 because of it
+        self.health = False        # serve GET /health (MRP 0.3.0) or answer 404 (0.4.2)
+        self.busy_until = 0.0      # monotonic time until which "busy" answers 409
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,8 +50,16 @@ class FaultRuntime:
                 pass
 
             def do_GET(self):
-                body = json.dumps({"runtime": "fault", "languages": ["python"]}).encode()
-                self._plain(200, body, "application/json")
+                outer.gets.append(self.path)
+                if self.path.endswith("/capabilities"):
+                    body = json.dumps(outer.capabilities).encode()
+                    return self._plain(200, body, "application/json")
+                if self.path.endswith("/health") and outer.health:
+                    busy = time.monotonic() < outer.busy_until or outer.wedged_by is not None
+                    state = "executing" if busy else "idle"
+                    return self._plain(200, json.dumps({"status": "ok", "state": state}).encode(),
+                                       "application/json")
+                self._plain(404, b"not found")
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -49,12 +68,18 @@ class FaultRuntime:
                 if self.path.endswith("/input"):
                     return self._plain(200, b'{"accepted": true}', "application/json")
                 if self.path.endswith("/interrupt"):
-                    return self._plain(200, b'{"interrupted": true}', "application/json")
+                    outer.interrupt_requested.set()
+                    answer = {"interrupted": outer.interrupted}
+                    return self._plain(200, json.dumps(answer).encode(), "application/json")
                 try:
                     spec = json.loads(body.get("code") or "{}")
                 except ValueError:
                     spec = {}
                 fault = spec.get("fault", "ok")
+                if outer.wedged_by is not None:   # one execution at a time, like MRP 0.3.0
+                    outer.refused += 1
+                    payload = {"error": "execution_in_progress", "execId": outer.wedged_by}
+                    return self._plain(409, json.dumps(payload).encode(), "application/json")
                 n = outer.counts[fault] = outer.counts.get(fault, 0) + 1
                 getattr(self, "fault_" + fault)(spec, n, body)
 
@@ -135,6 +160,7 @@ class FaultRuntime:
                 """Print ``bytes`` of numbered lines as fast as the socket takes
                 them (forever when 0), in 4 KB events like mrmd-python's."""
                 total = spec.get("bytes", 0)
+                echo = [] if spec.get("echo_result") else None   # the result repeats the output
                 self._sse_start()
                 self._send(_event("start", {"execId": body.get("execId")}))
                 sent, i = 0, 0
@@ -149,9 +175,11 @@ class FaultRuntime:
                             i += 1
                         chunk = "".join(lines)
                         self._send(_event("stdout", {"content": chunk, "accumulated": ""}))
+                        if echo is not None:
+                            echo.append(chunk)
                         sent += size
                     outer.last_line = i - 1
-                    self._send(_event("result", _result("")))
+                    self._send(_event("result", _result("".join(echo or ()))))
                     self._send(_event("done", {}))
                 except OSError:
                     pass  # the monitor closed the stream (cancel)
@@ -167,6 +195,104 @@ class FaultRuntime:
                 result["displayData"] = [{"data": bundle, "metadata": {}}]
                 self._send(_event("result", result))
                 self._send(_event("done", {}))
+
+            def fault_busy(self, spec, n, body):
+                """Busy with another execution for ``seconds`` from the first
+                request (409 like MRP 0.3.0, or ``status`` 503), then runs."""
+                if n == 1:
+                    outer.busy_until = time.monotonic() + spec.get("seconds", 1.0)
+                if time.monotonic() < outer.busy_until:
+                    status = spec.get("status", 409)
+                    payload = {"error": "execution_in_progress" if status == 409 else "runtime_busy",
+                               "message": "SECRET-BUSY-BODY", "execId": "someone-else"}
+                    headers = [("Retry-After", "1")] if status == 503 else []
+                    return self._plain(status, json.dumps(payload).encode(), "application/json",
+                                       headers=headers)
+                self._ok(body, "finally ran\r\n")
+
+            def fault_wedge(self, spec, n, body):
+                """Like MRP 0.3.0: one execution at a time, released when its
+                stream ends normally and never when the client cuts it; /interrupt
+                stops the loop."""
+                outer.wedged_by = body.get("execId")
+                outer.interrupt_requested.clear()
+                self._sse_start()
+                try:
+                    self._send(_event("start", {"execId": body.get("execId")}))
+                    for i in range(spec.get("count", 100)):
+                        if outer.interrupt_requested.wait(spec.get("every", 0.1)):
+                            self._send(_event("error", {"type": "KeyboardInterrupt",
+                                                        "message": "", "traceback": []}))
+                            break
+                        self._send(_event("stdout", {"content": "tick %d\r\n" % i}))
+                    else:
+                        self._send(_event("result", _result("")))
+                    self._send(_event("done", {}))
+                except OSError:
+                    return   # cut by the client: the runtime stays busy for good
+                outer.wedged_by = None
+
+            def fault_redirect(self, spec, n, body):
+                self.send_response(spec.get("status", 307))
+                self.send_header("Location", spec["to"])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def fault_trickle_headers(self, spec, n, body):
+                """A status line, then one header byte every ``every`` seconds, forever."""
+                try:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                    self.wfile.flush()
+                    while not outer.stop_event.wait(spec.get("every", 0.2)):
+                        self.wfile.write(b"a")
+                        self.wfile.flush()
+                except OSError:
+                    pass  # the monitor gave up
+                self.close_connection = True
+
+            def fault_big_event(self, spec, n, body):
+                """An output event of ``bytes`` bytes on one line, never ended."""
+                self._sse_start()
+                self._send(_event("start", {"execId": body.get("execId")}))
+                self._send(_event("stdout", {"content": "before\r\n"}))
+                try:
+                    self._send(b'event: stdout\ndata: {"content": "')
+                    piece = b"x" * 65536
+                    for _ in range(spec.get("bytes", 16 << 20) // len(piece)):
+                        self._send(piece)
+                    outer.stop_event.wait(spec.get("hold", 10))
+                except OSError:
+                    pass
+
+            def fault_garbage(self, spec, n, body):
+                """A seeded random stream (random splits, missing newlines, huge
+                fields, invalid UTF-8), then a clean end or none."""
+                self._sse_start()
+                try:
+                    for piece in garbage_stream(spec.get("seed", 0), body.get("execId")):
+                        self._send(piece)
+                except OSError:
+                    pass
+
+            def fault_mrp3(self, spec, n, body):
+                """MRP 0.3.0's shapes: seq on every event, display and asset events
+                repeated in the result, a warning, and a seq gap."""
+                self._sse_start()
+                exec_id = body.get("execId")
+                seq = iter(range(1, 100))
+                ev = lambda kind, data: self._send(_event(kind, dict({"seq": next(seq)}, **data)))
+                ev("start", {"execId": exec_id})
+                ev("stdout", {"content": "three\r\n"})
+                next(seq)   # a lost event
+                display = {"data": {"text/plain": "<shown>"}, "metadata": {}}
+                asset = {"id": "asset-%s-1" % exec_id, "url": "/mrp/v1/assets/a1.png",
+                         "mimeType": "image/png", "assetType": "image", "size": 10}
+                ev("display", display)
+                ev("asset", asset)
+                ev("warning", {"code": "stale", "message": "state may be stale\x1b[31m"})
+                result = dict(_result("three\r\n"), displayData=[display], assets=[asset])
+                ev("result", result)
+                ev("done", {})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -190,3 +316,32 @@ class FaultRuntime:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def garbage_stream(seed, exec_id):
+    """Pieces of a hostile but bounded SSE stream, the same for the same seed."""
+    rnd = random.Random(seed)
+    parts = [_event("start", {"execId": exec_id})]
+    for _ in range(rnd.randint(1, 30)):
+        choice = rnd.random()
+        if choice < 0.2:
+            parts.append(bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 300))))
+        elif choice < 0.4:
+            parts.append(b"event: stdout\ndata: {\"content\": \"" + b"\\" * rnd.randint(0, 9)
+                         + b"y" * rnd.randint(0, 200000))
+        elif choice < 0.55:
+            parts.append(b"event: \xff\xfe" + b"z" * rnd.randint(0, 50) + b"\r")
+        elif choice < 0.7:
+            parts.append(b"data: " + b"[" * rnd.randint(1, 5000) + b"\n\n")
+        elif choice < 0.85:
+            parts.append(_event("stdout", {"content": "ok \ud800 %d" % rnd.randint(0, 9)}))
+        else:
+            parts.append(b"\r\n" * rnd.randint(0, 3) + b":" + b"c" * rnd.randint(0, 1000))
+    if rnd.random() < 0.5:
+        parts.append(_event("result", _result("")) + _event("done", {}))
+    raw = b"".join(parts)
+    i = 0
+    while i < len(raw):
+        size = rnd.choice((1, 2, 7, 100, 4096, 65536))
+        yield raw[i:i + size]
+        i += size

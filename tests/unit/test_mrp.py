@@ -1,32 +1,29 @@
-"""MrpClient against the real mrmd-python runtime, and against a fake server for faults.
-
-The fake server exists only to inject faults the real runtime never makes
+"""MrpClient against scripted servers: faults the real runtime never makes
 (refused connections, HTTP errors, wrong content type, broken or stalled
-streams); everything the runtime really does is tested against mrmd-python.
+streams) and hostile ones (redirects, foreign services, trickled headers,
+huge events, garbage). The real mrmd-python is tested in
+tests/e2e/test_mrp_runtime.py.
 """
 
 import json
 import logging
-import os
 import select
-import shutil
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import requests
 
-from mrmd_monitor import mrp
-from mrmd_monitor.errors import (Cancelled, MrpError, RuntimeHTTPError, RuntimeUnavailable,
-                                 StreamError)
-from mrmd_monitor.mrp import CancelToken, MrpClient, MrpEvent, decode_output_data
-from tests.support.ports import free_port
+from mrmd_monitor import messages as m
+from mrmd_monitor.display import DisplayConverter
+from mrmd_monitor.errors import (Cancelled, MrpError, RunTimedOut, RuntimeBusy, RuntimeHTTPError,
+                                 RuntimeRefused, RuntimeUnavailable, StreamError)
+from mrmd_monitor.mrp import CancelToken, MrpClient
+from mrmd_monitor.runner import Runner
+from mrmd_monitor.workers import RunJob
+from tests.support.fault_runtime import FaultRuntime
 from tests.support.waiting import wait_until
 
 
@@ -95,246 +92,6 @@ class StreamRunner:
         return self
 
 
-# -- the real runtime --------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory):
-    """A real mrmd-python on a free port; yields its base URL (with a trailing slash).
-
-    mrmd-python writes its log and registry under ``~/.mrmd`` and IPython its
-    profile under ``~/.ipython``, so HOME points into a temporary directory.
-    ``--managed`` keeps it out of the registry (a runtime with the same id
-    elsewhere would make it refuse to start), and in managed mode it ignores
-    SIGTERM and SIGINT by design: it is stopped with SIGKILL, its whole
-    process group (it was started in a new session).
-    """
-    exe = shutil.which("mrmd-python", path=os.path.dirname(sys.executable)) or shutil.which("mrmd-python")
-    if exe is None:
-        pytest.skip("mrmd-python is not installed")
-    workdir = tmp_path_factory.mktemp("mrmd-python")
-    home = workdir / "home"
-    home.mkdir()
-    port = free_port()
-    env = dict(os.environ, HOME=str(home))
-    proc = subprocess.Popen(
-        [exe, "--foreground", "--managed", "--id", "test-mrp", "--host", "127.0.0.1",
-         "--port", str(port), "--cwd", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-        cwd=str(workdir), env=env, start_new_session=True)
-
-    def runtime_log():
-        return "\n".join(p.read_text(errors="replace") for p in home.glob(".mrmd/logs/*.log"))
-
-    base = f"http://127.0.0.1:{port}/mrp/v1"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mrmd-python exited with {proc.returncode}: {runtime_log()}")
-            try:
-                if requests.get(base + "/capabilities", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mrmd-python did not answer within 60 s: {runtime_log()}")
-            time.sleep(0.1)
-        yield base + "/"
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(10)
-
-
-def test_hello_world_events_in_order(client, runtime):
-    events = []
-    client.execute_stream(runtime, code='print("hello")', session="default", exec_id=new_id(),
-                          on_event=events.append, cancel=CancelToken())
-    assert [e.kind for e in events] == ["start", "stdout", "result", "done"]
-    assert all(isinstance(e, MrpEvent) for e in events)
-    assert events[1].data == {"content": "hello\r\n"}
-    assert events[2].data["success"] is True
-    assert events[2].data["stdout"] == "hello\r\n"
-    assert events[3].data == {}
-
-
-def test_start_event_carries_our_exec_id(client, runtime):
-    events = []
-    exec_id = new_id()
-    client.execute_stream(runtime.rstrip("/"), code="x = 1", session="default", exec_id=exec_id,
-                          on_event=events.append, cancel=CancelToken())
-    assert events[0].kind == "start" and events[0].data["execId"] == exec_id
-    assert events[-1].kind == "done"
-
-
-def test_error_event_for_zero_division(client, runtime):
-    events = []
-    client.execute_stream(runtime, code="1/0", session="default", exec_id=new_id(),
-                          on_event=events.append, cancel=CancelToken())
-    kinds = [e.kind for e in events]
-    assert kinds[0] == "start" and kinds[-2:] == ["error", "done"]
-    error = events[-2].data
-    assert error["type"] == "ZeroDivisionError"
-    assert isinstance(error["traceback"], list) and error["traceback"]
-    assert "division by zero" in error["message"]
-
-
-def test_output_events_never_keep_accumulated(client, runtime):
-    n = 3000
-    run = StreamRunner(client, runtime, f"for i in range({n}): print(i)").join(60)
-    assert run.error is None
-    outputs = [e for e in run.events if e.kind == "stdout"]
-    assert len(outputs) > 1, "expected the output to arrive in several chunks"
-    for event in outputs:
-        assert set(event.data) == {"content"}
-        assert "accumulated" not in event.data
-    assert run.output() == "".join(f"{i}\r\n" for i in range(n))
-
-
-def test_non_ascii_output_passes_through(client, runtime):
-    text = "a😀é中b \\ \" \t end"
-    run = StreamRunner(client, runtime, f"print({text!r})").join(30)
-    assert run.error is None
-    assert run.output() == text + "\r\n"
-
-
-def test_stdin_request_and_send_input(client, runtime, caplog):
-    caplog.set_level(logging.DEBUG)
-    secret = "Ada"
-    asked = threading.Event()
-    request = {}
-
-    def on_event(event):
-        if event.kind == "stdin_request":
-            request.update(event.data)
-            asked.set()
-
-    run = StreamRunner(client, runtime, 'name = input("Name: "); print("Hi", name)',
-                       on_event=on_event)
-    assert asked.wait(30), "no stdin_request arrived"
-    assert request["prompt"] == "Name: "
-    assert request["execId"] == run.exec_id
-    # Answer from this (another) thread while the stream thread is blocked reading.
-    assert client.send_input(runtime, run.exec_id, secret + "\n") is True
-    run.join(30)
-    assert run.error is None, run.error
-    assert "Hi Ada" in run.output()
-    assert run.kinds()[-2:] == ["result", "done"]
-    # The answer is never logged (it may be a password).
-    for record in caplog.records:
-        if record.name.startswith("mrmd_monitor"):
-            assert secret not in record.getMessage()
-
-
-def test_send_input_without_pending_request_is_not_accepted(client, runtime):
-    t0 = time.monotonic()
-    assert client.send_input(runtime, "no-such-" + new_id(), "x\n", retry_for=0) is False
-    assert client.send_input(runtime, "no-such-" + new_id(), "x\n", retry_for=0.3) is False
-    assert 0.3 <= time.monotonic() - t0 < 3
-
-
-def test_immediate_answers_are_accepted(client, runtime):
-    """mrmd-python announces stdin_request before it can take the answer; an answer
-    sent from the event callback itself, as early as possible, must still land."""
-    for _ in range(5):
-        answers = []
-        exec_id = new_id()
-
-        def on_event(event):
-            if event.kind == "stdin_request":
-                answers.append(client.send_input(runtime, exec_id, "Ada\n"))
-
-        events = []
-        token = CancelToken()
-        watchdog = threading.Timer(20, token.cancel)  # a lost answer would hang for 300 s
-        watchdog.start()
-        try:
-            client.execute_stream(runtime, code='x = input("? "); print("got", x)',
-                                  session="default", exec_id=exec_id, cancel=token,
-                                  on_event=lambda e: (events.append(e), on_event(e)))
-        finally:
-            watchdog.cancel()
-            watchdog.join()
-        assert answers == [True]
-        assert "got Ada" in "".join(e.data["content"] for e in events if e.kind == "stdout")
-
-
-class SleepLoop:
-    """Code for a long ``time.sleep`` loop that the test can end afterwards.
-
-    Cancelling only closes our stream, and the runtime's interrupt is best
-    effort: a loop left running would keep printing into later runs' output
-    (mrmd-python mixes them). The loop stops when a file appears and says so.
-    """
-
-    def __init__(self, tmp_path):
-        self.stop_file = tmp_path / "stop"
-        self.done_file = tmp_path / "done"
-        self.code = (
-            "import os, time\n"
-            "try:\n"
-            "    for i in range(600):\n"
-            f"        if os.path.exists({str(self.stop_file)!r}): break\n"
-            "        print(i, flush=True)\n"
-            "        time.sleep(0.1)\n"
-            "finally:\n"
-            f"    open({str(self.done_file)!r}, 'w').close()\n")
-
-    def end(self):
-        self.stop_file.touch()
-        wait_until(self.done_file.exists, timeout=10, message="the sleep loop to end")
-
-
-def test_cancel_mid_run_is_prompt(client, runtime, tmp_path):
-    loop = SleepLoop(tmp_path)
-    run = StreamRunner(client, runtime, loop.code)
-    try:
-        wait_until(lambda: run.output().count("\n") >= 3, timeout=30, message="three lines")
-        assert not run.finished.is_set()
-        t0 = time.monotonic()
-        run.cancel.cancel()
-        cancel_took = time.monotonic() - t0
-        assert cancel_took < 0.1, f"cancel() blocked for {cancel_took:.3f} s"
-        assert run.cancel.cancelled
-        assert run.finished.wait(1.0), "execute_stream did not stop within 1 s of cancel()"
-        assert run.finished_at - t0 < 1.0
-        assert isinstance(run.error, Cancelled), repr(run.error)
-        assert run.error.execution_id == run.exec_id
-        seen = len(run.events)
-        assert run.kinds()[-1] != "done"
-    finally:
-        assert client.interrupt(runtime, "default", run.exec_id) in (True, False)
-        loop.end()
-        run.join(5)
-    assert len(run.events) == seen, "events were delivered after cancel"
-
-
-def test_cancel_without_a_socket_stops_between_events(client, runtime, monkeypatch, tmp_path):
-    # Neither the connect hook nor the response gives a socket: only the flag is left.
-    monkeypatch.setattr(mrp, "_register_new_socket", lambda sock: None)
-    monkeypatch.setattr(mrp, "response_socket", lambda response: None)
-    loop = SleepLoop(tmp_path)
-    run = StreamRunner(client, runtime, loop.code)
-    try:
-        wait_until(lambda: run.output().count("\n") >= 2, timeout=30, message="two lines")
-        t0 = time.monotonic()
-        run.cancel.cancel()
-        assert time.monotonic() - t0 < 0.1
-        assert run.finished.wait(2.0), "the flag was not checked at the next event"
-        assert isinstance(run.error, Cancelled), repr(run.error)
-    finally:
-        loop.end()
-        run.join(5)
-
-
-def test_response_socket_is_found_with_installed_urllib3(runtime):
-    with requests.get(runtime + "capabilities", stream=True, timeout=5) as response:
-        sock = mrp.response_socket(response)
-        assert isinstance(sock, socket.socket)
-        assert sock.getpeername()[1] == int(runtime.split(":")[2].split("/")[0])
-
 
 def test_cancel_before_start_raises_without_request(client):
     token = CancelToken()
@@ -345,48 +102,8 @@ def test_cancel_before_start_raises_without_request(client):
                               on_event=lambda e: pytest.fail("no event expected"), cancel=token)
 
 
-def test_interrupt_answers(client, runtime):
-    assert client.interrupt(runtime, "default") is True
-
-
 def test_interrupt_is_best_effort_when_unreachable(client, closed_port):
     assert client.interrupt(f"http://127.0.0.1:{closed_port}/mrp/v1", "default", "x") is False
-
-
-def test_large_output_is_exact(client, runtime):
-    """The throughput path: 20,000 lines (~100 MB of SSE with accumulated)."""
-    n = 20000
-    events = []
-    t_cpu = time.thread_time()
-    t_wall = time.monotonic()
-    client.execute_stream(runtime, code=f"for i in range({n}): print(i)", session="default",
-                          exec_id=new_id(), on_event=events.append, cancel=CancelToken())
-    cpu = time.thread_time() - t_cpu
-    wall = time.monotonic() - t_wall
-    out = "".join(e.data["content"] for e in events if e.kind == "stdout")
-    assert out == "".join(f"{i}\r\n" for i in range(n))
-    assert events[-1].kind == "done"
-    logging.getLogger(__name__).info("%d lines: wall %.2f s, client cpu %.2f s", n, wall, cpu)
-
-
-# -- pure parsing -------------------------------------------------------------
-
-def test_decode_output_fast_path_and_fallback():
-    content = "x\r\n😀 \"q\" \\ \ufffd é"
-    runtime_shape = json.dumps({"content": content, "accumulated": "old" + content})
-    assert runtime_shape.startswith('{"content": ')
-    assert decode_output_data(runtime_shape) == {"content": content}
-    other_order = json.dumps({"accumulated": "zz", "content": content})
-    assert decode_output_data(other_order) == {"content": content}
-    compact = json.dumps({"content": content, "accumulated": "a"}, separators=(",", ":"))
-    assert decode_output_data(compact) == {"content": content}
-    only = json.dumps({"content": content})
-    assert decode_output_data(only) == {"content": content}
-    extra = json.dumps({"accumulated": "a", "content": "c", "stream": "x"})
-    assert decode_output_data(extra) == {"content": "c", "stream": "x"}
-    for broken in ('{"content": "abc', '{"content": "abc", "accumulated": "ab', "[1]", "nope"):
-        with pytest.raises(ValueError):
-            decode_output_data(broken)
 
 
 # -- faults, from a fake server ----------------------------------------------
@@ -410,6 +127,15 @@ class FaultHandler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):
         pass
+
+    def do_GET(self):
+        self.server.gets.append(self.path)
+        body = json.dumps({"languages": ["python"], "features": {"executeStream": True}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self):
         fault = self.path.strip("/").split("/")[0]
@@ -478,6 +204,7 @@ def fake_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), FaultHandler)
     server.daemon_threads = False  # server_close() joins the handler threads
     server.requests = []
+    server.gets = []
     server.release, release_w = socket.socketpair()
     thread = threading.Thread(target=server.serve_forever, name="fake-mrp-server")
     thread.start()
@@ -606,8 +333,8 @@ def test_cancel_before_response_headers(client, fake_server):
     assert run.events == []
 
 
-def test_no_response_headers_within_idle_timeout(fake_server):
-    client = MrpClient(connect_timeout=5.0, idle_timeout=0.5)
+def test_no_response_headers_within_connect_timeout(fake_server):
+    client = MrpClient(connect_timeout=0.5, idle_timeout=30)
     try:
         error, events = run_fault(client, fake_url(fake_server, "noheaders"), StreamError)
     finally:
@@ -650,3 +377,354 @@ def test_client_is_usable_after_close_and_from_many_threads(fake_server):
     finally:
         client.close()
     assert results == [["start", "mystery", "result"]] * 6
+
+
+# -- hostile runtimes and URLs (issue 10 items 1, 3 and 5; issue 11 items 2 and 3) ----------
+
+class Recorder:
+    """A plain local HTTP service that is not a runtime: it records every request
+    and answers everything with a page that must never reach a document."""
+
+    SECRET = "SECRET-SERVICE-PAGE"
+
+    def __init__(self, status=200, ctype="text/html"):
+        outer = self
+        self.requests = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self):
+                outer.requests.append((self.command, self.path))
+                body = ("<html>%s %s</html>" % (Recorder.SECRET, "\x1b[2J" * 3)).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = False
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, name="recorder")
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def faults():
+    rt = FaultRuntime().start()
+    try:
+        yield rt
+    finally:
+        rt.stop()
+
+
+def run_code(client, url, spec, exec_id="exec-1", **kw):
+    events = []
+    client.execute_stream(url, code=json.dumps(spec) if isinstance(spec, dict) else spec,
+                          session="s", exec_id=exec_id, on_event=events.append,
+                          cancel=kw.pop("cancel", CancelToken()), **kw)
+    return events
+
+
+@pytest.mark.parametrize("template,words", [
+    ("http://127.0.0.1:{other}\\@127.0.0.1:{other}/mrp/v1", "backslash"),
+    ("http://user:pw@127.0.0.1:{other}/mrp/v1", "user name or password"),
+    ("http://127.0.0.1:{other}/mrp/v1?x=1", "query"),
+    ("http://127.0.0.1:{other}/mrp/v1#frag", "fragment"),
+    ("http://127.0.0.1:{other}/mrp/v1\r\nX-Injected: 1", "control characters"),
+    ("ftp://127.0.0.1:{other}/mrp/v1", "http:// or https://"),
+    ("http://127.1:{other}/mrp/v1", "canonical"),
+    ("http://2130706433:{other}/mrp/v1", "canonical"),
+    ("http://0x7f.0.0.1:{other}/mrp/v1", "canonical"),
+    ("http://127.0.0.1:99999/mrp/v1", "port"),
+    ("http://[::1/mrp/v1", "IPv6"),
+])
+def test_hostile_runtime_urls_are_refused_before_any_connection(client, template, words):
+    with Recorder() as other:
+        url = template.format(other=other.port)
+        with pytest.raises(RuntimeRefused) as info:
+            run_code(client, url, "print(1)")
+        assert words in str(info.value)
+        assert other.requests == []
+        with pytest.raises(RuntimeRefused):
+            client.send_input(url, "e", "secret\n", retry_for=0)
+        assert client.interrupt(url, "s", "e") is False
+        assert other.requests == []
+    assert "\r" not in str(info.value) and Recorder.SECRET not in str(info.value)
+
+
+def test_allowlist_uses_the_parsed_url():
+    from mrmd_monitor.protocol import runtime_refused
+    loop = ("localhost", "127.0.0.0/8", "::1")
+    # urlsplit saw 127.0.0.1 here, while requests connected to OTHER.
+    assert runtime_refused("http://10.0.0.5:80\\@127.0.0.1/mrp/v1", loop) is not None
+    assert runtime_refused("http://evil.example@127.0.0.1/mrp/v1", loop) is not None
+    assert runtime_refused("http://127.0.0.1:8000/mrp/v1", loop) is None
+    assert runtime_refused("HTTP://LOCALHOST:8000/mrp/v1", loop) is None
+    assert runtime_refused("http://[::1]:8000/mrp/v1", loop) is None
+    assert "not allowed" in runtime_refused("http://10.0.0.5:8000/mrp/v1", loop)
+
+
+def test_redirect_to_another_port_is_never_followed(client, faults):
+    with Recorder() as other:
+        target = "http://127.0.0.1:%d/mrp/v1/execute/stream" % other.port
+        for status in (302, 307, 308):
+            with pytest.raises(RuntimeHTTPError) as info:
+                run_code(client, faults.url, {"fault": "redirect", "to": target, "status": status})
+            assert "redirect (HTTP %d)" % status in str(info.value)
+        assert other.requests == []
+
+
+def test_redirect_of_capabilities_is_refused(client):
+    with Recorder() as other:
+        class Redirect(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(302)
+                self.send_header("Location", "http://127.0.0.1:%d/" % other.port)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            do_POST = do_GET
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+        server.daemon_threads = False
+        thread = threading.Thread(target=server.serve_forever, name="redirector")
+        thread.start()
+        try:
+            with pytest.raises(RuntimeRefused) as info:
+                run_code(client, "http://127.0.0.1:%d/mrp/v1" % server.server_address[1], "1")
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+        assert "redirect" in str(info.value)
+        assert other.requests == []
+
+
+@pytest.mark.parametrize("status,ctype", [(200, "text/html"), (404, "text/html"),
+                                          (200, "application/json")])
+def test_a_local_service_that_is_not_a_runtime_gets_no_post(client, status, ctype):
+    with Recorder(status, ctype) as service:
+        url = "http://127.0.0.1:%d/admin/api" % service.port
+        with pytest.raises(RuntimeRefused) as info:
+            run_code(client, url, "DROP TABLE users")
+        assert service.requests == [("GET", "/admin/api/capabilities")]
+    message = str(info.value)
+    assert "not an MRP runtime" in message
+    assert Recorder.SECRET not in message and "\x1b" not in message
+
+
+def test_capabilities_are_checked_once_per_base_url(client, faults):
+    for _ in range(3):
+        run_code(client, faults.url, {"fault": "ok"})
+    assert faults.gets.count("/mrp/v1/capabilities") == 1
+    faults.capabilities = {"languages": ["python"], "features": {"executeStream": False}}
+    other = MrpClient(connect_timeout=5, idle_timeout=30, capabilities_ttl=0)
+    try:
+        with pytest.raises(RuntimeRefused, match="executeStream"):
+            run_code(other, faults.url, {"fault": "ok"})
+    finally:
+        other.close()
+    assert all(path.endswith("/capabilities") for path, _ in faults.requests) is False
+
+
+def test_trickled_headers_end_at_the_connect_deadline(faults):
+    """One header byte every 0.1 s: the per-read timeout (30 s) never fires;
+    the whole-header deadline (1 s) does."""
+    client = MrpClient(connect_timeout=1.0, idle_timeout=30.0)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(StreamError) as info:
+            run_code(client, faults.url, {"fault": "trickle_headers", "every": 0.1})
+        took = time.monotonic() - t0
+        assert "no response headers within 1 s" in str(info.value)
+        assert took < 4.0, took
+        assert run_code(client, faults.url, {"fault": "ok"})[-1].kind == "done"
+    finally:
+        client.close()
+
+
+def test_max_run_time_counts_from_the_post(client, faults):
+    t0 = time.monotonic()
+    with pytest.raises(RunTimedOut):
+        run_code(client, faults.url, {"fault": "silent", "seconds": 30}, max_run_time=1.0)
+    assert time.monotonic() - t0 < 4.0
+    # A run waiting for a busy runtime is bounded by it too.
+    t0 = time.monotonic()
+    with pytest.raises(RunTimedOut):
+        run_code(client, faults.url, {"fault": "busy", "seconds": 30}, exec_id="other",
+                 max_run_time=1.0)
+    assert time.monotonic() - t0 < 4.0
+
+
+@pytest.mark.parametrize("health", [True, False])
+def test_busy_runtime_is_waited_for(client, faults, health):
+    faults.health = health
+    busy = []
+    t0 = time.monotonic()
+    events = run_code(client, faults.url, {"fault": "busy", "seconds": 1.5}, on_busy=busy.append)
+    took = time.monotonic() - t0
+    assert [e.kind for e in events] == ["start", "stdout", "result", "done"]
+    assert events[1].data == {"content": "finally ran\r\n"}
+    assert busy == ["waiting for the runtime: it is busy with another execution"]
+    assert 1.4 < took < 8, took
+    posts = [p for p, _ in faults.requests if p.endswith("/execute/stream")]
+    if health:
+        assert faults.gets.count("/mrp/v1/health") >= 2
+        assert len(posts) == 2   # once busy, once when /health said idle
+    else:
+        assert 2 <= len(posts) <= 6
+
+
+def test_busy_for_too_long_ends_without_the_busy_body(faults):
+    client = MrpClient(connect_timeout=5, idle_timeout=30, busy_wait=1.0)
+    try:
+        with pytest.raises(RuntimeBusy) as info:
+            run_code(client, faults.url, {"fault": "busy", "seconds": 30, "status": 503})
+    finally:
+        client.close()
+    assert "stayed busy" in str(info.value) and "SECRET-BUSY-BODY" not in str(info.value)
+
+
+def test_event_over_the_limit_ends_the_run(faults):
+    client = MrpClient(connect_timeout=5, idle_timeout=30, max_event_bytes=1 << 20)
+    try:
+        events = []
+        t0 = time.monotonic()
+        with pytest.raises(StreamError) as info:
+            client.execute_stream(faults.url, code=json.dumps({"fault": "big_event", "bytes": 8 << 20}),
+                                  session="s", exec_id="e", on_event=events.append,
+                                  cancel=CancelToken())
+        assert time.monotonic() - t0 < 5
+    finally:
+        client.close()
+    assert "larger than 1048576 bytes (--max-event-bytes)" in str(info.value)
+    assert [e.kind for e in events] == ["start", "stdout"]
+
+
+def test_garbage_streams_end_typed_and_the_next_run_works(client, faults):
+    """Seeded, time-bounded fuzz over whole HTTP streams."""
+    t0 = time.monotonic()
+    ended = {"ok": 0, "error": 0}
+    for seed in range(40):
+        try:
+            run_code(client, faults.url, {"fault": "garbage", "seed": seed}, exec_id="g%d" % seed)
+            ended["ok"] += 1
+        except MrpError as exc:
+            assert isinstance(exc, StreamError), repr(exc)
+            ended["error"] += 1
+    assert ended["error"] > 0
+    assert time.monotonic() - t0 < 60
+    assert run_code(client, faults.url, {"fault": "ok"})[-1].kind == "done"
+
+
+def test_input_carries_both_id_spellings(client, faults):
+    assert client.send_input(faults.url, "e-7", "Ada\n", retry_for=0) is True
+    path, body = faults.requests[-1]
+    assert path.endswith("/input")
+    assert body == {"exec_id": "e-7", "execId": "e-7", "text": "Ada\n"}
+
+
+def _job(faults, code, posted, **kw):
+    return RunJob(exec_id=kw.pop("exec_id", "run-" + new_id()), runtime_url=faults.url,
+                  session="s", code=json.dumps(code), post=posted.append, **kw)
+
+
+def test_runner_mrp3_assets_warnings_and_seq_gaps(client, faults, caplog):
+    caplog.set_level(logging.WARNING, logger="mrmd_monitor.mrp")
+    posted = []
+    job = _job(faults, {"fault": "mrp3"}, posted)
+    finished = Runner(client, DisplayConverter(1 << 20)).stream(job, CancelToken())
+    assert finished.error is None and not finished.cancelled
+    items = [i for msg in posted if isinstance(msg, m.DisplayItems) for i in msg.items]
+    assert [i["mimeType"] for i in items] == ["text/plain", "image/png"]   # not twice
+    assert items[1]["assetId"] == "asset-%s-1" % job.exec_id
+    assert items[1]["url"] == "http://127.0.0.1:%d/mrp/v1/assets/a1.png" % faults.port
+    text = finished.output.take()
+    assert text == "three\r\n[runtime warning: state may be stale [31m]\n"
+    assert any("out of sequence: seq 4 after 2" in r.getMessage() for r in caplog.records)
+
+
+def test_runner_reports_busy_and_max_run_time(client, faults):
+    posted = []
+    job = _job(faults, {"fault": "busy", "seconds": 30}, posted, max_run_time=1.0,
+               exec_id="slow")
+    faults.interrupted = False
+    finished = Runner(client, DisplayConverter(1 << 20)).stream(job, CancelToken())
+    assert m.RuntimeBusy("slow", "waiting for the runtime: it is busy with another execution") \
+        in posted
+    assert finished.error["type"] == "MaxRunTime"
+    assert finished.error["message"] == ("the run took longer than --max-run-time (1s) "
+                                         "and was stopped")
+    assert "the runtime did not stop the code" in finished.output.take()
+
+
+def test_runner_says_when_the_interrupt_was_refused(client, faults):
+    posted = []
+    job = _job(faults, {"fault": "ok"}, posted, exec_id="cancelled-one")
+    runner = Runner(client, DisplayConverter(1 << 20))
+    runner.interrupt(job)
+    assert posted == []
+    faults.interrupted = False
+    runner.interrupt(job)
+    assert posted == [m.InterruptRefused("cancelled-one", "[mrmd-monitor: the runtime did not "
+                                         "stop this cell (the runtime answered interrupted: "
+                                         "false); its code may still be running]")]
+
+
+def test_cancel_on_an_mrp3_runtime_lets_it_finish_the_execution(client, faults):
+    """MRP 0.3.0 stays busy for good when a stream is cut: a cancelled stream is
+    read (delivering nothing) until the runtime, interrupted, ends it; the next
+    run then finds the runtime free."""
+    faults.capabilities = dict(faults.capabilities, protocolVersion="0.3.0")
+    run = StreamRunner(client, faults.url, json.dumps({"fault": "wedge", "count": 300}))
+    wait_until(lambda: run.kinds().count("stdout") >= 3, timeout=10, message="three ticks")
+    t0 = time.monotonic()
+    run.cancel.cancel()
+    assert time.monotonic() - t0 < 0.1
+    seen = len(run.events)
+    assert client.interrupt(faults.url, "default", run.exec_id) is True
+    run.join(5)
+    assert isinstance(run.error, Cancelled), repr(run.error)
+    assert len(run.events) <= seen + 1   # at most the event being handed over at cancel()
+    assert faults.wedged_by is None
+    assert run_code(client, faults.url, {"fault": "wedge", "count": 1})[-1].kind == "done"
+
+
+def test_a_second_cancel_cuts_a_draining_stream_at_once(client, faults):
+    faults.capabilities = dict(faults.capabilities, protocolVersion="0.3.0")
+    run = StreamRunner(client, faults.url, json.dumps({"fault": "wedge", "count": 300}))
+    wait_until(lambda: run.kinds().count("stdout") >= 2, timeout=10, message="two ticks")
+    run.cancel.cancel()
+    time.sleep(0.3)   # draining (deliberate: the stream goes on meanwhile)
+    assert not run.finished.is_set()
+    t0 = time.monotonic()
+    run.cancel.cancel()
+    run.join(2)
+    assert time.monotonic() - t0 < 1.0
+    assert isinstance(run.error, Cancelled)
+    faults.interrupt_requested.set()   # let the scripted runtime's handler end
+
+
+def test_accepted_runtime_urls_are_rebuilt_from_their_parts():
+    from mrmd_monitor.http import parse_url
+    assert parse_url("http://localhost:8000/mrp/v1/").base == "http://localhost:8000/mrp/v1"
+    assert parse_url("HTTPS://Example.COM/x").base == "https://example.com:443/x"
+    assert parse_url("http://[::1]:9/x").base == "http://[::1]:9/x"
+    assert parse_url("http://my_runtime:8000/mrp/v1").host == "my_runtime"
+    assert parse_url("http://127.0.0.1.nip.io/x").host == "127.0.0.1.nip.io"
+    assert parse_url("http://127.0.0.1/a%20b/c").path == "/a%20b/c"

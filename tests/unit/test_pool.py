@@ -8,6 +8,7 @@ import pytest
 
 from mrmd_monitor import messages as m
 from mrmd_monitor.errors import Cancelled
+from mrmd_monitor.sse import MrpEvent
 from mrmd_monitor.workers import RunJob, WorkerPool, share_limit
 from tests.support.waiting import wait_until
 
@@ -20,11 +21,11 @@ class Client:
         self.started = []
         self.gates = {}
 
-    def execute_stream(self, url, *, code, session, exec_id, on_event, cancel):
+    def execute_stream(self, url, *, code, session, exec_id, on_event, cancel, **_limits):
         gate = self.gates.setdefault(exec_id, threading.Event())
         with self.lock:
             self.started.append(exec_id)
-        on_event(type("E", (), {"kind": "start", "data": {}})())
+        on_event(MrpEvent("start", {}))
         while not gate.wait(0.01):
             if cancel.cancelled:
                 raise Cancelled("cancelled")
@@ -36,8 +37,8 @@ class Client:
         with self.lock:
             return list(self.started)
 
-    def interrupt(self, url, session, exec_id):
-        pass
+    def interrupt_status(self, url, session, exec_id):
+        return True, ""
 
     def close(self):
         pass
