@@ -28,7 +28,7 @@ from .claims import Claims
 from .metrics import Metrics
 from .order import RunOrder, request_order
 from .output import RunOutput
-from .runs import (MAX_DISPLAY_ITEMS, UNSTARTED, Phase, Run, add_display, next_deadline,
+from .runs import (UNSTARTED, Phase, Run, add_display, next_deadline,
                    show_error, transition)
 from .workers import RunJob
 
@@ -175,7 +175,7 @@ class Coordinator:
         run = self.runs.get(getattr(msg, "exec_id", None))
         if isinstance(msg, m.InterruptRefused):  # the run is usually over for us by then
             if run is None:
-                self._append_notice(msg.exec_id, msg.line)
+                self.blocks.append_notice(msg.exec_id, msg.line)
             else:
                 self._on_output(run, "\n" + msg.line + "\n")
             return
@@ -195,9 +195,7 @@ class Coordinator:
         elif isinstance(msg, m.StdinRequested):
             self._on_stdin_request(run, msg)
         elif isinstance(msg, m.DisplayItems):
-            if add_display(run, msg.items):
-                log.warning("%s: %d rich output(s) past the first %d left out", run.exec_id,
-                            run.display_dropped, MAX_DISPLAY_ITEMS, extra=self._extra(run))
+            add_display(run, msg.items)
             self._schedule_flush(run, self.config.flush_interval)
         elif isinstance(msg, m.RunFinished):
             self._on_finished(run, msg)

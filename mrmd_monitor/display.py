@@ -126,6 +126,7 @@ class DisplayConverter:
             budget.used_bytes += room
             return {"mimeType": mime, "assetId": None,
                     "data": cut + "\n[... %d bytes left out]" % (size - len(cut.encode("utf-8")))}
+        advice = "start the monitor with --assets-dir to keep such outputs"
         if self.store is not None:
             try:
                 asset_id, url = self.store.put(mime, data)
@@ -134,8 +135,9 @@ class DisplayConverter:
             except OSError as exc:
                 log.warning("cannot store a %d-byte %s output in %s: %s", size, mime,
                             self.store.directory, exc)
+                advice = "it could not be kept in --assets-dir (see the monitor's log)"
         return {"mimeType": mime, "data": None, "assetId": None, "size": size,
-                "omitted": "%s; start the monitor with --assets-dir to keep such outputs" % limit}
+                "omitted": "%s; %s" % (limit, advice)}
 
     def from_event(self, kind, data, runtime_url, budget=None):
         """Items from a ``display`` or ``asset`` event."""

@@ -29,8 +29,6 @@ class Phase(str, enum.Enum):
 # budget replaces this when there is one). Past it, items stay as references
 # without their data: every write of the entry stays far below the sync
 # server's 1 MiB message limit.
-MAX_DISPLAY_BYTES = 512 * 1024
-MAX_DISPLAY_ITEMS = 256
 
 UNSTARTED = frozenset((Phase.CLAIMED, Phase.WAITING_BLOCK, Phase.WAITING_TURN, Phase.QUEUED))
 
@@ -65,8 +63,6 @@ class Run:
     next_flush: float = 0.0
     last_flush: float = float("-inf")
     display: List[dict] = field(default_factory=list)
-    display_bytes: int = 0
-    display_dropped: int = 0
     display_dirty: bool = False
     awaiting_stdin: bool = False
     # Fields we wrote, put back if a concurrent write by another peer wins.
@@ -110,27 +106,12 @@ def next_deadline(runs: Iterable[Run], now: float) -> Optional[float]:
     return max(0.0, min(due) - now) if due else None
 
 
-def add_display(run: Run, items) -> bool:
-    """Keep rich output items within the run's budget; they reach the entry
-    with the next flush, so a burst of displays is one write, not one each.
-    Returns whether some were left out (past MAX_DISPLAY_ITEMS)."""
-    dropped = run.display_dropped
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        if len(run.display) >= MAX_DISPLAY_ITEMS:
-            run.display_dropped += 1
-            continue
-        _, size = p.measure(item)
-        if run.display_bytes + size > MAX_DISPLAY_BYTES and item.get("data") is not None:
-            item = {"mimeType": item.get("mimeType"), "data": None,
-                    "assetId": item.get("assetId"), "size": size,
-                    "omitted": "the run's inline rich output is over %d bytes" % MAX_DISPLAY_BYTES}
-            _, size = p.measure(item)
-        run.display.append(item)
-        run.display_bytes += size
+def add_display(run: Run, items) -> None:
+    """Rich output items, already within the run's budget (display.DisplayBudget,
+    kept by the worker), reach the entry with the next flush: a burst of
+    displays is one write, not one each."""
+    run.display.extend(item for item in items if isinstance(item, dict))
     run.display_dirty = True
-    return run.display_dropped > dropped
 
 
 def show_error(output: RunOutput, err: dict) -> bool:

@@ -95,6 +95,6 @@ def test_twenty_big_displays_keep_the_entry_small(flood, sync_server, doc_name, 
     assert 1 <= len(inline) <= 3
     assert sum(len(d["data"]) for d in inline) <= 512 * 1024
     assert [d["data"][:9] for d in inline] == ["<p>%02d</p>" % i for i in range(len(inline))]
-    assert all("over 524288 bytes" in d["omitted"] for d in shown[len(inline):])
+    assert all("over --max-display-bytes" in d["omitted"] for d in shown[len(inline):])
     assert len(json.dumps(e)) < 700_000
     assert block_content(b.text(), exec_id) == "drawing\n"
