@@ -225,8 +225,11 @@ def stack(request, tmp_path):
             process = SyncServer(log_path=tmp_path / "logs" / ("own-server-%d.log" % n))
             process.start()
         else:
+            # As mrmd-sync runs by default, with Yjs snapshots beside its files: restarted
+            # without them, it rebuilds each document from its markdown file as new
+            # text, and every client that reconnects with the old state doubles it.
             base = tmp_path / ("own-mrmd-sync-%d" % n)
-            process = _started(lambda: _new_mrmd_sync(base))
+            process = _started(lambda: _new_mrmd_sync(base, persist=True))
         own.append(process)
         return process
 
