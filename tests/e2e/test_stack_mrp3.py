@@ -7,7 +7,8 @@ a scripted stand-in that speaks MRP 0.3.0 exactly as measured (``seq`` on
 every event, 409 ``execution_in_progress``, ``/health``) injects them:
 an ``/interrupt`` that answers ``{"interrupted": false}`` while the cancelled
 code keeps the runtime busy, and a ``warning`` event (the real runtime's
-streaming path never emits one; only its non-streaming ``/execute`` does)."""
+streaming path never emits one; only its non-streaming ``/execute`` does). It
+also records the ``/input`` bodies the monitor sends."""
 
 import json
 import threading
@@ -28,7 +29,8 @@ BUSY_BODY = "execution_in_progress"
 # ---------------------------------------------------------------------- the stand-in
 class Mrp3StandIn:
     """A scripted MRP 0.3.0 runtime. The request's ``code`` is JSON:
-    ``{"loop": N, "delay": s}`` prints ``tick i`` N times and ignores
+    ``{"input": prompt, "print": text}`` asks for a line first (and echoes it,
+    as a terminal does); ``{"loop": N, "delay": s}`` prints ``tick i`` N times and ignores
     interrupts (``/interrupt`` answers ``interrupted: false``) and a closed
     stream, like code that keeps running; ``{"warning": msg, "print": text}``
     prints, then sends a ``warning`` event before its result; ``{"print": text}``."""
@@ -38,7 +40,9 @@ class Mrp3StandIn:
         self.current = None          # execId of the code running now
         self.execution_count = 0
         self.interrupts = []         # bodies of /interrupt calls
-        self.inputs = []
+        self.inputs = []             # bodies of /input calls
+        self.answered = threading.Event()
+        self.answer = None
         self.busy_answers = 0        # 409s sent
         self.stop_event = threading.Event()
         outer = self
@@ -82,6 +86,13 @@ class Mrp3StandIn:
                     return self._json(200, {"interrupted": False})
                 if self.path.endswith("/input"):
                     outer.inputs.append(body)
+                    with outer.lock:
+                        current = outer.current
+                    # As the real runtime: either key names the execution.
+                    if current and (body.get("execId") or body.get("exec_id")) == current:
+                        outer.answer = str(body.get("text", ""))
+                        outer.answered.set()
+                        return self._json(200, {"accepted": True})
                     return self._json(200, {"accepted": False, "error": "No pending input request"})
                 if not self.path.endswith("/execute/stream"):
                     return self._json(404, {"error": "not_found"})
@@ -134,6 +145,17 @@ class Mrp3StandIn:
                     send("stdout", {"content": line})
                     if outer.stop_event.wait(float(spec.get("delay", 0.1))):
                         return
+                if "input" in spec:
+                    send("stdin_request", {"prompt": spec["input"], "password": False,
+                                           "execId": exec_id})
+                    send("stdout", {"content": spec["input"]})
+                    if not outer.answered.wait(30):
+                        send("error", {"type": "StdinTimeout", "message": "no input", "traceback": []})
+                        send("done", {})
+                        return
+                    echo = outer.answer.replace("\n", "\r\n")
+                    out += spec["input"] + echo
+                    send("stdout", {"content": echo})
                 if "print" in spec:
                     out += spec["print"]
                     send("stdout", {"content": spec["print"]})
@@ -249,6 +271,23 @@ def test_warning_event_is_a_line_in_the_block(stand_in, on_mrmd_sync):
     assert lines[0] == "computed"
     assert len(lines) == 2 and "Result repr failed; returned fallback preview" in lines[1]
     assert b.text().endswith("```\n\nAfter.\n")
+
+
+def test_input_names_the_run_both_ways(stand_in, on_mrmd_sync):
+    """MRP 0.3.0 reads ``exec_id`` in ``/input``; the spec says ``execId``: send both."""
+    monitor, b = on_mrmd_sync
+    code = json.dumps({"input": "Your name: ", "print": "Hi Ada\r\n"})
+    b.set_text(cell(code) + "\n")
+    exec_id = start_cell(b, code, stand_in.url, prefix="stdin")
+    b.wait_entry(exec_id, lambda e: e and e.get("stdinRequest"), timeout=30)
+    b.answer_stdin(exec_id, "Ada")
+    entry = b.wait_entry(exec_id, FINAL, timeout=30)
+    assert entry["status"] == "completed"
+    assert block_content(b.text(), exec_id) == "Your name: Ada\nHi Ada\n"
+    assert stand_in.inputs, "no /input call"
+    body = stand_in.inputs[-1]
+    assert body.get("execId") == exec_id and body.get("exec_id") == exec_id, body
+    assert body.get("text") == "Ada\n"
 
 
 # ---------------------------------------------------------------------- item 3, real runtime
