@@ -452,9 +452,9 @@ class Mrp3Runtime(Runtime):
     """The MRP 0.3.0 mrmd-python (vendored; tests/.work/mrp3), ``--foreground --managed``.
 
     Its own virtualenv: its package name and version clash with PyPI's 0.4.2.
-    Started from a plain environment so that it runs cells in-process: with
-    another virtualenv named (VIRTUAL_ENV), it would run them in a subprocess
-    worker of that environment instead.
+    It runs cells in a kernel process it starts for the virtualenv it detects;
+    VIRTUAL_ENV is dropped so that this is its own (the test runner's .venv
+    holds mrmd-python 0.4.2). Stopping kills the process group, kernel included.
     """
 
     name = "mrp3-python"
