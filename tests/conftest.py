@@ -21,12 +21,17 @@ from tests.support.peer import BrowserPeer
 from tests.support.reports import REPORTS_KEY, test_failed
 from tests.support.procs import (
     READER_THREAD_PREFIX,
+    BashRuntime,
     MissingNodeModules,
+    MissingStack,
     MonitorProcess,
+    MrmdSyncServer,
+    Mrp3Runtime,
     Runtime,
     SyncServer,
     require_node_modules,
 )
+from tests.support.stacks import MRP3, NPM, PY042, STACKS, Stack
 from tests.support.waiting import wait_until
 
 _MONITORS_KEY = pytest.StashKey[list]()
@@ -79,7 +84,8 @@ def runtime(tmp_path_factory):
     sessions and variable names.
     """
     base = tmp_path_factory.mktemp("mrmd-python")
-    yield from _running(Runtime(workdir=base / "work", log_path=base / "mrmd-python.log"))
+    yield from _running(Runtime(workdir=base / "work", log_path=base / "mrmd-python.log"),
+                        shared=True)
 
 
 @pytest.fixture
@@ -91,12 +97,160 @@ def own_runtime(tmp_path):
                                 log_path=tmp_path / "logs" / "own-runtime.log"))
 
 
-def _running(process):
+def _running(process, shared=False):
     try:
         process.start()
+        if shared:
+            _shared(process)
         yield process
     finally:
         process.stop()
+
+
+#: Processes of module and session fixtures: the stack fixture may start them in
+#: the middle of a test's setup, and their reader threads are not that test's leak.
+_SHARED_PROCESSES = []
+
+
+def _shared(process):
+    _SHARED_PROCESSES.append(process)
+    return process
+
+
+# ---------------------------------------------------------------------- the mrmd stack
+def _started(factory):
+    """Start what ``factory()`` makes; a part of the stack that is not installed fails the test clearly."""
+    try:
+        process = factory()
+    except (MissingNodeModules, MissingStack) as exc:
+        pytest.fail(str(exc), pytrace=False)
+    process.start()
+    return process
+
+
+def _new_mrmd_sync(base, **kwargs):
+    _need_node()
+    return MrmdSyncServer(base / "docs", log_path=base / "mrmd-sync.log", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def module_npm_server(tmp_path_factory):
+    """The npm y-websocket server, shared by a module's tests (a fresh document each)."""
+    _need_node()
+    base = tmp_path_factory.mktemp("npm-server")
+    yield from _running(SyncServer(log_path=base / "sync-server.log"), shared=True)
+
+
+@pytest.fixture(scope="module")
+def module_mrmd_sync(tmp_path_factory):
+    """mrmd-sync 0.3.5 without Yjs snapshots, shared by a module's tests (``.url``, ``.directory``)."""
+    base = tmp_path_factory.mktemp("mrmd-sync")
+    server = _shared(_started(lambda: _new_mrmd_sync(base)))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mrmd_sync_factory(tmp_path):
+    """``mrmd_sync_factory(persist=False, directory=None, **kw) -> MrmdSyncServer`` (started;
+    stopped in teardown). ``directory`` defaults to a fresh one in tmp_path."""
+    servers = []
+
+    def make(persist=False, directory=None, **kwargs):
+        base = tmp_path / ("mrmd-sync-%d" % (len(servers) + 1))
+        base.mkdir()
+        if directory is not None:
+            kwargs["state_dir"] = kwargs.get("state_dir") or Path(directory).parent / "state"
+        server = _started(lambda: MrmdSyncServer(
+            directory or base / "docs", log_path=base / "mrmd-sync.log", persist=persist, **kwargs))
+        servers.append(server)
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def mrp3_runtime(tmp_path_factory):
+    """One MRP 0.3.0 mrmd-python for the whole session (``.url``, ``.health()``)."""
+    base = tmp_path_factory.mktemp("mrp3")
+    runtime = _shared(_started(lambda: Mrp3Runtime(workdir=base / "work", log_path=base / "mrp3.log")))
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
+
+
+@pytest.fixture
+def own_mrp3_runtime(tmp_path):
+    """An MRP 0.3.0 runtime of this test's own."""
+    runtime = _started(lambda: Mrp3Runtime(workdir=tmp_path / "mrp3",
+                                           log_path=tmp_path / "logs" / "own-mrp3.log"))
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
+
+
+@pytest.fixture(scope="module")
+def bash_runtime(tmp_path_factory):
+    """mrmd-bash 0.1.2, shared by a module's tests."""
+    base = tmp_path_factory.mktemp("mrmd-bash")
+    runtime = _shared(_started(lambda: BashRuntime(base / "work", log_path=base / "mrmd-bash.log")))
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
+
+
+@pytest.fixture
+def stack(request, tmp_path):
+    """The sync server and runtime of a parametrised test (tests/support/stacks.py):
+    ``@on_stacks(EVERY)`` gives ``stack.server``, ``stack.runtime``, ``stack.out(text)``,
+    ``stack.new_server()``, ``stack.new_runtime()``."""
+    name = getattr(request, "param", None)
+    if name is None:
+        pytest.fail("the stack fixture needs @on_stacks(...) on the test", pytrace=False)
+    own = []
+
+    def new_server():
+        n = len(own) + 1
+        if server_kind == NPM:
+            _need_node()
+            process = SyncServer(log_path=tmp_path / "logs" / ("own-server-%d.log" % n))
+            process.start()
+        else:
+            # As mrmd-sync runs by default, with Yjs snapshots beside its files: restarted
+            # without them, it rebuilds each document from its markdown file as new
+            # text, and every client that reconnects with the old state doubles it.
+            base = tmp_path / ("own-mrmd-sync-%d" % n)
+            process = _started(lambda: _new_mrmd_sync(base, persist=True))
+        own.append(process)
+        return process
+
+    def new_runtime():
+        n = len(own) + 1
+        workdir, log = tmp_path / ("own-rt-%d" % n), tmp_path / "logs" / ("own-rt-%d.log" % n)
+        if runtime_kind == MRP3:
+            process = _started(lambda: Mrp3Runtime(workdir=workdir, log_path=log))
+        else:
+            process = _started(lambda: Runtime(workdir=workdir, log_path=log))
+        own.append(process)
+        return process
+
+    server_kind, runtime_kind = STACKS[name]
+    server = request.getfixturevalue("module_npm_server" if server_kind == NPM else "module_mrmd_sync")
+    runtime = request.getfixturevalue("runtime" if runtime_kind == PY042 else "mrp3_runtime")
+    try:
+        yield Stack(name, server, runtime, new_server, new_runtime)
+    finally:
+        for process in reversed(own):
+            process.stop()
 
 
 @pytest.fixture
@@ -192,8 +346,9 @@ def monitor_factory(request, tmp_path):
 
 # ---------------------------------------------------------------------- leaks
 def _own_threads(before_ids):
+    shared = {t.ident for p in _SHARED_PROCESSES for t in p._readers}
     return [t for t in threading.enumerate()
-            if t.ident not in before_ids and t.is_alive()
+            if t.ident not in before_ids and t.ident not in shared and t.is_alive()
             and (not t.daemon or t.name.startswith(READER_THREAD_PREFIX))]
 
 

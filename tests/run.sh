@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs from this repository's own files
 # (a virtualenv with the package, pytest and mrmd-python; the npm packages for
-# the browser peers and the y-websocket server), then runs the suite.
+# the browser peers and the y-websocket server; and, from ../shared/vendor,
+# mrmd-sync and the MRP 0.3.0 runtime, plus mrmd-bash: see tests/setup.sh),
+# then runs the suite.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -344,3 +344,34 @@ def _pid_alive(pid):
     out = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
     return bool(out) and not out.startswith("Z")
 
+
+
+# ---------------------------------------------------------------------- the mrmd stack
+def test_mrmd_sync_serves_peers_lists_documents_and_writes_files(module_mrmd_sync, doc_name,
+                                                                 peer_factory):
+    a = peer_factory(module_mrmd_sync.url, doc_name)
+    b = peer_factory(module_mrmd_sync.url, doc_name)
+    a.set_text(INTRO + CELL + "\n")
+    assert b.wait_text(lambda t: t == INTRO + CELL + "\n")
+    a.request("exec-s", "print('hi')", "http://127.0.0.1:9/mrp/v1")
+    assert b.wait_entry("exec-s", "requested")["code"] == "print('hi')"
+    assert doc_name in [d["name"] for d in module_mrmd_sync.stats()["documents"]]
+    md = module_mrmd_sync.directory / (doc_name + ".md")
+    wait_until(lambda: md.exists() and md.read_text(encoding="utf-8") == INTRO + CELL + "\n",
+               timeout=15, message="mrmd-sync did not write %s" % md)
+
+
+def test_stack_runtimes_answer_capabilities(mrp3_runtime, bash_runtime):
+    with urllib.request.urlopen(mrp3_runtime.url + "/capabilities", timeout=5) as resp:
+        caps = json.loads(resp.read())
+    assert caps["protocolVersion"] == "0.3.0" and "python" in caps["languages"]
+    assert mrp3_runtime.health()["state"] in ("idle", "executing")
+    with urllib.request.urlopen(bash_runtime.url + "/capabilities", timeout=5) as resp:
+        caps = json.loads(resp.read())
+    assert "bash" in caps["languages"] and caps["features"]["executeStream"] is True
+
+
+def test_missing_stack_gives_a_clear_message(monkeypatch, tmp_path):
+    monkeypatch.setattr(procs, "MRMD_SYNC_DIR", tmp_path / "mrmd-sync")
+    with pytest.raises(procs.MissingStack, match="tests/setup.sh"):
+        procs.MrmdSyncServer(tmp_path / "docs")

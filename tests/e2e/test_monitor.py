@@ -1,7 +1,10 @@
-"""The monitor end to end: a real npm y-websocket server, real yjs browser
-peers (tests/js/peer.mjs), the real mrmd-python runtime, and the monitor as
-its own process. Each test asserts what a notebook author would see: the
-document's text and the entry's final status."""
+"""The monitor end to end: a real sync server (the npm y-websocket server and
+mrmd-sync), real yjs browser peers (tests/js/peer.mjs), a real runtime
+(mrmd-python 0.4.2 and the MRP 0.3.0 mrmd-python), and the monitor as its own
+process. Each test asserts what a notebook author would see: the document's
+text and the entry's final status. Each scenario runs on the stacks where it
+matters (tests/support/stacks.py); servers and runtimes are shared by the
+module, every test has a fresh document."""
 
 import signal
 import subprocess
@@ -11,31 +14,35 @@ import pytest
 
 from tests.support.notebook import (FINAL, block, block_content, cell, loop_code, run_cell,
                                     start_cell, uid)
+from tests.support.stacks import EVERY, SERVERS, on_stacks
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def setup(sync_server, runtime, doc_name, peer_factory, monitor_factory):
+def setup(stack, doc_name, peer_factory, monitor_factory):
     """Server, runtime, one monitor and one browser on a fresh document."""
     class Env:
         pass
     env = Env()
-    env.server, env.runtime, env.doc = sync_server, runtime, doc_name
-    env.monitor = monitor_factory(sync_server.url, doc_name)
-    env.browser = peer_factory(sync_server.url, doc_name)
+    env.stack = stack
+    env.server, env.runtime, env.doc = stack.server, stack.runtime, doc_name
+    env.monitor = monitor_factory(stack.server.url, doc_name)
+    env.browser = peer_factory(stack.server.url, doc_name)
     env.peers = peer_factory
     env.monitors = monitor_factory
+    env.out = stack.out
     return env
 
 
 @pytest.fixture
-def abandon(setup, own_runtime):
-    setup.runtime = own_runtime
+def abandon(setup):
+    setup.runtime = setup.stack.new_runtime()
     return setup
 
 
+@on_stacks(EVERY)
 def test_hello_world(setup):
     b = setup.browser
     b.set_text("# Hello\n\n" + cell("print('hello world')") + "\n\nThe end.\n")
@@ -45,9 +52,10 @@ def test_hello_world(setup):
     assert isinstance(entry["completedAt"], int) and entry["startedAt"] <= entry["completedAt"]
     assert entry["result"]["success"] is True
     assert b.text() == ("# Hello\n\n" + cell("print('hello world')") + "\n\n"
-                        + block(exec_id, "hello world\n") + "\n\nThe end.\n")
+                        + block(exec_id, setup.out("hello world\n")) + "\n\nThe end.\n")
 
 
+@on_stacks(EVERY)
 def test_five_thousand_lines_in_order(setup):
     b = setup.browser
     code = "for i in range(5000):\n    print('line', i)"
@@ -55,9 +63,10 @@ def test_five_thousand_lines_in_order(setup):
     exec_id, entry = run_cell(b, code, setup.runtime.url, timeout=60)
     assert entry["status"] == "completed"
     expected = "".join("line %d\n" % i for i in range(5000))
-    assert b.text() == cell(code) + "\n\n" + block(exec_id, expected) + "\n"
+    assert b.text() == cell(code) + "\n\n" + block(exec_id, setup.out(expected)) + "\n"
 
 
+@on_stacks(EVERY)
 def test_progress_bar_collapses_to_one_line(setup):
     b = setup.browser
     code = ("import sys, time\nfor i in range(101):\n"
@@ -66,9 +75,10 @@ def test_progress_bar_collapses_to_one_line(setup):
     b.set_text(cell(code) + "\n")
     exec_id, entry = run_cell(b, code, setup.runtime.url)
     assert entry["status"] == "completed"
-    assert b.text() == cell(code) + "\n\n" + block(exec_id, "progress 100%\ndone\n") + "\n"
+    assert b.text() == cell(code) + "\n\n" + block(exec_id, setup.out("progress 100%\ndone\n")) + "\n"
 
 
+@on_stacks(EVERY)
 def test_stdin_answered_by_browser(setup):
     b = setup.browser
     var = "name_" + uid()
@@ -85,10 +95,11 @@ def test_stdin_answered_by_browser(setup):
     entry = b.wait_entry(exec_id, FINAL, timeout=30)
     assert entry["status"] == "completed"
     assert entry["stdinRequest"] is None and entry["stdinResponse"] is None
-    assert b.text() == cell(code) + "\n\n" + block(exec_id, "Your name: Ada\nHi Ada\n") + "\n"
+    assert b.text() == cell(code) + "\n\n" + block(exec_id, setup.out("Your name: Ada\nHi Ada\n")) + "\n"
     assert "Ada" not in setup.monitor.log_text()  # answers never reach the log
 
 
+@on_stacks(EVERY)
 def test_error_with_traceback_in_block(setup):
     b = setup.browser
     code = "def f():\n    return 1 / 0\nf()"
@@ -106,6 +117,7 @@ def test_error_with_traceback_in_block(setup):
     assert text.endswith("```\n")
 
 
+@on_stacks(EVERY)
 def test_cancel_printing_loop(abandon):
     setup = abandon
     b = setup.browser
@@ -134,6 +146,7 @@ def test_cancel_printing_loop(abandon):
         wait_until(lambda: block_content(b.text(), exec_id) != content, timeout=1.5)
 
 
+@on_stacks(EVERY)
 def test_three_cells_at_once_in_order(setup):
     b = setup.browser
     v = "v_" + uid()
@@ -148,18 +161,18 @@ def test_three_cells_at_once_in_order(setup):
     assert entries[0]["startedAt"] <= entries[1]["startedAt"] <= entries[2]["startedAt"]
     assert entries[0]["completedAt"] <= entries[1]["startedAt"]
     assert entries[1]["completedAt"] <= entries[2]["startedAt"]
-    expected = "\n\n".join(cell(c) + "\n\n" + block(i, out)
+    expected = "\n\n".join(cell(c) + "\n\n" + block(i, setup.out(out))
                            for c, i, out in zip(codes, ids, ["1\n", "2\n", "20\n"])) + "\n"
     assert b.text() == expected
 
 
-def test_headless_run_without_browser_block(sync_server, runtime, doc_name, peer_factory,
-                                            monitor_factory):
-    monitor_factory(sync_server.url, doc_name, extra_args=["--block-wait", "0.3"])
-    b = peer_factory(sync_server.url, doc_name, auto_block=False)
+@on_stacks(SERVERS)
+def test_headless_run_without_browser_block(stack, doc_name, peer_factory, monitor_factory):
+    monitor_factory(stack.server.url, doc_name, extra_args=["--block-wait", "0.3"])
+    b = peer_factory(stack.server.url, doc_name, auto_block=False)
     code = "print('nobody made my block')"
     b.set_text("Intro\n\n" + cell(code) + "\n\n```output:old-run\nstale output\n```\n\nOutro\n")
-    exec_id = start_cell(b, code, runtime.url, prefix="exec")
+    exec_id = start_cell(b, code, stack.runtime.url, prefix="exec")
     entry = b.wait_entry(exec_id, FINAL, timeout=30)
     assert entry["status"] == "completed" and entry["outputBlockReady"] is True
     # The old output block of that cell is replaced, not stacked.
@@ -167,6 +180,7 @@ def test_headless_run_without_browser_block(sync_server, runtime, doc_name, peer
                         + "\n\nOutro\n")
 
 
+@on_stacks(SERVERS)
 def test_browser_leaves_mid_run_late_joiner_sees_all(setup):
     b = setup.browser
     code = loop_code('row', 40, 0.05)
@@ -180,9 +194,10 @@ def test_browser_leaves_mid_run_late_joiner_sees_all(setup):
     late = setup.peers(setup.server.url, setup.doc, name="late")
     assert late.entry(exec_id)["status"] == "completed"
     expected = "".join("row %d\n" % i for i in range(40))
-    assert late.text() == cell(code) + "\n\n" + block(exec_id, expected) + "\n"
+    assert late.text() == cell(code) + "\n\n" + block(exec_id, setup.out(expected)) + "\n"
 
 
+@on_stacks(EVERY)
 def test_non_ascii_above_the_cell(setup):
     b = setup.browser
     code = "print('naïve ✓ 中文 😀')"
@@ -190,9 +205,10 @@ def test_non_ascii_above_the_cell(setup):
     b.set_text(head + cell(code) + "\n\nAfter ✓\n")
     exec_id, entry = run_cell(b, code, setup.runtime.url)
     assert entry["status"] == "completed"
-    assert b.text() == head + cell(code) + "\n\n" + block(exec_id, "naïve ✓ 中文 😀\n") + "\n\nAfter ✓\n"
+    assert b.text() == head + cell(code) + "\n\n" + block(exec_id, setup.out("naïve ✓ 中文 😀\n")) + "\n\nAfter ✓\n"
 
 
+@on_stacks(SERVERS)
 def test_typing_above_while_output_streams(setup):
     b = setup.browser
     code = loop_code('out', 60, 0.02)
@@ -205,9 +221,10 @@ def test_typing_above_while_output_streams(setup):
     assert entry["status"] == "completed"
     expected = "".join("out %d\n" % i for i in range(60))
     assert b.text() == ("Paragraph: " + typed + "\n\n" + cell(code) + "\n\n"
-                        + block(exec_id, expected) + "\n")
+                        + block(exec_id, setup.out(expected)) + "\n")
 
 
+@on_stacks(EVERY)
 def test_output_with_backtick_fences(setup):
     b = setup.browser
     code = "print('```')\nprint('```python')\nprint('x')\nprint('~~~')"
@@ -216,10 +233,11 @@ def test_output_with_backtick_fences(setup):
     assert entry["status"] == "completed"
     zw = "\u200b"
     assert b.text() == (cell(code) + "\n\n"
-                        + block(exec_id, zw + "```\n" + zw + "```python\nx\n" + zw + "~~~\n")
+                        + block(exec_id, setup.out(zw + "```\n" + zw + "```python\nx\n" + zw + "~~~\n"))
                         + "\n\nText after.\n")
 
 
+@on_stacks(SERVERS)
 def test_rerun_replaces_block(setup):
     b = setup.browser
     v = "r_" + uid()
@@ -231,16 +249,18 @@ def test_rerun_replaces_block(setup):
     assert b.text() == cell(code) + "\n\n" + block(second, "run 2\n") + "\n"
 
 
+@on_stacks(SERVERS)
 def test_awareness_announces_monitor(setup):
     states = wait_until(lambda: [s for _, s in setup.browser.awareness()
                                  if isinstance(s, dict) and s.get("type") == "monitor"], timeout=10)
     assert states[0]["name"] == "mrmd-monitor" and states[0]["color"]
 
 
-def test_sigterm_leaves_nothing_running(sync_server, own_runtime, doc_name, peer_factory,
-                                        monitor_factory):
-    monitor = monitor_factory(sync_server.url, doc_name, extra_args=["--grace", "0.5"])
-    b = peer_factory(sync_server.url, doc_name)
+@on_stacks(SERVERS)
+def test_sigterm_leaves_nothing_running(stack, doc_name, peer_factory, monitor_factory):
+    own_runtime = stack.new_runtime()
+    monitor = monitor_factory(stack.server.url, doc_name, extra_args=["--grace", "0.5"])
+    b = peer_factory(stack.server.url, doc_name)
     code = loop_code('beat', 200, 0.05)
     b.set_text(cell(code) + "\n")
     exec_id = start_cell(b, code, own_runtime.url, prefix="exec")
@@ -266,6 +286,7 @@ def test_cli_version_and_bad_arguments():
     assert len(out.stderr.strip().splitlines()) == 1 and "sync" in out.stderr.lower()
 
 
+@on_stacks(EVERY)
 def test_cancel_queued_entry_leaves_the_queue(abandon):
     setup = abandon
     b = setup.browser
@@ -287,4 +308,4 @@ def test_cancel_queued_entry_leaves_the_queue(abandon):
     assert b.entry(second)["status"] == "cancelled"
     text = b.text()
     assert block_content(text, second) == ""
-    assert block_content(text, third) == "after None\n"   # the cancelled cell never ran
+    assert block_content(text, third) == setup.out("after None\n")   # the cancelled cell never ran

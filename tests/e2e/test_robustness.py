@@ -1,6 +1,7 @@
 """Nothing lost, nothing run twice: several monitors, kills, restarts, dead
 runtimes and hostile entries, each with real processes (the npm y-websocket
-server, yjs browsers, mrmd-python, monitor processes). A scripted runtime
+server, and mrmd-sync for several monitors and a server restart; yjs
+browsers, mrmd-python, monitor processes). A scripted runtime
 (tests/support/fault_runtime.py) is used only to inject faults."""
 
 import json
@@ -12,6 +13,7 @@ import pytest
 
 from tests.support.notebook import FINAL, block, block_content, cell, loop_code, start_cell, uid
 from tests.support.procs import Runtime
+from tests.support.stacks import SERVERS, on_stacks
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -26,8 +28,10 @@ def monitor_args(**opts):
 
 # -- 1. exactly once with several monitors -------------------------------------
 
-def test_four_monitors_hundred_requests_exactly_once(sync_server, runtime, doc_name, tmp_path,
-                                                    peer_factory, monitor_factory):
+@on_stacks(SERVERS)
+def test_four_monitors_hundred_requests_exactly_once(stack, doc_name, tmp_path, peer_factory,
+                                                    monitor_factory):
+    sync_server, runtime = stack.server, stack.runtime
     ledger = tmp_path / "ledger.txt"
     n = 100
     ids = ["x%03d-%s" % (i, uid()[:4]) for i in range(n)]
@@ -110,8 +114,9 @@ def test_stale_requests_expire_at_start(sync_server, runtime, doc_name, peer_fac
 
 # -- 4. sync server restart --------------------------------------------------------
 
-def test_sync_server_restart_mid_run_loses_nothing(sync_server, runtime, doc_name, peer_factory,
-                                                   monitor_factory):
+@on_stacks(SERVERS)
+def test_sync_server_restart_mid_run_loses_nothing(stack, doc_name, peer_factory, monitor_factory):
+    sync_server, runtime = stack.new_server(), stack.runtime     # restarted: this test's own
     monitor = monitor_factory(sync_server.url, doc_name, extra_args=monitor_args(reconnect_max=1))
     b = peer_factory(sync_server.url, doc_name)
     code = loop_code('beat', 50, 0.1)
@@ -119,7 +124,9 @@ def test_sync_server_restart_mid_run_loses_nothing(sync_server, runtime, doc_nam
     exec_id = start_cell(b, code, runtime.url, prefix="exec")
     b.wait_text("beat 5\n", timeout=30)
     b.close()
-    sync_server.restart(down_for=1.5)   # the npm server keeps documents in memory: all lost
+    # The npm server keeps documents in memory: all lost. mrmd-sync (with its
+    # snapshots, as it runs by default) serves them back from its directory.
+    sync_server.restart(down_for=1.5)
     monitor.wait_for_line("%s completed" % exec_id, timeout=60)
     assert "lost connection" in monitor.log_text()
     late = peer_factory(sync_server.url, doc_name, name="late")

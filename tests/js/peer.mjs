@@ -64,12 +64,13 @@ const log = (...args) => {
 
 // ---------------------------------------------------------------- arguments
 const parseArgs = (argv) => {
-  const opts = { url: null, doc: null, autoBlock: true, name: null }
+  const opts = { url: null, doc: null, autoBlock: true, name: null, token: null }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     if (a === '--url') opts.url = argv[++i]
     else if (a === '--doc') opts.doc = argv[++i]
     else if (a === '--name') opts.name = argv[++i]
+    else if (a === '--token') opts.token = argv[++i] // sent as ?token= (y-websocket params)
     else if (a === '--no-auto-block') opts.autoBlock = false
     else if (a === '--auto-block') opts.autoBlock = true
     else {
@@ -96,6 +97,7 @@ const provider = new WebsocketProvider(opts.url, opts.doc, ydoc, {
   WebSocketPolyfill: WebSocket, // node 20 has no global WebSocket
   disableBc: true, // no BroadcastChannel between processes; it also keeps node alive
   maxBackoffTime: 500, // reconnect quickly in fault tests
+  params: opts.token ? { token: opts.token } : {},
   connect: false // connect below, once the status listener is attached
 })
 provider.awareness.setLocalState({

@@ -33,7 +33,7 @@ class BrowserPeer(ManagedProcess):
     ready_timeout = 15.0
 
     def __init__(self, sync_url, doc, auto_block=True, wait_synced=True, name=None, log_path=None,
-                 sync_timeout=15.0):
+                 sync_timeout=15.0, token=None):
         require_node_modules()
         self.sync_url = sync_url
         self.doc = doc
@@ -42,6 +42,8 @@ class BrowserPeer(ManagedProcess):
         argv = [node_executable(), PEER_SCRIPT, "--url", sync_url, "--doc", doc, "--name", name]
         if not auto_block:
             argv.append("--no-auto-block")
+        if token:
+            argv += ["--token", token]
         # Replies can hold the whole document: keep only their start in the log.
         super().__init__(argv, name=name, cwd=JS_DIR, stdin=True, log_path=log_path, max_line_chars=2000)
         self._ids = itertools.count(1)

@@ -28,6 +28,11 @@ JS_DIR = REPO_ROOT / "tests" / "js"
 NODE_MODULES = JS_DIR / "node_modules"
 SERVER_SCRIPT = NODE_MODULES / "@y" / "websocket-server" / "src" / "server.js"
 PEER_SCRIPT = JS_DIR / "peer.mjs"
+#: Where tests/setup.sh installs the rest of the mrmd stack (ignored by git).
+STACK_DIR = REPO_ROOT / "tests" / ".work"
+MRMD_SYNC_DIR = STACK_DIR / "mrmd-sync"
+MRP3_PYTHON = STACK_DIR / "mrp3" / "bin" / "mrmd-python"
+MRMD_BASH = STACK_DIR / "bash" / "bin" / "mrmd-bash"
 
 #: Reader threads are named with this prefix (the thread-leak check knows it).
 READER_THREAD_PREFIX = "managed-proc:"
@@ -39,6 +44,17 @@ class ProcessFailed(AssertionError):
 
 class MissingNodeModules(RuntimeError):
     """tests/js/node_modules has not been installed."""
+
+
+class MissingStack(RuntimeError):
+    """A part of the mrmd stack that tests/setup.sh installs under tests/.work is missing."""
+
+
+def require_stack(path, what):
+    """Raise MissingStack unless ``path`` (installed by tests/setup.sh) exists."""
+    if not Path(path).exists():
+        raise MissingStack("%s is not installed (missing %s): run `bash tests/setup.sh`"
+                           % (what, path))
 
 
 def require_node_modules():
@@ -323,6 +339,7 @@ class SyncServer(ManagedProcess):
     """The npm y-websocket server (``@y/websocket-server``), documents in memory."""
 
     name = "sync-server"
+    kind = "npm-y-websocket"
     ready_timeout = 20.0
 
     def __init__(self, port=None, log_path=None, env=None):
@@ -386,12 +403,15 @@ class Runtime(ManagedProcess):
     name = "mrmd-python"
     ready_timeout = 90.0
 
-    def __init__(self, workdir=None, port=None, log_path=None, env=None):
+    #: what the suite calls this runtime in test ids and the README's "Works with"
+    kind = "mrmd-python-0.4.2"
+
+    def __init__(self, workdir=None, port=None, log_path=None, env=None, executable=None):
         self.port = port or free_port()
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="mrmd-python-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        exe = find_mrmd_python()
+        exe = str(executable) if executable is not None else find_mrmd_python()
         options = mrmd_python_options(exe)
         argv = [exe, "--foreground", "--host", "127.0.0.1", "--port", str(self.port)]
         if "--managed" in options:
@@ -426,6 +446,129 @@ class Runtime(ManagedProcess):
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return code
+
+
+class Mrp3Runtime(Runtime):
+    """The MRP 0.3.0 mrmd-python (vendored; tests/.work/mrp3), ``--foreground --managed``.
+
+    Its own virtualenv: its package name and version clash with PyPI's 0.4.2.
+    It runs cells in a kernel process it starts for the virtualenv it detects;
+    VIRTUAL_ENV is dropped so that this is its own (the test runner's .venv
+    holds mrmd-python 0.4.2). Stopping kills the process group, kernel included.
+    """
+
+    name = "mrp3-python"
+    kind = "mrp-0.3.0"
+
+    def __init__(self, workdir=None, port=None, log_path=None, env=None):
+        require_stack(MRP3_PYTHON, "the MRP 0.3.0 runtime")
+        full_env = dict(os.environ if env is None else env)
+        full_env.pop("VIRTUAL_ENV", None)
+        super().__init__(workdir=workdir, port=port, log_path=log_path, env=full_env,
+                         executable=MRP3_PYTHON)
+
+    def health(self):
+        """``GET /health``: ``{status, state, currentExecId, ...}``."""
+        import json
+        with urllib.request.urlopen(self.url + "/health", timeout=5) as resp:
+            return json.loads(resp.read())
+
+
+class BashRuntime(ManagedProcess):
+    """mrmd-bash 0.1.2 (tests/.work/bash) on a free port, in a fresh working directory."""
+
+    name = "mrmd-bash"
+    kind = "mrmd-bash-0.1.2"
+    ready_timeout = 60.0
+
+    def __init__(self, workdir, port=None, log_path=None, env=None):
+        require_stack(MRMD_BASH, "mrmd-bash")
+        self.port = port or free_port()
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        full_env = dict(os.environ if env is None else env)
+        full_env.pop("VIRTUAL_ENV", None)
+        argv = [str(MRMD_BASH), "--host", "127.0.0.1", "--port", str(self.port),
+                "--cwd", str(self.workdir), "--log-level", "warning"]
+        super().__init__(argv, cwd=self.workdir, env=full_env, log_path=log_path)
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/mrp/v1" % self.port
+
+    def is_ready(self):
+        try:
+            with urllib.request.urlopen(self.url + "/capabilities", timeout=2) as resp:
+                return resp.status == 200
+        except (OSError, urllib.error.URLError, ValueError):
+            return False
+
+
+# ---------------------------------------------------------------------- mrmd-sync
+class MrmdSyncServer(ManagedProcess):
+    """mrmd-sync 0.3.5 (vendored; tests/.work/mrmd-sync): ``node bin/cli.js --port P DIR``.
+
+    ``persist=False`` passes ``--no-persist`` (no Yjs snapshots; the markdown
+    files are still written into ``directory``). Its pid lock and snapshots
+    live under ``$TMPDIR/mrmd-sync-<hash of DIR>``: ``state_dir`` is passed as
+    TMPDIR so that they stay inside the test's temporary directory, and a
+    restart from the same ``directory`` finds them again.
+    ``script``: run this node script instead of the CLI (the library with an
+    auth hook, tests/js/mrmd_sync_auth.mjs); it gets ``--port P DIR`` too.
+    """
+
+    name = "mrmd-sync"
+    kind = "mrmd-sync-0.3.5"
+    ready_timeout = 30.0
+
+    def __init__(self, directory, port=None, log_path=None, env=None, persist=False,
+                 extra_args=(), script=None, state_dir=None):
+        require_stack(MRMD_SYNC_DIR / "node_modules" / "yjs", "mrmd-sync")
+        self.port = port or free_port()
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.state_dir = Path(state_dir) if state_dir else self.directory.parent / (
+            self.directory.name + "-state")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        full_env = dict(os.environ if env is None else env)
+        full_env["TMPDIR"] = str(self.state_dir)
+        full_env["MRMD_SYNC_DIR"] = str(MRMD_SYNC_DIR)
+        argv = [node_executable(), str(script or MRMD_SYNC_DIR / "bin" / "cli.js"),
+                "--port", str(self.port)]
+        if not persist:
+            argv.append("--no-persist")
+        argv += list(extra_args) + [str(self.directory)]
+        super().__init__(argv, cwd=MRMD_SYNC_DIR, env=full_env, log_path=log_path,
+                         max_line_chars=2000)
+
+    @property
+    def url(self):
+        return "ws://127.0.0.1:%d" % self.port
+
+    @property
+    def http_url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def is_ready(self):
+        try:
+            with urllib.request.urlopen(self.http_url + "/health", timeout=2) as resp:
+                return resp.status == 200
+        except (OSError, urllib.error.URLError, ValueError):
+            return False
+
+    def stats(self):
+        import json
+        with urllib.request.urlopen(self.http_url + "/stats", timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def restart(self, down_for=0.0):
+        """Stop the server (gracefully: it flushes its files) and start it again on
+        the same port and directory. Without persistence the documents are lost."""
+        self.stop()
+        wait_until(lambda: not port_open(self.port), timeout=10, message="port %d still open after stop" % self.port)
+        if down_for:
+            time.sleep(down_for)  # deliberate outage for fault tests
+        return self.start()
 
 
 # ---------------------------------------------------------------------- the monitor
