@@ -64,7 +64,10 @@ def test_killed_monitor_orphans_are_recovered(sync_server, own_runtime, doc_name
     first = monitor_factory(sync_server.url, doc_name, extra_args=monitor_args(orphan_timeout=3))
     b = peer_factory(sync_server.url, doc_name)
     v = "o_" + uid()
-    long_code = loop_code('slow', 30, 0.2)
+    # The lost loop keeps running inside mrmd-python 0.4.2, which runs streams side by side and
+    # has no busy signal: it must be over (12 x 0.2 s, 2.4 s) before the takeover (at least the
+    # second monitor's start plus --orphan-timeout 3 s), or its lines mix into the next run.
+    long_code = loop_code('slow', 12, 0.2)
     queued_code = "%s = 42\nprint('queued ran', %s)" % (v, v)
     b.set_text(cell(long_code) + "\n\n" + cell(queued_code) + "\n")
     long_id, queued_id = "long-" + uid(), "queued-" + uid()
