@@ -23,4 +23,6 @@ fi
 
 bash tests/setup.sh
 
-exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
+# Two workers, one test file each at a time (a file's shared servers stay in
+# one process): most end-to-end tests wait on peers, not on the CPU.
+exec .venv/bin/python -m pytest -p no:cacheprovider -n 2 --dist loadfile "$@"

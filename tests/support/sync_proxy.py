@@ -41,6 +41,11 @@ class SyncProxy:
     def stop(self):
         self._closed = True
         try:
+            # close() alone does not wake a thread blocked in accept(); shutdown() does.
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
             self.listener.close()
         except OSError:
             pass

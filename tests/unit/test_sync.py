@@ -73,6 +73,9 @@ class FakeServer:
         self.closed = threading.Event()
         self._on_connect = on_connect
         self._lock = threading.Lock()
+        # The test reads the Doc while this thread applies updates: a pycrdt Doc is not
+        # for two threads at once.
+        self._doc_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="fake-sync-server", daemon=True)
         self.thread.start()
 
@@ -129,7 +132,9 @@ class FakeServer:
                               b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
             if self._on_connect is not None:
                 self._on_connect(self)
-            self.send(_sync_msg(0, self.doc.get_state()))
+            with self._doc_lock:
+                state = self.doc.get_state()
+            self.send(_sync_msg(0, state))
             while True:
                 opcode, data = self._recv_frame()
                 self.received.append((opcode, data))
@@ -141,10 +146,14 @@ class FakeServer:
                 if opcode != 0x2 or not data or data[0] != 0:
                     continue
                 payload = _read_payload(data)
-                if data[1] == 0:
-                    self.send(_sync_msg(1, self.doc.get_update(payload)))
-                else:
-                    self.doc.apply_update(payload)
+                with self._doc_lock:
+                    if data[1] == 0:
+                        reply = _sync_msg(1, self.doc.get_update(payload))
+                    else:
+                        reply = None
+                        self.doc.apply_update(payload)
+                if reply is not None:
+                    self.send(reply)
         except (OSError, ConnectionError, IndexError):
             pass
         finally:
@@ -154,7 +163,8 @@ class FakeServer:
         return [d for op, d in self.received if op == 0x2 and d and d[0] == 0]
 
     def text(self):
-        return str(self.doc.get("content", type=Text))
+        with self._doc_lock:
+            return str(self.doc.get("content", type=Text))
 
 
 class Connector:
