@@ -264,9 +264,11 @@ def test_handshake_then_updates_both_ways(make_sync):
     insert(sync, "monitor 😀 ")
     wait_until(lambda: connector.server.text() == "monitor 😀 from the server ü\n", timeout=10)
     # a remote update while connected
-    before = server_doc.get_state()
-    server_doc.get("notes", type=Map)["k"] = {"v": [1, "ü"]}
-    connector.server.send(_sync_msg(2, server_doc.get_update(before)))
+    with connector.server._doc_lock:
+        before = server_doc.get_state()
+        server_doc.get("notes", type=Map)["k"] = {"v": [1, "ü"]}
+        update = server_doc.get_update(before)
+    connector.server.send(_sync_msg(2, update))
     wait_until(lambda: call(sync, lambda s: s.doc.get("notes", type=Map).to_py())
                == {"k": {"v": [1.0, "ü"]}}, timeout=10)
     # awareness went out, with our state
