@@ -319,6 +319,7 @@ class Coordinator:
         self.order.changed()
         self.metrics.inc("mrmd_monitor_claims_total")
         self.metrics.inc("mrmd_monitor_queued_runs")
+        self.metrics.inc("mrmd_monitor_queue_depth", runtime=run.runtime_url)
         self._write(run, {"status": p.CLAIMED, "claimedBy": self.me, "claimedAt": self.now_ms()})
         log.info("claimed %s (runtime %s, session %s)", run.exec_id, run.runtime_url,
                  run.session, extra=self._extra(run))
@@ -329,8 +330,10 @@ class Coordinator:
             log.info("claim on %s not confirmed (now %s by %s): not running it", run.exec_id,
                      entry.status if entry else "gone", entry.claimed_by if entry else None,
                      extra=self._extra(run))
+            self.metrics.inc("mrmd_monitor_claims_lost_total")
             self._drop(run, interrupt=False)
             return
+        self.metrics.inc("mrmd_monitor_claims_won_total")
         log.debug("claim on %s confirmed", run.exec_id, extra=self._extra(run))
         if run.block_ready:
             self._arm(run, headless=False)
@@ -348,6 +351,8 @@ class Coordinator:
         if entry.claimed_by != self.me:
             log.warning("lost the claim on %s to client %s: not running it", run.exec_id,
                         entry.claimed_by, extra=self._extra(run))
+            if run.phase is Phase.CLAIMED:  # not confirmed yet: counted as lost here
+                self.metrics.inc("mrmd_monitor_claims_lost_total")
             self._drop(run, interrupt=True)
             return
         if entry.status == p.CANCELLED:
@@ -441,6 +446,7 @@ class Coordinator:
 
     def _on_started(self, run):
         self.metrics.inc("mrmd_monitor_queued_runs", -1)
+        self.metrics.inc("mrmd_monitor_queue_depth", -1, runtime=run.runtime_url)
         self.metrics.inc("mrmd_monitor_active_runs")
         transition(run, Phase.RUNNING, self.clock())
         log.info("%s running", run.exec_id, extra=self._extra(run))
@@ -467,9 +473,14 @@ class Coordinator:
         # per flush interval, whatever arrived in between.
         if not run.pending:
             run.pending = True
+            run.pending_since = self.clock()
             run.next_flush = max(self.clock(), run.last_flush + interval)
 
     def _flush(self, run):
+        if run.pending_since is not None:
+            self.metrics.observe("mrmd_monitor_flush_latency_seconds",
+                                 self.clock() - run.pending_since)
+            run.pending_since = None
         run.pending = False
         if run.display_dirty:
             run.display_dirty = False
@@ -550,6 +561,7 @@ class Coordinator:
             self.metrics.inc("mrmd_monitor_active_runs", -1)
         else:
             self.metrics.inc("mrmd_monitor_queued_runs", -1)
+            self.metrics.inc("mrmd_monitor_queue_depth", -1, runtime=run.runtime_url)
         if status is not None:
             self.metrics.inc("mrmd_monitor_executions_total", status=status)
 
