@@ -217,6 +217,24 @@ def test_capacity_weights_the_share_of_pairs():
     assert firsts["big"] / 4000 == pytest.approx(0.75, abs=0.04)
 
 
+# -- options -------------------------------------------------------------------------
+
+def test_replicas_and_control_doc_options():
+    from mrmd_monitor.config import ConfigError, load_config
+    default = load_config(["ws://127.0.0.1:1"], env={})
+    assert (default.replicas, default.control_doc) == (None, "mrmd-monitors")
+    got = load_config(["ws://127.0.0.1:1", "--replicas", "2", "--control-doc", "ops/monitors"],
+                      env={})
+    assert (got.replicas, got.control_doc) == (2, "ops/monitors")
+    env = load_config(["ws://127.0.0.1:1"], env={"MRMD_MONITOR_REPLICAS": "all",
+                                                 "MRMD_MONITOR_CONTROL_DOC": " "})
+    assert (env.replicas, env.control_doc) == (None, None)
+    for bad in ("-1", "two", "1.5"):
+        with pytest.raises(ConfigError, match="--replicas"):
+            load_config(["ws://127.0.0.1:1", "--replicas", bad], env={})
+
+
+
 # -- metrics ---------------------------------------------------------------------------
 
 def test_flush_latency_histogram_exposition():
