@@ -237,6 +237,17 @@ class SyncThread(threading.Thread):
         it made monitors under load disagree on who claims first."""
         self.set_awareness_fields(**{cluster.STATE_KEY: cluster.member_state(self._me())})
 
+    def claim_delay(self, entry):
+        """Seconds we let the monitor preferred for this run claim it first
+        (claims.DocPort); 0 when we are preferred or see no other monitor."""
+        return cluster.claim_delay(entry.runtime_url, entry.session, self.members, self.member_id)
+
+    def catch_up(self):
+        """Before a backup claim: apply what already waits on the socket (the
+        preferred monitor's claim may be there), as every other claim does."""
+        if self._ws is not None and _readable(self._ws.sock):
+            self._receive_all()
+
     def _refresh_members(self):
         members = cluster.members_from_states(self.awareness.states, alive=self.peer_alive)
         if members != self.members:

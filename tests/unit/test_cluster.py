@@ -258,6 +258,9 @@ def test_flush_latency_histogram_exposition():
 
 # -- the coordinator's scale metrics ---------------------------------------------------
 
+ME = 7  # tests.unit.test_coordinator.ME
+
+
 def _world():
     from tests.unit.test_coordinator import CELL, World
     world = World()
@@ -298,3 +301,174 @@ def test_a_claim_another_monitor_won_counts_as_lost_and_leaves_no_queue():
     assert w.co.metrics.get("mrmd_monitor_claims_lost_total") == 1
     assert w.co.metrics.get("mrmd_monitor_claims_won_total") == 0
     assert w.co.metrics.get("mrmd_monitor_queue_depth", runtime="http://127.0.0.1:9/mrp/v1") == 0
+
+
+# -- claims: the preferred monitor first, backups on the server's view ------------------
+
+class _ClusterPort:
+    """The test_coordinator port plus what SyncThread adds for several monitors."""
+
+    def __init__(self, port, delays):
+        self.__dict__.update(port.__dict__)
+        self._port = port
+        self.delays = delays
+        self.members = ("us", "them")   # cluster.Member objects in SyncThread; only counted
+        self.on_catch_up = None
+
+    def probe(self):
+        self.seq += 1
+        return self.seq
+
+    def is_monitor(self, client_id):
+        return client_id in self.monitors
+
+    def other_monitors_present(self):
+        return self.others
+
+    def is_connected(self):
+        return self.connected
+
+    def claim_delay(self, entry):
+        return self.delays.get(entry.exec_id, 0.0)
+
+    def catch_up(self):
+        if self.on_catch_up is not None:
+            self.on_catch_up()
+
+
+def _cluster_world(delays):
+    w = _world()
+    w.port = w.co.claims.port = _ClusterPort(w.port, delays)
+    return w
+
+
+def test_a_backup_waits_its_delay_then_claims_after_a_probe():
+    w = _cluster_world({"backup": 1.0})
+    w.request("mine")
+    w.request("backup", code="x = 1")
+    assert list(w.co.runs) == ["mine"]
+    assert w.entry("backup")["status"] == "requested"
+    assert w.tick() == pytest.approx(1.0)   # the next timer is the backup's
+    w.clock.t += 0.5
+    w.tick()
+    assert list(w.co.runs) == ["mine"]
+    w.clock.t += 0.6
+    sent = w.port.seq
+    w.tick()
+    assert w.port.seq == sent + 1 and list(w.co.runs) == ["mine"]  # a probe, no claim yet
+    w.tick()                                 # its answer: the server's view, no other claim
+    assert list(w.co.runs) == ["mine", "backup"]
+    assert w.entry("backup")["status"] == "claimed" and w.entry("backup")["claimedBy"] == ME
+    assert w.co.metrics.get("mrmd_monitor_claims_backed_up_total") == 1
+    assert w.co.metrics.get("mrmd_monitor_queue_depth", runtime="http://127.0.0.1:9/mrp/v1") == 2
+
+
+def test_a_backup_leaves_a_request_the_preferred_monitor_claimed():
+    w = _cluster_world({"r": 1.0})
+    w.request("r")
+    w.browser_set("r", status="claimed", claimedBy=42)   # the preferred one
+    assert not w.co.claims.deferring()
+    w.clock.t += 5
+    w.tick()
+    w.tick()
+    assert not w.co.runs and w.entry("r")["claimedBy"] == 42
+    assert w.co.metrics.get("mrmd_monitor_claims_backed_up_total") == 0
+
+
+def test_a_backup_claims_once_the_preferred_monitor_is_gone():
+    delays = {"r": 1.0}
+    w = _cluster_world(delays)
+    w.request("r")
+    w.clock.t += 0.1
+    delays["r"] = 0.0        # the preferred monitor left awareness: we rank first now
+    w.tick()
+    w.tick()
+    assert list(w.co.runs) == ["r"]
+
+
+def test_stopping_drops_deferred_requests():
+    w = _cluster_world({"r": 1.0})
+    w.request("r")
+    w.co.stop_claiming()
+    assert not w.co.claims.deferring()
+    w.clock.t += 2
+    w.tick()
+    w.tick()
+    assert not w.co.runs and w.entry("r")["status"] == "requested"
+
+
+def test_a_backup_claim_first_applies_what_waits_on_the_socket():
+    """The preferred monitor's claim may sit unread on the socket when the
+    probe is answered: it is applied first, and the backup does not claim."""
+    w = _cluster_world({"r": 1.0})
+    w.request("r")
+
+    def catch_up():
+        w.br_map["r"] = {**w.br_map["r"], "status": "claimed", "claimedBy": 42}
+        w.to_monitor()
+
+    w.port.on_catch_up = catch_up
+    w.clock.t += 1.5
+    w.tick()
+    w.tick()
+    assert not w.co.runs and w.entry("r")["claimedBy"] == 42
+    assert w.co.metrics.get("mrmd_monitor_claims_backed_up_total") == 0
+
+
+def test_a_backup_claims_on_what_the_probe_brought():
+    """The answer to the backup's probe brings the preferred monitor's claim
+    on one request: only the other one is claimed."""
+    w = _cluster_world({"free": 1.0, "taken": 1.0})
+    w.port.auto_ack = False
+    w.request("free")
+    w.request("taken", code="x = 1")
+    w.clock.t += 1.1
+    sent = w.port.seq
+    w.tick()
+    assert w.port.seq == sent + 1 and not w.co.runs      # one probe for both, no claim yet
+    w.clock.t += 5
+    w.tick()
+    assert w.port.seq == sent + 1 and not w.co.runs      # still waiting for the answer
+    w.browser_set("taken", status="claimed", claimedBy=42)
+    w.co.on_probe_acked(w.port.seq)
+    w.tick()
+    assert list(w.co.runs) == ["free"] and w.entry("taken")["claimedBy"] == 42
+    assert w.co.metrics.get("mrmd_monitor_claims_backed_up_total") == 1
+
+
+def test_a_backup_probe_lost_with_the_connection_is_sent_again():
+    w = _cluster_world({"r": 1.0})
+    w.port.auto_ack = False
+    w.request("r")
+    w.clock.t += 1.1
+    w.tick()
+    first = w.port.seq
+    w.co.on_synced()          # reconnected: that probe will never be answered
+    w.tick()
+    assert w.port.seq > first and not w.co.runs
+    w.co.on_probe_acked(w.port.seq)
+    w.tick()
+    assert list(w.co.runs) == ["r"]
+
+
+def test_a_request_first_seen_late_is_claimed_after_a_probe_even_by_the_preferred():
+    """A backup that saw the request in time may be claiming it: the preferred
+    monitor, seeing it only now (its thread was slow), looks at the server first."""
+    w = _cluster_world({})
+    w.port.auto_ack = False
+    now = 1_700_000_000_123
+    w.request("fresh", requestedAt=now - 100)
+    w.request("old", code="x = 1", requestedAt=now - 2_000)
+    assert list(w.co.runs) == ["fresh"]
+    w.co.on_probe_acked(w.port.seq)
+    w.tick()
+    assert list(w.co.runs) == ["fresh", "old"]
+    assert w.co.metrics.get("mrmd_monitor_claims_backed_up_total") == 0
+
+
+def test_alone_in_the_cluster_nothing_waits():
+    w = _cluster_world({})
+    w.port.members = ("us",)
+    w.port.auto_ack = False
+    w.request("old", requestedAt=1_700_000_000_123 - 2_000)
+    assert list(w.co.runs) == ["old"]
