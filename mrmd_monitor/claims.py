@@ -55,7 +55,8 @@ class DocPort(Protocol):
 
     # Optional (SyncThread has them): claim_delay(entry) -> seconds this
     # monitor lets the preferred one claim first; catch_up() applies every
-    # frame already waiting on the socket.
+    # frame already waiting on the socket; members, the cluster members
+    # published in this document's awareness (cluster.py; None: a flood).
 
 
 class _Deferred:
