@@ -158,7 +158,8 @@ def ranking(key: str, members: Iterable[Member], weight=None) -> List[Member]:
 # -- documents -------------------------------------------------------------------
 
 def assignment(docs: Iterable[str], members: Sequence[Member],
-               replicas: Optional[int], balance: Tuple[float, float] = BALANCE) -> Dict[str, Tuple[str, ...]]:
+               replicas: Optional[int],
+               balance: Tuple[float, float] = BALANCE) -> Dict[str, Tuple[str, ...]]:
     """Document -> ids of the members that follow it.
 
     ``replicas`` None or 0 (or not fewer than the members): every member

@@ -137,7 +137,8 @@ def replicas_count(value: str):
     try:
         number = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'all' or a whole number, got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected 'all' or a whole number, got {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be 'all' or at least 1, got {value!r}")
     return number

@@ -181,7 +181,8 @@ def render_html(snap):
     for key, value in _summary(snap):
         parts.append("<dt>%s</dt><dd>%s</dd>" % (esc(key), esc(value)))
     parts.append("</dl>")
-    for (title, headers, rows, more), ident in zip(_tables(snap), ("documents", "cluster", "queues")):
+    idents = ("documents", "cluster", "queues")
+    for (title, headers, rows, more), ident in zip(_tables(snap), idents):
         parts.append("<h2>%s</h2><table id=\"%s\"><thead><tr>%s</tr></thead><tbody>" % (
             esc(title), ident, "".join("<th>%s</th>" % esc(h) for h in headers)))
         if not rows:
@@ -267,7 +268,8 @@ def status_command(argv, out=None, env=None):
     parser.add_argument("--status-addr", metavar="HOST:PORT",
                         help="the monitor's --status-addr (default: $%s, or status-addr in the "
                              "-c file)" % STATUS_ENV)
-    parser.add_argument("-c", "--config", metavar="PATH", help="read status-addr from this INI file")
+    parser.add_argument("-c", "--config", metavar="PATH",
+                        help="read status-addr from this INI file")
     parser.add_argument("--json", action="store_true", help="print the snapshot as JSON")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default: 5)")
     try:

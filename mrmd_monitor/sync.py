@@ -234,8 +234,11 @@ class SyncThread(threading.Thread):
     def _publish_member(self):
         """Our id, capacity and busy count in awareness. The busy count goes
         only with the renewal (every AWARENESS_RENEW): published as it changed,
-        it made monitors under load disagree on who claims first."""
-        self.set_awareness_fields(**{cluster.STATE_KEY: cluster.member_state(self._me())})
+        it made monitors under load disagree on who claims first. A document
+        being left claims nothing more: it stops being a member here, so the
+        others claim at once instead of waiting for it."""
+        state = cluster.member_state(self._me()) if self._stop_deadline is None else None
+        self.set_awareness_fields(**{cluster.STATE_KEY: state})
 
     def claim_delay(self, entry):
         """Seconds we let the monitor preferred for this run claim it first
@@ -683,6 +686,7 @@ class SyncThread(threading.Thread):
             self._next_connect = min(self._next_connect, time.monotonic())
         if first:
             self.coordinator.stop_claiming()
+            self._publish_member()
             self.coordinator.release_unstarted(msg.reason)
             log.info("stopping: %d run(s) may finish within %.1fs", self.coordinator.active(),
                      max(0.0, msg.deadline - time.monotonic()), extra={"doc": self.doc_name})
