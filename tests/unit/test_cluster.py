@@ -472,3 +472,22 @@ def test_alone_in_the_cluster_nothing_waits():
     w.port.auto_ack = False
     w.request("old", requestedAt=1_700_000_000_123 - 2_000)
     assert list(w.co.runs) == ["old"]
+
+
+def test_a_sync_thread_publishes_itself_and_stops_being_a_member_when_leaving():
+    """Not started: its awareness as it will be sent. A document being left
+    claims nothing more, so it is no member there (the others claim at once)."""
+    from mrmd_monitor import __version__
+    from mrmd_monitor.config import Config
+    from mrmd_monitor.sync import SyncThread
+    cfg = Config(sync_url="ws://127.0.0.1:9", docs=("doc",), max_workers=3, name="alpha")
+    sync = SyncThread(config=cfg, doc_name="doc", pool=None, member_id="alpha-1")
+    state = sync.awareness.get_local_state()
+    assert state["type"] == "monitor"
+    assert c.parse_member(state) == Member(id="alpha-1", capacity=3, busy=0,
+                                           version=__version__, name="alpha")
+    sync._stop_deadline = 0.0     # as _begin_stop sets it
+    sync._publish_member()
+    state = sync.awareness.get_local_state()
+    assert state["type"] == "monitor" and c.STATE_KEY not in state
+    assert c.parse_member(state) is None
