@@ -9,6 +9,13 @@ lease: its claimed or running entries are its own until it is gone for
 marked lost. Requests left from long before we started expire instead of
 running by surprise.
 
+With several monitors, one is preferred for each request (cluster.py,
+through ``port.claim_delay``): it claims at once, the others wait their
+backup delay, and then claim only on the server's view, after a probe (a
+late claim decided on a stale view can win over a claim already confirmed
+and running: it ran runs twice under load). A request first seen late, when
+a backup may be claiming it, is also claimed only after a probe.
+
 Pure decisions over a small port to the document (``DocPort``, implemented
 by the sync thread) and a clock passed in; the coordinator does the writes.
 """
@@ -20,6 +27,14 @@ from . import protocol as p
 from .runs import Phase, Run
 
 log = logging.getLogger(__name__)
+
+# A request first seen this much after its requestedAt is claimed only after a
+# probe when other monitors are present (the backups' delay starts at 0.5 s,
+# cluster.CLAIM_STEP).
+STALE_SIGHT_MS = 400
+
+# What Claims.defer says about a claimable request.
+WAIT, CLAIM, BACKUP = "wait", "claim", "backup"
 
 
 class DocPort(Protocol):
@@ -38,6 +53,23 @@ class DocPort(Protocol):
     def is_connected(self) -> bool:
         """Synced with the server now?"""
 
+    # Optional (SyncThread has them): claim_delay(entry) -> seconds this
+    # monitor lets the preferred one claim first; catch_up() applies every
+    # frame already waiting on the socket; members, the cluster members
+    # published in this document's awareness (cluster.py; None: a flood).
+
+
+class _Deferred:
+    """A request we let another monitor claim first."""
+
+    __slots__ = ("first", "entry", "probe", "checked")
+
+    def __init__(self, first, entry):
+        self.first = first        # when we first saw it (clock)
+        self.entry = entry
+        self.probe = None         # the probe sent once the delay passed
+        self.checked = False      # that probe is answered: decide on what came back
+
 
 class Claims:
     def __init__(self, me: int, port: DocPort, config):
@@ -45,6 +77,7 @@ class Claims:
         self.port = port
         self.config = config
         self._absent_since: Dict[str, float] = {}
+        self._deferred: Dict[str, _Deferred] = {}
 
     # -- leases --------------------------------------------------------------
 
@@ -62,7 +95,76 @@ class Claims:
         """Seconds to wait before claiming this request (0: at once). The one
         place where spreading claims across monitors plugs in (a backup
         monitor waits; the request is looked at again when the delay ends)."""
-        return 0.0
+        delay = getattr(self.port, "claim_delay", None)
+        return delay(entry) if delay is not None else 0.0
+
+    # -- several monitors: the preferred one first -----------------------------
+
+    def defer(self, entry: p.Entry, now: float, now_ms: int) -> str:
+        """WAIT while another monitor is preferred for this claimable request
+        and our delay, counted from when we first saw it, has not passed; and
+        then until a probe has shown the server's view. CLAIM or BACKUP (a
+        claim after waiting) once it may be claimed."""
+        wait = self._deferred.get(entry.exec_id)
+        delay = self.claim_delay(entry)
+        if wait is None:
+            wait = self._deferred[entry.exec_id] = _Deferred(now, entry)
+            if delay > 0:
+                log.debug("another monitor is preferred for %s: claiming it only as a backup, "
+                          "in %.1fs", entry.exec_id, delay, extra={"exec_id": entry.exec_id})
+        wait.entry = entry
+        if now < wait.first + delay:
+            return WAIT
+        late = now > wait.first
+        # Seen long after it was made (this thread was slow): a backup that saw
+        # it in time may be claiming it now. Look first.
+        seen_late = now_ms - (entry.requested_at or now_ms) > STALE_SIGHT_MS
+        if (late or seen_late) and not wait.checked and self._backups_possible():
+            return WAIT
+        del self._deferred[entry.exec_id]
+        return BACKUP if late else CLAIM
+
+    def _backups_possible(self) -> bool:
+        """Other cluster members publish themselves here (SyncThread.members):
+        one of them may claim as a backup, so a late claim looks at the server
+        first. None (a flood) means everybody claims at once: no backups."""
+        members = getattr(self.port, "members", None)
+        return members is not None and len(members) > 1
+
+    def deferring(self) -> bool:
+        return bool(self._deferred)
+
+    def forget_deferred(self, keys: Optional[Iterable[str]] = None):
+        """Requests no longer ours to claim later (None: all of them)."""
+        if keys is None:
+            self._deferred.clear()
+        for key in keys or ():
+            self._deferred.pop(key, None)
+
+    def deferred_due(self, now: float) -> Tuple[List[str], Optional[float]]:
+        """``(ids to look at again now, seconds until the next is due)``.
+        A request whose delay has passed gets a probe first (one for all);
+        it is due once that probe is answered (``acked``)."""
+        nxt, due, unprobed = None, [], []
+        look = self._backups_possible()
+        for key, wait in self._deferred.items():
+            if wait.checked:
+                due.append(key)
+                continue
+            at = wait.first + self.claim_delay(wait.entry)
+            if now < at:
+                nxt = at - now if nxt is None else min(nxt, at - now)
+            elif not look:
+                due.append(key)
+            elif wait.probe is None:
+                unprobed.append(wait)
+        if unprobed:
+            seq = self.port.probe()
+            if seq is None:  # not connected: asked again after the next handshake
+                nxt = 0.5 if nxt is None else min(nxt, 0.5)
+            for wait in unprobed:
+                wait.probe = seq
+        return due, nxt
 
     # -- confirming our claims -------------------------------------------------
 
@@ -72,6 +174,8 @@ class Claims:
         for run in runs:
             if run.phase is Phase.CLAIMED and run.confirm_at is None:
                 run.probe = None
+        for wait in self._deferred.values():
+            wait.probe = None
 
     def probe(self, runs: Iterable[Run]):
         """Give every unconfirmed claim a probe, one sync step 1 for all."""
@@ -94,6 +198,9 @@ class Claims:
         that, on the same ordered connection, so its awareness is here too.
         With no other monitor in sight there is nobody to wait for."""
         settle = self.config.claim_settle if self.port.other_monitors_present() else 0.0
+        for wait in self._deferred.values():  # backups may claim now (next tick)
+            if wait.probe is not None and wait.probe <= seq:
+                wait.checked = True
         for run in runs:
             if (run.phase is Phase.CLAIMED and run.confirm_at is None and run.probe is not None
                     and run.probe <= seq):

@@ -22,9 +22,15 @@ log = logging.getLogger(__name__)
 
 EXIT_USAGE = 2
 
-# Subcommand name -> function(argv) -> exit status. Empty today: the daemon is
-# the command itself; e.g. a ``status`` subcommand adds one row here.
-SUBCOMMANDS = {}
+
+def _status(argv):
+    from .statuspage import status_command  # a running monitor's status as a table
+    return status_command(argv)
+
+
+# Subcommand name -> function(argv) -> exit status. The daemon is the command
+# itself; these run instead of it.
+SUBCOMMANDS = {"status": _status}
 
 
 def _fail(reason) -> int:

@@ -182,6 +182,7 @@ examples:
   mrmd-monitor -c /etc/mrmd-monitor/monitor.ini
   MRMD_MONITOR_SYNC_URL=ws://localhost:4444 mrmd-monitor
   MRMD_MONITOR_TOKEN=... mrmd-monitor ws://localhost:4444   # keeps the token out of ps
+  mrmd-monitor status --status-addr 127.0.0.1:9464   # a running monitor's status as a table
 
 exit status:
   0  stopped by TERM/INT (runs settled in the document)

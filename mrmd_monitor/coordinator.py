@@ -24,7 +24,7 @@ from pycrdt import Map, Text
 from . import messages as m
 from . import protocol as p
 from .blocks import Blocks
-from .claims import Claims
+from .claims import BACKUP, WAIT, Claims
 from .metrics import Metrics
 from .order import RunOrder, request_order
 from .output import RunOutput
@@ -69,7 +69,6 @@ class Coordinator:
         self._seq = itertools.count()
         self._next_sweep = 0.0
         self._first_sync = True
-        self._deferred: Dict[str, float] = {}   # requests to claim later (claims.claim_delay)
 
     @property
     def config(self):
@@ -124,7 +123,14 @@ class Coordinator:
                 continue
             if entry is not None:
                 to_claim.append(entry)
+        if self.claims.deferring():  # no longer ours to claim later
+            self.claims.forget_deferred([k for k in keys if not self._claimable(k)])
         self._claim_all(to_claim)
+
+    def _claimable(self, key):
+        entry = self.entries_index.get(key)
+        return (entry is not None and entry.problem is None and key not in self.runs
+                and self.claims.may_claim(entry) and self.accepting)
 
     def _claim_all(self, to_claim):
         # Claim in request order: a runtime runs its cells in that order.
@@ -162,10 +168,14 @@ class Coordinator:
             if value is not None:
                 log.debug("ignoring map key %r: not an execution entry", key)
         elif self.claims.may_claim(entry) and self.accepting:
-            delay = self.claims.claim_delay(entry)
-            if delay <= 0:
-                return entry
-            self._deferred.setdefault(key, self.clock() + delay)
+            verdict = self.claims.defer(entry, self.clock(), self.now_ms())
+            if verdict == WAIT:
+                return None
+            if verdict == BACKUP:
+                log.info("claiming %s as a backup: the preferred monitor did not claim it", key,
+                         extra={"doc": self.doc_name, "exec_id": key})
+                self.metrics.inc("mrmd_monitor_claims_backed_up_total")
+            return entry
         return None
 
     def on_probe_acked(self, seq):
@@ -212,8 +222,7 @@ class Coordinator:
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_INTERVAL
             self._sweep(now)
-        if self._deferred:
-            self._claim_deferred(now)
+        later = self._claim_deferred(now) if self.claims.deferring() else None
         for run in list(self.runs.values()):
             if self.claims.due(run, now):
                 self._confirm(run, now)
@@ -228,21 +237,19 @@ class Coordinator:
             if run.pending and run.exec_id in self.runs and now >= run.next_flush:
                 self._flush(run)
         nxt = _min(next_deadline(self.runs.values(), now), self._next_sweep - now)
-        if self._deferred:
-            nxt = _min(nxt, max(0.0, min(self._deferred.values()) - now))
-        return nxt
+        return _min(nxt, later)
 
     def _claim_deferred(self, now):
-        """Requests whose claim delay has ended, if nobody claimed them meanwhile."""
-        due = [key for key, at in self._deferred.items() if now >= at]
-        to_claim = []
-        for key in due:
-            del self._deferred[key]
-            entry = self.entries_index.get(key)
-            if (entry is not None and entry.problem is None and key not in self.runs
-                    and self.claims.may_claim(entry) and self.accepting):
-                to_claim.append(entry)
-        self._claim_all(to_claim)
+        """Requests whose claim delay has ended and whose probe is answered are
+        looked at again (on_entries_changed), if nobody claimed them meanwhile.
+        Returns the seconds until the next is due."""
+        due, nxt = self.claims.deferred_due(now)
+        if due:
+            catch_up = getattr(self.claims.port, "catch_up", None)
+            if catch_up is not None:
+                catch_up()  # the preferred monitor's claim may be waiting on the socket
+            self.on_entries_changed(due)
+        return nxt
 
     # -- claims ----------------------------------------------------------------
 
@@ -319,6 +326,7 @@ class Coordinator:
         self.order.changed()
         self.metrics.inc("mrmd_monitor_claims_total")
         self.metrics.inc("mrmd_monitor_queued_runs")
+        self.metrics.inc("mrmd_monitor_queue_depth", runtime=run.runtime_url)
         self._write(run, {"status": p.CLAIMED, "claimedBy": self.me, "claimedAt": self.now_ms()})
         log.info("claimed %s (runtime %s, session %s)", run.exec_id, run.runtime_url,
                  run.session, extra=self._extra(run))
@@ -329,8 +337,10 @@ class Coordinator:
             log.info("claim on %s not confirmed (now %s by %s): not running it", run.exec_id,
                      entry.status if entry else "gone", entry.claimed_by if entry else None,
                      extra=self._extra(run))
+            self.metrics.inc("mrmd_monitor_claims_lost_total")
             self._drop(run, interrupt=False)
             return
+        self.metrics.inc("mrmd_monitor_claims_won_total")
         log.debug("claim on %s confirmed", run.exec_id, extra=self._extra(run))
         if run.block_ready:
             self._arm(run, headless=False)
@@ -348,6 +358,8 @@ class Coordinator:
         if entry.claimed_by != self.me:
             log.warning("lost the claim on %s to client %s: not running it", run.exec_id,
                         entry.claimed_by, extra=self._extra(run))
+            if run.phase is Phase.CLAIMED:  # not confirmed yet: counted as lost here
+                self.metrics.inc("mrmd_monitor_claims_lost_total")
             self._drop(run, interrupt=True)
             return
         if entry.status == p.CANCELLED:
@@ -441,6 +453,7 @@ class Coordinator:
 
     def _on_started(self, run):
         self.metrics.inc("mrmd_monitor_queued_runs", -1)
+        self.metrics.inc("mrmd_monitor_queue_depth", -1, runtime=run.runtime_url)
         self.metrics.inc("mrmd_monitor_active_runs")
         transition(run, Phase.RUNNING, self.clock())
         log.info("%s running", run.exec_id, extra=self._extra(run))
@@ -467,9 +480,14 @@ class Coordinator:
         # per flush interval, whatever arrived in between.
         if not run.pending:
             run.pending = True
+            run.pending_since = self.clock()
             run.next_flush = max(self.clock(), run.last_flush + interval)
 
     def _flush(self, run):
+        if run.pending_since is not None:
+            self.metrics.observe("mrmd_monitor_flush_latency_seconds",
+                                 self.clock() - run.pending_since)
+            run.pending_since = None
         run.pending = False
         if run.display_dirty:
             run.display_dirty = False
@@ -550,6 +568,7 @@ class Coordinator:
             self.metrics.inc("mrmd_monitor_active_runs", -1)
         else:
             self.metrics.inc("mrmd_monitor_queued_runs", -1)
+            self.metrics.inc("mrmd_monitor_queue_depth", -1, runtime=run.runtime_url)
         if status is not None:
             self.metrics.inc("mrmd_monitor_executions_total", status=status)
 
@@ -557,6 +576,7 @@ class Coordinator:
 
     def stop_claiming(self):
         self.accepting = False
+        self.claims.forget_deferred()
 
     def active(self):
         return len(self.runs)

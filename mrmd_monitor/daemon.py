@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 
+from . import __version__, cluster, statuspage
 from . import messages as m
 from .assets import AssetStore
 from .config import OPTION_FIELDS, load_config, shown
@@ -50,6 +51,11 @@ STOP_MARGIN = 5.0
 _JOIN_RESERVE = 1.5
 
 # Signal -> the event its handler enqueues (handled by ``handle_<event>``).
+# A document that moved to another monitor (--replicas) is left once the runs
+# already going on it have finished: its owner finishes them, up to this long.
+# A stop of the monitor shortens it to the stop deadline.
+MOVED_GRACE = 7 * 24 * 3600.0
+
 SIGNAL_EVENTS = {signal.SIGTERM: "term", signal.SIGINT: "int", signal.SIGHUP: "hup"}
 
 # Config fields a HUP cannot change in a running process (``reloadable=False``
@@ -81,6 +87,14 @@ class Daemon:
         self._stopping = False
         self._capped = False   # --max-docs left listed documents alone (logged once)
         self._stop_deadline = None   # monotonic time by which the process is done
+        # Several monitors (cluster.py): our id among them, the control document
+        # (with --replicas R), the members seen there, the documents last listed.
+        self.member_id = cluster.new_member_id(config.name)
+        self.control = None
+        self._members = ()
+        self._control_synced = False
+        self._sharded = False   # an assignment has been applied once
+        self._listed = None
 
     # -- signals ---------------------------------------------------------------
 
@@ -103,7 +117,8 @@ class Daemon:
             self.status = StatusServer(self.config.status_addr, self.metrics,
                                        documents=lambda: list(self.syncs),
                                        stopping=lambda: self._stopping,
-                                       assets_dir=self.config.assets_dir).start()
+                                       assets_dir=self.config.assets_dir,
+                                       snapshot=self._status_snapshot).start()
         client = MrpClient(connect_timeout=self.config.connect_timeout,
                            idle_timeout=self.config.idle_timeout,
                            max_event_bytes=self.config.max_event_bytes)
@@ -116,6 +131,7 @@ class Daemon:
             log.info("mrmd-monitor started as %r: %s, document(s) %s", self.config.name,
                      self.config.sync_url, ", ".join(self.config.docs))
         else:
+            self._attach_control()
             self.discovery = Discovery(lambda: self.config, report=self._on_discovered,
                                        fail=self._on_discovery_failed)
             self.discovery.start()
@@ -139,9 +155,10 @@ class Daemon:
     def _attach(self, name):
         sync = SyncThread(config=self.config, doc_name=name, pool=self.pool,
                           on_synced=self._on_synced, on_exit=self._on_sync_exit,
-                          metrics=self.metrics)
+                          metrics=self.metrics, member_id=self.member_id)
         self.syncs.append(sync)
         sync.start()
+        self.metrics.set("mrmd_monitor_documents_attached", len(self.syncs))
         return sync
 
     def _on_discovered(self, names):
@@ -157,17 +174,33 @@ class Daemon:
 
     def _follow(self, names):
         """Attach to documents the server lists (at most --max-docs), detach
-        from those it no longer does."""
+        from those it no longer does. With --replicas R, only our share of them."""
+        known, self._listed = set(self._listed or ()), tuple(names)
+        moving = bool(self.config.replicas) and self._sharded  # a move, not a first look
+        names = self._assigned(names)
         current = {s.doc_name: s for s in self.syncs if not s.leaving}
         attach, detach, left_out = plan(names, list(current), self.config.max_docs)
         for name in attach:
-            context(log, doc=name).info("document %s appeared on the server: attaching", name)
+            if name in known and moving:
+                context(log, doc=name).info("document %s moved to this monitor: attaching", name)
+                self.metrics.inc("mrmd_monitor_documents_moved_total", direction="in")
+            else:
+                context(log, doc=name).info("document %s appeared on the server: attaching", name)
             self._attach(name)
         for name in detach:
-            context(log, doc=name).info("document %s is no longer listed by the server: detaching",
-                                        name)
             sync = current[name]
             sync.leaving = True
+            if name in self._listed and moving:
+                # Now another monitor's: runs going on finish here, the others
+                # are handed back (requested) for the new owner.
+                context(log, doc=name).info("document %s moved to another monitor: detaching",
+                                            name)
+                self.metrics.inc("mrmd_monitor_documents_moved_total", direction="out")
+                sync.post(m.Stop(deadline=time.monotonic() + MOVED_GRACE,
+                                 reason="the document moved to another monitor"))
+                continue
+            context(log, doc=name).info("document %s is no longer listed by the server: detaching",
+                                        name)
             sync.post(m.Stop(deadline=time.monotonic() + self.config.grace,
                              reason="the document was closed on the server"))
         if left_out and not self._capped:
@@ -178,7 +211,7 @@ class Daemon:
             log.info("every document the server lists is followed again (--max-docs %d)",
                      self.config.max_docs)
         self._capped = bool(left_out)
-        if not self._announced and not self.syncs:
+        if not self._announced and not self.syncs and (self._sharded or self.control is None):
             self._announce()
 
     def _announce(self):
@@ -211,7 +244,7 @@ class Daemon:
             except queue.Empty:
                 kind, value = "tick", None
             getattr(self, "handle_" + kind.replace("-", "_"))(value)
-            if self._stopping and not any(s.is_alive() for s in self.syncs):
+            if self._stopping and not any(s.is_alive() for s in self._all_syncs()):
                 break
             if self._stopping and self._remaining() <= _JOIN_RESERVE:
                 log.error("sync threads did not stop in time; exiting anyway")
@@ -248,7 +281,7 @@ class Daemon:
 
     def handle_synced(self, name):
         self._ready_docs.add(name)
-        if not self._announced and all(s.doc_name in self._ready_docs for s in self.syncs):
+        if not self._announced and self._all_ready():
             self._announce()
 
     def handle_docs(self, names):
@@ -267,9 +300,31 @@ class Daemon:
 
     def handle_exited(self, sync):
         sync.join(min(2.0, self._remaining()))  # it is past its loop: joining is quick
-        if sync.leaving and not sync.crashed:
+        if sync.leaving and not sync.crashed and sync in self.syncs:
             self.syncs.remove(sync)
             self._ready_docs.discard(sync.doc_name)
+            self.metrics.set("mrmd_monitor_documents_attached", len(self.syncs))
+            if not self._announced and self.syncs and self._all_ready():
+                self._announce()  # the last one we waited for moved away
+
+    def handle_members(self, members):
+        """The monitors in the control document changed (or it synced: None)."""
+        if members is None:
+            self._control_synced = True
+            members = self.control.members if self.control is not None else ()
+        ids = lambda ms: None if ms is None else tuple(mb.id for mb in ms)  # noqa: E731
+        changed = members is None or ids(members) != ids(self._members)
+        if members is None and self._members is not None:
+            log.warning("more than %d peers announce themselves as monitors in %s: trusting "
+                        "none of them; every document is followed until that stops",
+                        cluster.MAX_MEMBERS, self.config.control_doc)
+        elif members is not None and changed:
+            log.info("monitors in the cluster: %d (%s)", len(members),
+                     ", ".join(mb.id for mb in members))
+        self._members = members
+        self.metrics.set("mrmd_monitor_cluster_members", len(members or ()))
+        if (changed or not self._sharded) and self._listed is not None and not self._stopping:
+            self._follow(self._listed)
 
     def handle_term(self, signum):
         self._stop(fast=self._stopping, why=signal.Signals(signum).name)
@@ -294,9 +349,64 @@ class Daemon:
         if self.discovery is not None:
             self.discovery.stop()
         self.pool.stop_starting()
-        for s in self.syncs:
+        for s in self._all_syncs():
             s.post(m.Stop(deadline=runs_deadline, reason="the monitor was stopped"))
         return runs_deadline
+
+    # -- several monitors share the documents (cluster.py) ----------------------
+
+    def _all_ready(self):
+        # A document being left (moved, closed) may never sync: not waited for.
+        return all(s.leaving or s.doc_name in self._ready_docs for s in self.syncs)
+
+    def _all_syncs(self):
+        return self.syncs + ([self.control] if self.control is not None else [])
+
+    def _attach_control(self):
+        """With --replicas R, join the control document, where the monitors
+        following /stats see each other. Runs asked for there are not claimed."""
+        name = self.config.control_doc
+        if not name or not self.config.replicas:
+            return
+        self.control = SyncThread(
+            config=self.config, doc_name=name, pool=self.pool, metrics=self.metrics,
+            member_id=self.member_id,
+            on_synced=lambda s: self._events.put(("members", None)),
+            on_members=lambda s, members: self._events.put(("members", members)))
+        self.control.coordinator.stop_claiming()
+        self.control.start()
+        log.info("joined the control document %s as %s", name, self.member_id)
+
+    def _assigned(self, names):
+        """The documents this monitor follows among those the server lists."""
+        names = [n for n in names if n != self.config.control_doc]
+        if self.control is None:
+            return names
+        if not self._control_synced:
+            return []  # the others are not known yet: attaching everything would churn
+        self._sharded = True
+        return cluster.followed(names, self._members, self.member_id, self.config.replicas)
+
+    def _status_snapshot(self):
+        """The status page's data (status server thread): only attributes that
+        are replaced whole (members, flags) and the metrics registry."""
+        syncs = list(self.syncs)
+        members = self._members
+        if self.control is None:  # no control document: the monitors seen in our documents
+            seen = {}
+            for s in syncs:
+                for mb in s.members or ():
+                    seen[mb.id] = mb
+            members = tuple(seen[k] for k in sorted(seen))
+        docs = [{"name": s.doc_name, "synced": s.synced, "last_heard_wall": s.last_heard_wall,
+                 "runs": len(s.coordinator.runs)} for s in syncs]
+        me = {"id": self.member_id, "name": self.config.name, "version": __version__,
+              "capacity": self.config.max_workers}
+        return statuspage.build_snapshot(
+            me=me, metric_values=self.metrics.snapshot(), documents=docs, members=members or (),
+            now=time.time(), replicas=self.config.replicas,
+            control_doc=self.control.doc_name if self.control is not None else None,
+            stopping=self._stopping)
 
     def _reload(self):
         """HUP: load the configuration again, apply what can change live (log
@@ -334,7 +444,7 @@ class Daemon:
                    for f in (x.name for x in dataclasses.fields(new))
                    if f not in _NOT_COMPARED and getattr(new, f) != getattr(old, f)]
         self.config = new
-        for sync in self.syncs:
+        for sync in self._all_syncs():
             sync.post(m.Call(lambda s, c=new: s.apply_config(c)))
         where = new.config_file or "the command line and environment"
         log.info("SIGHUP: configuration reloaded from %s: %s", where,

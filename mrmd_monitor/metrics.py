@@ -18,7 +18,20 @@ HELP = {
     "mrmd_monitor_reconnects_total": ("counter", "Reconnects to the sync server, by document."),
     "mrmd_monitor_document_connected": ("gauge", "1 when the document is connected and synced."),
     "mrmd_monitor_last_sync_age_seconds": ("gauge", "Seconds since a message last came from the sync server, by document."),
+    # scale (cluster.py): several monitors sharing the work
+    "mrmd_monitor_claims_won_total": ("counter", "Claims that held: this monitor runs the entry."),
+    "mrmd_monitor_claims_lost_total": ("counter", "Claims another monitor won (the run is theirs)."),
+    "mrmd_monitor_claims_backed_up_total": ("counter", "Claims made as a backup, after the preferred monitor did not claim in time."),
+    "mrmd_monitor_queue_depth": ("gauge", "Runs held by this monitor that have not started, by runtime."),
+    "mrmd_monitor_flush_latency_seconds": ("histogram", "From output reaching the sync thread to its write into the document."),
+    "mrmd_monitor_documents_attached": ("gauge", "Documents this monitor follows."),
+    "mrmd_monitor_documents_moved_total": ("counter", "Documents attached or left because the cluster changed, by direction."),
+    "mrmd_monitor_cluster_members": ("gauge", "Monitors present in the control document."),
 }
+
+#: Upper bounds (seconds) of the flush latency histogram's buckets.
+FLUSH_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_HISTOGRAM_PARTS = ("_bucket", "_sum", "_count")
 
 
 class Metrics:
@@ -39,6 +52,17 @@ class Metrics:
         with self._lock:
             self._values[self._key(name, labels)] = float(value)
 
+    def observe(self, name, value, buckets=FLUSH_BUCKETS, **labels):
+        """One observation of a histogram: cumulative ``_bucket{le}``, ``_sum``, ``_count``."""
+        with self._lock:
+            for bound in buckets:  # every bucket, empty ones too: scrapers expect them all
+                key = self._key(name + "_bucket", dict(labels, le=_number(bound)))
+                self._values[key] = self._values.get(key, 0.0) + (1 if value <= bound else 0)
+            for suffix, add in (("_bucket", 1), ("_sum", value), ("_count", 1)):
+                extra = {"le": "+Inf"} if suffix == "_bucket" else {}
+                key = self._key(name + suffix, dict(labels, **extra))
+                self._values[key] = self._values.get(key, 0.0) + add
+
     def remove(self, **labels):
         """Forget every series carrying these labels (a document that closed)."""
         want = set((k, str(v)) for k, v in labels.items())
@@ -57,18 +81,41 @@ class Metrics:
     def render_prometheus(self) -> str:
         """The Prometheus text exposition format."""
         by_name: Dict[str, list] = {}
-        for (name, labels), value in sorted(self.snapshot().items()):
-            by_name.setdefault(name, []).append((labels, value))
+        for (name, labels), value in sorted(self.snapshot().items(), key=_exposition_order):
+            by_name.setdefault(_family(name), []).append((name, labels, value))
         out = []
-        for name, series in by_name.items():
-            kind, text = HELP.get(name, ("untyped", name))
-            out.append("# HELP %s %s" % (name, text))
-            out.append("# TYPE %s %s" % (name, kind))
-            for labels, value in series:
+        for family, series in by_name.items():
+            kind, text = HELP.get(family, ("untyped", family))
+            out.append("# HELP %s %s" % (family, text))
+            out.append("# TYPE %s %s" % (family, kind))
+            for name, labels, value in series:
                 label_text = ",".join('%s="%s"' % (k, _escape(v)) for k, v in labels)
                 shown = int(value) if float(value).is_integer() else value
                 out.append("%s%s %s" % (name, "{%s}" % label_text if label_text else "", shown))
         return "\n".join(out) + "\n"
+
+
+def _family(name):
+    """A histogram's series (``x_bucket``, ``x_sum``, ``x_count``) belong to ``x``."""
+    for suffix in _HISTOGRAM_PARTS:
+        base = name[:-len(suffix)]
+        if name.endswith(suffix) and HELP.get(base, ("",))[0] == "histogram":
+            return base
+    return name
+
+
+def _exposition_order(item):
+    # Buckets go in increasing ``le`` (``+Inf`` last), then _sum and _count.
+    (name, labels), _ = item
+    family = _family(name)
+    part = _HISTOGRAM_PARTS.index(name[len(family):]) if name != family else 0
+    rest = tuple((k, v) for k, v in labels if k != "le")
+    le = dict(labels).get("le")
+    return family, rest, part, float(le) if le is not None else 0.0
+
+
+def _number(bound):
+    return repr(float(bound)).rstrip("0").rstrip(".") if bound < 1 else str(float(bound))
 
 
 def _escape(value):

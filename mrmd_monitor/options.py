@@ -128,6 +128,22 @@ def message_size(value: str) -> int:
     return number
 
 
+def replicas_count(value: str):
+    """``all`` (or 0): every monitor follows every document (None); else a
+    whole number >= 1."""
+    text = str(value).strip().lower()
+    if text in ("all", "0"):
+        return None
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'all' or a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 'all' or at least 1, got {value!r}")
+    return number
+
+
 def log_level(value: str) -> str:
     level = str(value).strip().lower()
     if level == "warn":
@@ -176,6 +192,10 @@ def _docs(value):
         if doc not in docs:
             docs.append(doc)
     return tuple(docs)
+
+
+def _stripped_or_none(value):
+    return str(value).strip() or None if value is not None else None
 
 
 def _allowlist(value):
@@ -306,6 +326,12 @@ OPTIONS = (
            "it, documents the server lists are left alone (one log line says so)", metavar="N"),
     Option("status-addr", host_address, None, "serve /healthz, /metrics and /assets/ here (a "
            "bare port means 127.0.0.1)", metavar="HOST:PORT", shown="off", reloadable=False),
+    Option("replicas", replicas_count, None, "without --doc, how many of the monitors present "
+           "in --control-doc follow each document listed at /stats ('all': every monitor follows "
+           "every document)", metavar="R", shown="all", reloadable=False),
+    Option("control-doc", None, "mrmd-monitors", "with --replicas R, the document on the sync "
+           "server in whose awareness monitors find each other (empty: none; then --replicas has "
+           "no effect)", metavar="NAME", finish=_stripped_or_none, reloadable=False),
 )
 
 BY_NAME = {option.name: option for option in OPTIONS}

@@ -60,6 +60,7 @@ class Run:
     output: RunOutput = field(default_factory=RunOutput)
     content: BlockContent = field(default_factory=BlockContent)
     pending: bool = False
+    pending_since: Optional[float] = None   # for the flush latency histogram
     next_flush: float = 0.0
     last_flush: float = float("-inf")
     display: List[dict] = field(default_factory=list)

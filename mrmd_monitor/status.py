@@ -23,6 +23,7 @@ sandbox``, so an HTML or SVG asset cannot run script in the server's origin.
 """
 
 import itertools
+import json
 import logging
 import os
 import shutil
@@ -34,11 +35,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from .assets import open_asset, read_asset
 from .errors import StatusServerError  # noqa: F401 - re-exported: it lived here
 from .metrics import Metrics
+from .statuspage import render_html
 
 log = logging.getLogger(__name__)
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
+HTML_CONTENT_TYPE = "text/html; charset=utf-8"
+JSON_CONTENT_TYPE = "application/json"
 
 #: Seconds one read of a request may wait (the whole request has REQUEST_DEADLINE).
 REQUEST_TIMEOUT = 5.0
@@ -270,8 +274,9 @@ class StatusServer:
 
     def __init__(self, address, metrics, documents, stopping=lambda: False, clock=time.time,
                  assets_dir=None, max_connections=MAX_CONNECTIONS,
-                 request_deadline=REQUEST_DEADLINE):
+                 request_deadline=REQUEST_DEADLINE, snapshot=None):
         self.address = address
+        self.snapshot = snapshot  # () -> the status page's dict (statuspage.py), or None
         self.assets_dir = assets_dir
         self.metrics = metrics
         self.max_connections = max_connections
@@ -305,7 +310,7 @@ class StatusServer:
                 answer = prefixed(self, path[len(prefix):])
                 if answer is not None:
                     return answer
-        return 404, TEXT_CONTENT_TYPE, "not found: try /healthz or /metrics\n", ()
+        return self._not_found()
 
     def _answer_health(self):
         ok, text = self.health()
@@ -313,6 +318,21 @@ class StatusServer:
 
     def _answer_metrics(self):
         return 200, METRICS_CONTENT_TYPE, self.metrics_text(), ()
+
+    def _answer_page(self):
+        """The read-only status page (statuspage.py); only with a snapshot."""
+        if self.snapshot is None:
+            return self._not_found()
+        return 200, HTML_CONTENT_TYPE, render_html(self.snapshot()), ()
+
+    def _answer_status_json(self):
+        if self.snapshot is None:
+            return self._not_found()
+        return 200, JSON_CONTENT_TYPE, json.dumps(self.snapshot()), ()
+
+    @staticmethod
+    def _not_found():
+        return 404, TEXT_CONTENT_TYPE, "not found: try /healthz or /metrics\n", ()
 
     def _answer_asset(self, name):
         found = open_asset(self.assets_dir, name)
@@ -371,6 +391,8 @@ class StatusServer:
 ROUTES = {
     "/healthz": StatusServer._answer_health,
     "/metrics": StatusServer._answer_metrics,
+    "/": StatusServer._answer_page,
+    "/status.json": StatusServer._answer_status_json,
 }
 PREFIX_ROUTES = (
     ("/assets/", StatusServer._answer_asset),

@@ -20,6 +20,7 @@ import websocket
 from pycrdt import (Awareness, Doc, Map, Text, YMessageType, YSyncMessageType,
                     create_awareness_message, read_message)
 
+from . import __version__, cluster
 from . import messages as m
 from .coordinator import Coordinator
 from .errors import ProtocolError, SyncAuthRefused, SyncReadOnly, UpdateFormatError
@@ -88,7 +89,7 @@ def doc_url(sync_url, doc_name):
 
 class SyncThread(threading.Thread):
     def __init__(self, *, config, doc_name, pool, on_synced=None, on_exit=None, client_id=None,
-                 metrics=None, connect=None):
+                 metrics=None, connect=None, member_id=None, on_members=None):
         super().__init__(name="sync:%s" % doc_name, daemon=True)
         self.config = config
         self.doc_name = doc_name
@@ -146,6 +147,14 @@ class SyncThread(threading.Thread):
         self._subscriptions = (self.doc.observe(self._on_update),
                                self._entries.integrated.observe(self._on_entries_event),
                                self._text.observe(self._on_text_event))
+        # Several monitors (cluster.py): who we are to the others, published in
+        # awareness, and who they are here. ``members`` is replaced whole, never
+        # mutated (the daemon and the status server read it); None while
+        # awareness is flooded (cluster.members_from_states).
+        self.member_id = member_id or cluster.new_member_id(config.name)
+        self.members = ()
+        self._on_members = on_members
+        self._publish_member()
 
     # -- the only thread-safe entry point ------------------------------------
 
@@ -213,6 +222,41 @@ class SyncThread(threading.Thread):
         return any(cid != self.client_id and isinstance(state, dict)
                    and state.get("type") == "monitor"
                    for cid, state in self.awareness.states.items())
+
+    # -- several monitors (cluster.py) -----------------------------------------
+
+    def _me(self):
+        busy = (self.metrics.get("mrmd_monitor_active_runs")
+                + self.metrics.get("mrmd_monitor_queued_runs"))
+        return cluster.Member(id=self.member_id, capacity=self.config.max_workers,
+                              busy=max(0, int(busy)), version=__version__, name=self.config.name)
+
+    def _publish_member(self):
+        """Our id, capacity and busy count in awareness. The busy count goes
+        only with the renewal (every AWARENESS_RENEW): published as it changed,
+        it made monitors under load disagree on who claims first. A document
+        being left claims nothing more: it stops being a member here, so the
+        others claim at once instead of waiting for it."""
+        state = cluster.member_state(self._me()) if self._stop_deadline is None else None
+        self.set_awareness_fields(**{cluster.STATE_KEY: state})
+
+    def claim_delay(self, entry):
+        """Seconds we let the monitor preferred for this run claim it first
+        (claims.DocPort); 0 when we are preferred or see no other monitor."""
+        return cluster.claim_delay(entry.runtime_url, entry.session, self.members, self.member_id)
+
+    def catch_up(self):
+        """Before a backup claim: apply what already waits on the socket (the
+        preferred monitor's claim may be there), as every other claim does."""
+        if self._ws is not None and _readable(self._ws.sock):
+            self._receive_all()
+
+    def _refresh_members(self):
+        members = cluster.members_from_states(self.awareness.states, alive=self.peer_alive)
+        if members != self.members:
+            self.members = members
+            if self._on_members is not None:
+                self._on_members(self, members)
 
     def apply_config(self, config):
         """A reloaded configuration (HUP). Only values read at use time change."""
@@ -293,7 +337,8 @@ class SyncThread(threading.Thread):
         if self._ws is None:
             return
         if now >= self._awareness_due:
-            self._send_awareness()
+            self._publish_member()    # a renewal, with our busy count now
+            self._refresh_members()   # drops members whose renewals stopped
         if now - self._last_heard >= DEAD_AFTER:
             self._disconnect("nothing heard from the server for %ds" % DEAD_AFTER)
         elif now - self._last_sent >= KEEPALIVE:
@@ -492,6 +537,7 @@ class SyncThread(threading.Thread):
                 self.awareness.apply_awareness_update(read_message(data[1:]), "remote")
             except Exception as exc:  # noqa: BLE001 - a peer's garbage must not kill us
                 raise ProtocolError("bad awareness message: %s" % exc, doc=self.doc_name) from exc
+            self._refresh_members()
         elif kind == MSG_QUERY_AWARENESS:
             self._send_awareness()
         elif kind == MSG_AUTH:
@@ -640,6 +686,7 @@ class SyncThread(threading.Thread):
             self._next_connect = min(self._next_connect, time.monotonic())
         if first:
             self.coordinator.stop_claiming()
+            self._publish_member()
             self.coordinator.release_unstarted(msg.reason)
             log.info("stopping: %d run(s) may finish within %.1fs", self.coordinator.active(),
                      max(0.0, msg.deadline - time.monotonic()), extra={"doc": self.doc_name})

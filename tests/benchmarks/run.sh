@@ -8,4 +8,7 @@ cd "$(dirname "$0")/../.."
 
 bash tests/setup.sh
 
+# `run.sh scale [...]`: the several-monitors benchmark (tests/benchmarks/scale.py) instead.
+if [ "${1:-}" = "scale" ]; then shift; exec .venv/bin/python tests/benchmarks/scale.py "$@"; fi
+
 exec .venv/bin/python tests/benchmarks/run.py "$@"

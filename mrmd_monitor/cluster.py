@@ -1,0 +1,255 @@
+"""Several monitors sharing the work, each deciding alone from what all of them see.
+
+Every monitor publishes itself in awareness (``{"monitor": {"id", "capacity",
+"busy", "version"}}`` beside its name): in each document it follows, and in a
+control document on the same sync server that every monitor following
+``/stats`` joins. From those states each monitor computes the same answers,
+with no coordinator and no new infrastructure:
+
+- which ``R`` of the live monitors follow each listed document
+  (:func:`assignment`, rendezvous hashing with bounded loads);
+- which monitor should claim a request first (:func:`claim_order`, rendezvous
+  hashing of the (runtime, session) pair weighted by capacity, monitors
+  published as full last), and how long another one waits before it claims
+  as a backup (:func:`claim_delay`).
+
+Views differ for a moment while awareness travels; nothing here has to be
+exact for correctness: the claim protocol (coordinator.py) keeps every run
+exactly-once whoever tries first, and a document followed by one monitor too
+many or too few for a moment is harmless.
+
+Awareness states come from any peer of the sync server: every field is
+checked, bounded, and a state that does not fit is not a member.
+
+Pure: no threads, sockets or clocks.
+"""
+
+import hashlib
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+#: The awareness field that makes a peer a cluster member.
+STATE_KEY = "monitor"
+
+# Bounds on what a peer may make us hold or compute over.
+MAX_MEMBERS = 64
+MAX_ID_CHARS = 128
+MAX_NAME_CHARS = 128
+MAX_VERSION_CHARS = 32
+MAX_CAPACITY = 10_000
+MAX_DOCUMENTS = 10_000
+
+#: A backup monitor waits this long per monitor ranked before it.
+CLAIM_STEP = 0.5
+
+#: Every member's share of the documents stays within these factors of an
+#: even split (bounded-load rendezvous, see :func:`_cap`).
+BALANCE = (0.75, 1.25)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One monitor as it publishes itself."""
+
+    id: str
+    capacity: int = 1
+    busy: int = 0
+    version: str = ""
+    name: str = ""
+
+    @property
+    def free(self) -> int:
+        return max(0, self.capacity - self.busy)
+
+
+def new_member_id(name: str) -> str:
+    """A monitor process's id in the cluster: its name, made unique."""
+    return "%s-%s" % (str(name)[:MAX_ID_CHARS - 13], uuid.uuid4().hex[:12])
+
+
+def member_state(member: Member) -> dict:
+    """What a monitor puts under :data:`STATE_KEY` in its awareness state."""
+    return {"id": member.id, "capacity": int(member.capacity), "busy": int(member.busy),
+            "version": member.version}
+
+
+def _count(value, limit) -> Optional[int]:
+    # Browsers' JSON numbers arrive as floats (NOTES.md); bools are not counts.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
+        return None
+    number = int(value)
+    return number if 0 <= number <= limit else None
+
+
+def _short_text(value, limit) -> Optional[str]:
+    if not isinstance(value, str) or len(value) > limit:
+        return None
+    return value
+
+
+def parse_member(state) -> Optional[Member]:
+    """The member an awareness state announces, or None if it announces none
+    or does not fit the bounds (a hostile or broken peer is simply not a member)."""
+    if not isinstance(state, dict):
+        return None
+    info = state.get(STATE_KEY)
+    if not isinstance(info, dict):
+        return None
+    member_id = _short_text(info.get("id"), MAX_ID_CHARS)
+    capacity = _count(info.get("capacity"), MAX_CAPACITY)
+    busy = _count(info.get("busy"), 1 << 31)
+    if not member_id or capacity is None or capacity < 1 or busy is None:
+        return None
+    version = _short_text(info.get("version"), MAX_VERSION_CHARS) or ""
+    name = _short_text(state.get("name"), MAX_NAME_CHARS) or ""
+    return Member(id=member_id, capacity=capacity, busy=busy, version=version, name=name)
+
+
+def members_from_states(states: Mapping, alive=None) -> Optional[Tuple[Member, ...]]:
+    """The live members among awareness ``states`` (client id -> state),
+    sorted by id. ``alive(client_id)``, when given, drops states not renewed
+    lately. One id seen under two client ids (a monitor that reconnected before
+    the server dropped its old connection) counts once, as the busiest view.
+
+    None when more than :data:`MAX_MEMBERS` announce themselves, which no real
+    cluster does: a peer flooding awareness. No list can be trusted then, and
+    every caller falls back to what a lone monitor does (follow every
+    document, claim at once), so a flood cannot leave a document unfollowed."""
+    by_id: Dict[str, Member] = {}
+    for client_id, state in list(states.items()):
+        member = parse_member(state)
+        if member is None or (alive is not None and not alive(client_id)):
+            continue
+        seen = by_id.get(member.id)
+        if seen is None or member.busy > seen.busy:
+            by_id[member.id] = member
+        if len(by_id) > MAX_MEMBERS:
+            return None
+    return tuple(by_id[k] for k in sorted(by_id))
+
+
+# -- rendezvous hashing ----------------------------------------------------------
+
+def _unit(key: str, member_id: str) -> float:
+    """A number in (0, 1), uniform, the same on every machine and Python."""
+    digest = hashlib.blake2b(("%s\0%s" % (key, member_id)).encode("utf-8", "surrogatepass"),
+                             digest_size=8).digest()
+    return (int.from_bytes(digest, "big") + 0.5) / 2.0 ** 64
+
+
+def score(key: str, member_id: str, weight: float = 1.0) -> float:
+    """Weighted rendezvous score (higher wins): ``-w / ln(u)`` gives each
+    member a share of keys proportional to its weight."""
+    return -weight / math.log(_unit(key, member_id))
+
+
+def ranking(key: str, members: Iterable[Member], weight=None) -> List[Member]:
+    """Members from most to least preferred for ``key``."""
+    def order(m):
+        w = 1.0 if weight is None else float(weight(m))
+        return (-score(key, m.id, w), m.id)
+    return sorted(members, key=order)
+
+
+# -- documents -------------------------------------------------------------------
+
+def assignment(docs: Iterable[str], members: Sequence[Member],
+               replicas: Optional[int],
+               balance: Tuple[float, float] = BALANCE) -> Dict[str, Tuple[str, ...]]:
+    """Document -> ids of the members that follow it.
+
+    ``replicas`` None or 0 (or not fewer than the members): every member
+    follows every document. Otherwise each document goes to its ``replicas``
+    highest-ranked members that are not already at their cap (:func:`_cap`),
+    one replica per round; documents are placed in the order of their own hash, so the answer
+    depends only on the sets of documents and members, not on listing order."""
+    docs = sorted(set(docs))[:MAX_DOCUMENTS]
+    ids = [m.id for m in members]
+    if not ids:
+        return {d: () for d in docs}
+    if not replicas or replicas >= len(ids):
+        return {d: tuple(ids) for d in docs}
+    # One round per replica, each balanced on its own: a single pass over
+    # R slots per document can end with the only room left on a member the
+    # document already has.
+    cap = _cap(len(docs), len(ids), balance)
+    chosen = {d: [] for d in docs}
+    ranked = {d: ranking(d, members) for d in docs}
+    placed = sorted(docs, key=lambda d: _unit(d, ""))
+    for _ in range(replicas):
+        load = dict.fromkeys(ids, 0)
+        for doc in placed:
+            free = [m.id for m in ranked[doc] if m.id not in chosen[doc]]
+            pick = next((i for i in free if load[i] < cap), free[0])
+            chosen[doc].append(pick)
+            load[pick] += 1
+    result = {d: tuple(chosen[d]) for d in docs}
+    return result
+
+
+def _cap(slots: int, members: int, balance: Tuple[float, float]) -> int:
+    """Most documents one member may follow: as high as ``balance[1]`` times
+    an even share allows (the higher, the fewer documents move when a member
+    joins or leaves), but low enough that the others, filled to it, still
+    leave every member at least ``balance[0]`` of an even share."""
+    even = slots / members
+    low, high = balance
+    cap = math.floor(high * even)
+    if members > 1:
+        cap = min(cap, math.floor((slots - math.ceil(low * even)) / (members - 1)))
+    return max(1, cap, math.ceil(even))
+
+
+def followed(docs: Iterable[str], members: Optional[Sequence[Member]], me: str,
+             replicas: Optional[int]) -> List[str]:
+    """The documents monitor ``me`` follows. Until it sees itself among the
+    members (its own state not published yet) it follows none when sharding;
+    with no trustworthy member list (None, a flood) it follows all."""
+    docs = list(docs)
+    if not replicas or members is None:
+        return docs
+    if me not in {m.id for m in members}:
+        return []
+    plan = assignment(docs, members, replicas)
+    return [d for d in docs if me in plan.get(d, ())]
+
+
+# -- claims ----------------------------------------------------------------------
+
+def run_key(runtime_url: str, session) -> str:
+    """Runs of one runtime and session go to the same monitor while the
+    capacities hold, which keeps a notebook's cells in one queue."""
+    return "%s\0%s" % ((runtime_url or "").rstrip("/"), session or "")
+
+
+def claim_order(runtime_url: str, session, members: Sequence[Member]) -> List[Member]:
+    """Who should claim this run, first to last: members with room, then the
+    ones published as full, each group ranked by rendezvous of the (runtime,
+    session) pair weighted by capacity. Every monitor computes the same order
+    from the same published states. Load moves it only through the "full"
+    flag of the last renewal: busy counts published as they changed made
+    monitors under load disagree on who was first (several claimed at once,
+    which the claim protocol only survives within --claim-settle, or all of
+    them waited), and their traffic slowed every sync thread."""
+    key = run_key(runtime_url, session)
+    by_capacity = lambda m: m.capacity  # noqa: E731
+    return (ranking(key, [m for m in members if m.free > 0], weight=by_capacity)
+            + ranking(key, [m for m in members if m.free <= 0], weight=by_capacity))
+
+
+def claim_delay(runtime_url: str, session, members: Optional[Sequence[Member]], me: str,
+                step: float = CLAIM_STEP) -> float:
+    """Seconds monitor ``me`` waits before claiming this run: ``step`` per
+    member ranked before it (0 for the preferred monitor, or with no other
+    member in sight). Two monitors never get the same delay. A backup still
+    claims when the preferred one is gone, full or does not claim in time."""
+    if members is None or len(members) <= 1:
+        return 0.0
+    order = [m.id for m in claim_order(runtime_url, session, members)]
+    if me not in order:
+        return 0.0  # we do not see ourselves: behave as before, alone
+    return order.index(me) * step
