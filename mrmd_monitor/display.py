@@ -18,15 +18,9 @@ fields of a runtime's asset are checked and bounded.
 Runs on worker threads (it may write files), never on a sync thread.
 """
 
-import base64
-import hashlib
 import json
 import logging
-import mimetypes
-import os
 from urllib.parse import urlsplit
-
-from .assets import AssetStore  # noqa: F401 - moved to assets.py; imported where it was
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,13 @@ also records the ``/input`` bodies the monitor sends."""
 
 import json
 import threading
-import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
-from tests.support.notebook import FINAL, block, block_content, cell, start_cell, uid
+from tests.support.notebook import FINAL, block_content, cell, start_cell, uid
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,8 @@ wedging the document)."""
 import base64
 import json
 
-from mrmd_monitor.display import AssetStore, DisplayConverter
+from mrmd_monitor.assets import AssetStore
+from mrmd_monitor.display import DisplayConverter
 
 KiB = 1024
 MAX_DISPLAY = 512 * KiB        # the default --max-display-bytes

@@ -2,7 +2,6 @@
 one stop deadline that bounds the whole stop however stuck the parts are."""
 
 import signal
-import threading
 import time
 
 import pytest

@@ -1,6 +1,7 @@
 import base64
 
-from mrmd_monitor.display import AssetStore, DisplayConverter, asset_item
+from mrmd_monitor.assets import AssetStore
+from mrmd_monitor.display import DisplayConverter, asset_item
 
 
 def test_small_bundle_inline_with_text_fallback():

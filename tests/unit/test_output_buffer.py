@@ -28,7 +28,6 @@ def test_over_the_limit_head_notice_and_latest_tail():
         p.add(numbered(i, 1))            # 10 bytes a line
     assert p.held <= 1000 + 10
     text = p.take()
-    head, notice, tail = text.split("\r\n[mrmd-monitor: ")[0], None, None
     before, rest = text.split("[mrmd-monitor: ")
     notice, tail = rest.split("]\r\n")
     assert before == numbered(0, 50)
