@@ -1,5 +1,5 @@
 """The sync thread: one per document. It owns the pycrdt Doc, the websocket to
-the sync server and the document's Coordinator, and waits in one select()
+the sync server and the document's Coordinator, and waits in one poll()
 over the socket and its mailbox. Nothing else touches the Doc.
 
 Speaks the y-websocket protocol (message 0 = sync, 1 = awareness, 3 = query
