@@ -39,9 +39,10 @@ import requests
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 from .errors import (Cancelled, EventError, EventTooLarge, MrpError, RunTimedOut, RuntimeBusy,
-                     RuntimeHTTPError, RuntimeRefused, RuntimeUnavailable, StreamError)
-from .http import (DEADLINES, CancelToken, HttpURL, URLRefused, iter_body, new_session, opening,
-                   parse_url, read_limited, response_socket, sanitize)
+                     RuntimeHTTPError, RuntimeRefused, RuntimeUnavailable, StreamError,
+                     URLRefused)
+from .http import (DEADLINES, CancelToken, HttpURL, iter_body, new_session, opening, parse_url,
+                   read_limited, response_socket, sanitize)
 from .logs import ContextAdapter, context
 from .sse import DEFAULT_MAX_EVENT_BYTES, OUTPUT_KINDS, MrpEvent, SSESplitter
 
@@ -83,7 +84,10 @@ EXPIRED_RUN = "max-run-time"
 
 
 class _Busy(Exception):
-    """The runtime did not start our run: it is busy with another one."""
+    """The runtime did not start our run: it is busy with another one.
+
+    A signal inside this module, not an error: execute_stream turns it into a
+    wait, or into errors.RuntimeBusy, so it stays here, out of errors.py."""
 
     def __init__(self, status, retry_after, current):
         super().__init__(status)

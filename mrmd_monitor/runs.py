@@ -11,6 +11,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from . import protocol as p
 from .document import BlockContent
+from .errors import IllegalMove  # noqa: F401 - raised here; runs.IllegalMove is used by callers
 from .logs import context
 from .output import RunOutput
 
@@ -32,10 +33,6 @@ class Phase(str, enum.Enum):
 # server's 1 MiB message limit.
 
 UNSTARTED = frozenset((Phase.CLAIMED, Phase.WAITING_BLOCK, Phase.WAITING_TURN, Phase.QUEUED))
-
-
-class IllegalMove(ValueError):
-    pass
 
 
 @dataclass
