@@ -100,7 +100,7 @@ def transition(run: Run, to: Phase, now: float, why: str = "") -> None:
     protocol.RUN_MOVES and logged once."""
     if to.value not in p.RUN_MOVES[run.phase.value]:
         raise IllegalMove("%s: %s -> %s" % (run.exec_id, run.phase.value, to.value))
-    # This module's logger (not run.log): phase changes are filtered by its name.
+    # This module's logger, as before (run.log is the coordinator's), with the run's context.
     context(log, doc=run.doc, exec_id=run.exec_id).debug(
         "%s: %s -> %s%s", run.exec_id, run.phase.value, to.value, " (%s)" % why if why else "")
     run.phase = to
