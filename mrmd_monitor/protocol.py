@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .errors import EntryRefused, IllegalTransition  # noqa: F401 - p.EntryRefused, p.IllegalTransition
+from .errors import EntryRefused, IllegalTransition  # noqa: F401 - callers use p.<name>
 from .http import url_refused
 
 log = logging.getLogger(__name__)
