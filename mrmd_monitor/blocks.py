@@ -17,6 +17,7 @@ from typing import Dict, Tuple
 
 from .document import (Edit, byte_len, byte_offset, content_edit, duplicate_blocks, edit_at,
                        find_block, find_cell, place_block, rewrite_edit)
+from .logs import context
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ class Blocks:
         self.doc = doc
         self.text = text
         self.doc_name = doc_name
+        # This module's logger with the document's name; a run's lines add its exec_id.
+        self.log = context(log, doc=doc_name)
         self.on_written = on_written or (lambda nbytes: None)
         self.epoch = 0   # bumped by the sync thread when another peer edits the text
         # exec id -> ((code points, bytes) of the content start, epoch it is valid in)
@@ -58,8 +61,8 @@ class Blocks:
         text = self._without_duplicates(run.exec_id, str(self.text))
         block = find_block(text, run.exec_id)
         if block is None:
-            log.warning("output block of %s is gone: recreating it", run.exec_id,
-                        extra={"doc": self.doc_name, "exec_id": run.exec_id})
+            self.log.bind(exec_id=run.exec_id).warning(
+                "output block of %s is gone: recreating it", run.exec_id)
             self._create(run, text)
             text = str(self.text)
             block = find_block(text, run.exec_id)
@@ -71,8 +74,8 @@ class Blocks:
         diff = run.content.apply(first, lines)
         edit = content_edit(text, block, old, diff)
         if edit is None:
-            log.debug("block of %s was edited by someone else: rewriting it", run.exec_id,
-                      extra={"doc": self.doc_name, "exec_id": run.exec_id})
+            self.log.bind(exec_id=run.exec_id).debug(
+                "block of %s was edited by someone else: rewriting it", run.exec_id)
             edit = rewrite_edit(text, block, run.content.text)
         self._where[run.exec_id] = ((block.content_start, byte_offset(text, block.content_start)),
                                     self.epoch)
@@ -84,8 +87,8 @@ class Blocks:
         spans = duplicate_blocks(text, exec_id)
         if not spans:
             return text
-        log.info("removing %d duplicate output block(s) of %s", len(spans), exec_id,
-                 extra={"doc": self.doc_name, "exec_id": exec_id})
+        self.log.bind(exec_id=exec_id).info(
+            "removing %d duplicate output block(s) of %s", len(spans), exec_id)
         for start, end in spans:   # last first: earlier offsets stay valid
             self.apply(Edit(byte_offset(text, start), byte_len(text[start:end]), "", start,
                             end - start))
@@ -108,8 +111,9 @@ class Blocks:
     def _create(self, run, text):
         cell = find_cell(text, run.code, run.language, run.cell_id)
         if cell is None:
-            log.warning("no cell with the code of %s in the document: output block goes at the end",
-                        run.exec_id, extra={"doc": self.doc_name, "exec_id": run.exec_id})
+            self.log.bind(exec_id=run.exec_id).warning(
+                "no cell with the code of %s in the document: output block goes at the end",
+                run.exec_id)
         edit, _ = place_block(text, run.exec_id, cell)
         self.apply(edit)
 

@@ -24,6 +24,7 @@ import logging
 from typing import Dict, Iterable, List, Optional, Protocol, Tuple
 
 from . import protocol as p
+from .logs import context
 from .runs import Phase, Run
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,10 @@ class _Deferred:
 
 
 class Claims:
-    def __init__(self, me: int, port: DocPort, config):
+    def __init__(self, me: int, port: DocPort, config, doc_name: str = ""):
         self.me = me
+        # This module's logger with the document's name (a request's adds its exec_id).
+        self.log = context(log, doc=doc_name)
         self.port = port
         self.config = config
         self._absent_since: Dict[str, float] = {}
@@ -110,8 +113,9 @@ class Claims:
         if wait is None:
             wait = self._deferred[entry.exec_id] = _Deferred(now, entry)
             if delay > 0:
-                log.debug("another monitor is preferred for %s: claiming it only as a backup, "
-                          "in %.1fs", entry.exec_id, delay, extra={"exec_id": entry.exec_id})
+                self.log.bind(exec_id=entry.exec_id).debug(
+                    "another monitor is preferred for %s: claiming it only as a backup, "
+                    "in %.1fs", entry.exec_id, delay)
         wait.entry = entry
         if now < wait.first + delay:
             return WAIT

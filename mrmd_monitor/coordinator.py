@@ -25,6 +25,7 @@ from . import messages as m
 from . import protocol as p
 from .blocks import Blocks
 from .claims import BACKUP, WAIT, Claims
+from .logs import context
 from .metrics import Metrics
 from .order import RunOrder, request_order
 from .output import RunOutput
@@ -52,9 +53,11 @@ class Coordinator:
         self.me = me
         self.pool = pool
         self.post = post
-        self.claims = Claims(me, port, config)
+        self.claims = Claims(me, port, config, doc_name=doc_name)
         self.config = config
         self.doc_name = doc_name
+        # Every line about this document carries its name; a run's adds its exec_id.
+        self.log = context(log, doc=doc_name)
         self.clock = clock
         self.now_ms = now_ms
         self.metrics = metrics if metrics is not None else Metrics()
@@ -106,7 +109,7 @@ class Coordinator:
         """Requests left from long ago are not run by surprise when we start."""
         now = self.now_ms()
         for key, msg in self.claims.stale(self.entries_index, now):
-            log.warning("expiring %s: %s", key, msg, extra={"doc": self.doc_name, "exec_id": key})
+            self.log.bind(exec_id=key).warning("expiring %s: %s", key, msg)
             self._write_entry(key, {"status": p.ERROR, "completedAt": now,
                                     "error": p.error_value("Expired", msg)})
 
@@ -118,8 +121,7 @@ class Coordinator:
             try:
                 entry = self._on_entry_changed(key)
             except Exception:  # noqa: BLE001 - one peer's entry must not stop the others
-                log.exception("cannot handle entry %r: skipping it", key,
-                              extra={"doc": self.doc_name, "exec_id": key})
+                self.log.bind(exec_id=key).exception("cannot handle entry %r: skipping it", key)
                 continue
             if entry is not None:
                 to_claim.append(entry)
@@ -166,14 +168,14 @@ class Coordinator:
             self._on_own_entry(run, entry)
         elif entry is None:
             if value is not None:
-                log.debug("ignoring map key %r: not an execution entry", key)
+                self.log.debug("ignoring map key %r: not an execution entry", key)
         elif self.claims.may_claim(entry) and self.accepting:
             verdict = self.claims.defer(entry, self.clock(), self.now_ms())
             if verdict == WAIT:
                 return None
             if verdict == BACKUP:
-                log.info("claiming %s as a backup: the preferred monitor did not claim it", key,
-                         extra={"doc": self.doc_name, "exec_id": key})
+                self.log.bind(exec_id=key).info(
+                    "claiming %s as a backup: the preferred monitor did not claim it", key)
                 self.metrics.inc("mrmd_monitor_claims_backed_up_total")
             return entry
         return None
@@ -194,8 +196,7 @@ class Coordinator:
         try:
             self._on_run_message(run, msg)
         except Exception:  # noqa: BLE001 - one run's trouble must not stop the document
-            log.exception("cannot handle %s for %s", type(msg).__name__, run.exec_id,
-                          extra=self._extra(run))
+            run.log.exception("cannot handle %s for %s", type(msg).__name__, run.exec_id)
 
     def _on_run_message(self, run, msg):
         if isinstance(msg, m.OutputReady):
@@ -213,8 +214,8 @@ class Coordinator:
             self._write(run, {"queued": True, "queueReason": msg.reason})
         elif isinstance(msg, m.InputSent):
             if not msg.accepted:
-                log.warning("runtime refused the stdin answer for %s: %s", run.exec_id,
-                            msg.reason or "not accepted", extra=self._extra(run))
+                run.log.warning("runtime refused the stdin answer for %s: %s", run.exec_id,
+                                msg.reason or "not accepted")
 
     def tick(self):
         """Run what is due; return the seconds until the next timer, or None."""
@@ -231,8 +232,8 @@ class Coordinator:
             if run.phase is Phase.WAITING_TURN and run.turn_checked != self.order.version:
                 self._try_start(run)
             if run.phase is Phase.WAITING_BLOCK and now >= run.block_deadline:
-                log.info("no browser made the output block for %s within %.1fs: creating it",
-                         run.exec_id, self.config.block_wait, extra=self._extra(run))
+                run.log.info("no browser made the output block for %s within %.1fs: creating it",
+                             run.exec_id, self.config.block_wait)
                 self._arm(run, headless=True)
             if run.pending and run.exec_id in self.runs and now >= run.next_flush:
                 self._flush(run)
@@ -266,13 +267,12 @@ class Coordinator:
                     del self.entries[key]
                     self.entries_index.pop(key, None)
             self.order.changed()
-            log.info("removed %d finished entr%s older than --retention %.0fs", len(expired),
-                     "y" if len(expired) == 1 else "ies", self.config.retention,
-                     extra={"doc": self.doc_name})
+            self.log.info("removed %d finished entr%s older than --retention %.0fs", len(expired),
+                          "y" if len(expired) == 1 else "ies", self.config.retention)
 
     def _take_over(self, entry):
         who = entry.claimed_by
-        extra = {"doc": self.doc_name, "exec_id": entry.exec_id}
+        entry_log = self.log.bind(exec_id=entry.exec_id)
         if entry.problem is not None:
             self._refuse(entry.exec_id, entry.raw, entry.problem)
             return
@@ -280,15 +280,15 @@ class Coordinator:
             # A client that is no monitor (a browser's forged claim) ends here too.
             msg = ("the monitor running this cell (client %s) was lost; the output up to that "
                    "point is kept (a runtime stream cannot be resumed). Run the cell again." % who)
-            log.warning("%s: %s", entry.exec_id, msg, extra=extra)
+            entry_log.warning("%s: %s", entry.exec_id, msg)
             self.blocks.append_notice(entry.exec_id, "[mrmd-monitor: %s]" % msg)
             self._write_entry(entry.exec_id, {"status": p.ERROR, "completedAt": self.now_ms(),
                                               "stdinRequest": None,
                                               "error": p.error_value("MonitorLost", msg)})
             return
         if self.accepting:
-            log.warning("monitor %s holding %s (%s) is gone: taking the run over", who,
-                        entry.exec_id, entry.status, extra=extra)
+            entry_log.warning("monitor %s holding %s (%s) is gone: taking the run over", who,
+                              entry.exec_id, entry.status)
             self._claim(entry)
             run = self.runs.get(entry.exec_id)
             if run is not None:
@@ -305,8 +305,8 @@ class Coordinator:
             problem = p.runtime_refused(entry.runtime_url, self.config.allow_runtime)
             kind = "RuntimeNotAllowed"
         if problem:
-            log.warning("cannot run %s: %s", entry.exec_id, problem,
-                        extra={"doc": self.doc_name, "exec_id": entry.exec_id})
+            self.log.bind(exec_id=entry.exec_id).warning("cannot run %s: %s", entry.exec_id,
+                                                         problem)
             changes = {"status": p.ERROR, "error": p.error_value(kind, problem),
                        "completedAt": self.now_ms()}
             if entry.code is not None and p.code_too_large(entry.code):
@@ -320,6 +320,7 @@ class Coordinator:
                   cell_id=entry.cell_id, requested_at=entry.requested_at or 0,
                   order=(entry.requested_at or 0, next(self._seq)), doc=self.doc_name,
                   since=now, block_deadline=now + self.config.block_wait,
+                  log=self.log.bind(exec_id=entry.exec_id),
                   output=RunOutput(self.config.max_output_bytes,
                                    max_columns=self.config.max_columns))
         self.runs[run.exec_id] = run
@@ -328,20 +329,19 @@ class Coordinator:
         self.metrics.inc("mrmd_monitor_queued_runs")
         self.metrics.inc("mrmd_monitor_queue_depth", runtime=run.runtime_url)
         self._write(run, {"status": p.CLAIMED, "claimedBy": self.me, "claimedAt": self.now_ms()})
-        log.info("claimed %s (runtime %s, session %s)", run.exec_id, run.runtime_url,
-                 run.session, extra=self._extra(run))
+        run.log.info("claimed %s (runtime %s, session %s)", run.exec_id, run.runtime_url,
+                     run.session)
 
     def _confirm(self, run, now):
         entry = self.entries_index.get(run.exec_id)
         if not self.claims.still_ours(entry):
-            log.info("claim on %s not confirmed (now %s by %s): not running it", run.exec_id,
-                     entry.status if entry else "gone", entry.claimed_by if entry else None,
-                     extra=self._extra(run))
+            run.log.info("claim on %s not confirmed (now %s by %s): not running it", run.exec_id,
+                         entry.status if entry else "gone", entry.claimed_by if entry else None)
             self.metrics.inc("mrmd_monitor_claims_lost_total")
             self._drop(run, interrupt=False)
             return
         self.metrics.inc("mrmd_monitor_claims_won_total")
-        log.debug("claim on %s confirmed", run.exec_id, extra=self._extra(run))
+        run.log.debug("claim on %s confirmed", run.exec_id)
         if run.block_ready:
             self._arm(run, headless=False)
         else:
@@ -349,27 +349,26 @@ class Coordinator:
 
     def _on_own_entry(self, run, entry):
         if entry is None:
-            log.info("entry %s was removed: dropping the run", run.exec_id, extra=self._extra(run))
+            run.log.info("entry %s was removed: dropping the run", run.exec_id)
             self._drop(run, interrupt=True)
             return
         if entry.claimed_by is None and entry.status == p.REQUESTED:
             self._reconcile(run, entry)  # a concurrent write from a stale copy won: claim again
             return
         if entry.claimed_by != self.me:
-            log.warning("lost the claim on %s to client %s: not running it", run.exec_id,
-                        entry.claimed_by, extra=self._extra(run))
+            run.log.warning("lost the claim on %s to client %s: not running it", run.exec_id,
+                            entry.claimed_by)
             if run.phase is Phase.CLAIMED:  # not confirmed yet: counted as lost here
                 self.metrics.inc("mrmd_monitor_claims_lost_total")
             self._drop(run, interrupt=True)
             return
         if entry.status == p.CANCELLED:
-            log.info("%s was cancelled by a browser", run.exec_id, extra=self._extra(run))
+            run.log.info("%s was cancelled by a browser", run.exec_id)
             self._drop(run, interrupt=True, status=p.CANCELLED)
             return
         if entry.status in (p.COMPLETED, p.ERROR):
             if run.want.get("status") != entry.status:
-                log.warning("%s was finished by another peer: dropping the run", run.exec_id,
-                            extra=self._extra(run))
+                run.log.warning("%s was finished by another peer: dropping the run", run.exec_id)
                 self._drop(run, interrupt=True)
             return
         if (run.phase in (Phase.CLAIMED, Phase.WAITING_BLOCK)
@@ -382,8 +381,7 @@ class Coordinator:
         elif not run.awaiting_stdin and entry.raw.get("stdinResponse") is not None:
             # An answer nobody asked for: cleared, or every later write of the
             # entry would publish it again (it may be a password).
-            log.info("ignoring a stdin answer for %s: no input was asked for", run.exec_id,
-                     extra=self._extra(run))
+            run.log.info("ignoring a stdin answer for %s: no input was asked for", run.exec_id)
             self._write(run, {"stdinResponse": None})
         self._reconcile(run, entry)
 
@@ -396,8 +394,8 @@ class Coordinator:
         """
         changes = p.lost_changes(run.want, entry)
         if changes:
-            log.debug("re-applying %s to %s after a concurrent write", sorted(changes),
-                      run.exec_id, extra=self._extra(run))
+            run.log.debug("re-applying %s to %s after a concurrent write", sorted(changes),
+                          run.exec_id)
             self._write(run, changes)
 
     def _refuse(self, exec_id, raw, problem):
@@ -408,8 +406,7 @@ class Coordinator:
             self._drop(run, interrupt=True, status=p.ERROR)
         if not isinstance(raw, dict) or raw.get("status") in p.FINAL:
             return
-        log.warning("refusing entry %s: %s", exec_id, problem,
-                    extra={"doc": self.doc_name, "exec_id": exec_id})
+        self.log.bind(exec_id=exec_id).warning("refusing entry %s: %s", exec_id, problem)
         value = p.refused_entry(raw, problem, self.now_ms())
         self.entries[exec_id] = value
         self._reindex(exec_id, value)
@@ -435,8 +432,8 @@ class Coordinator:
         before = self.order.ahead(run, self.runs.values(), self.entries_index)
         if before:
             if run.want.get("queuePosition") != len(before):
-                log.info("%s queued behind %d run(s) on %s (first %s)", run.exec_id, len(before),
-                         run.runtime_url, before[0], extra=self._extra(run))
+                run.log.info("%s queued behind %d run(s) on %s (first %s)", run.exec_id,
+                             len(before), run.runtime_url, before[0])
                 self._write(run, {"queued": True, "queuePosition": len(before)})
             return
         transition(run, Phase.QUEUED, self.clock())
@@ -456,7 +453,7 @@ class Coordinator:
         self.metrics.inc("mrmd_monitor_queue_depth", -1, runtime=run.runtime_url)
         self.metrics.inc("mrmd_monitor_active_runs")
         transition(run, Phase.RUNNING, self.clock())
-        log.info("%s running", run.exec_id, extra=self._extra(run))
+        run.log.info("%s running", run.exec_id)
         changes = {"status": p.RUNNING, "startedAt": self.now_ms(),
                    "queued": False, "queuePosition": None}
         if run.want.get("queueReason"):
@@ -511,14 +508,14 @@ class Coordinator:
         self._write(run, {"stdinRequest": {"prompt": msg.prompt, "password": bool(msg.password),
                                            "requestedAt": self.now_ms()},
                           "stdinResponse": None})
-        log.info("%s waits for input", run.exec_id, extra=self._extra(run))
+        run.log.info("%s waits for input", run.exec_id)
 
     def _forward_stdin(self, run, text):
         run.awaiting_stdin = False
         # The answer itself is never logged: it may be a password.
         self.pool.send_input(run.exec_id, run.runtime_url, text, self.post)
         self._write(run, {"stdinRequest": None, "stdinResponse": None})
-        log.info("forwarded the stdin answer for %s", run.exec_id, extra=self._extra(run))
+        run.log.info("forwarded the stdin answer for %s", run.exec_id)
 
     # -- the end -------------------------------------------------------------
 
@@ -548,7 +545,7 @@ class Coordinator:
         else:
             changes.update({"status": p.ERROR, "error": err})
         self._write(run, changes)
-        log.info("%s %s", run.exec_id, changes["status"], extra=self._extra(run))
+        run.log.info("%s %s", run.exec_id, changes["status"])
         self._forget(run, changes["status"])
 
     def _drop(self, run, *, interrupt, status=None):
@@ -591,7 +588,7 @@ class Coordinator:
             if self._ours(run):
                 self._write(run, {"status": p.REQUESTED, "claimedBy": None, "claimedAt": None,
                                   "queued": False, "queuePosition": None})
-            log.info("%s handed back (requested): %s", run.exec_id, reason, extra=self._extra(run))
+            run.log.info("%s handed back (requested): %s", run.exec_id, reason)
             self._forget(run)
 
     def settle(self, reason):
@@ -609,7 +606,7 @@ class Coordinator:
                 self._write(run, {"status": p.ERROR, "completedAt": self.now_ms(),
                                   "error": p.error_value("MonitorStopped", reason),
                                   "stdinRequest": None})
-            log.info("%s marked error: %s", run.exec_id, reason, extra=self._extra(run))
+            run.log.info("%s marked error: %s", run.exec_id, reason)
             self._forget(run, p.ERROR)
 
     def _ours(self, run):
@@ -635,8 +632,8 @@ class Coordinator:
             try:
                 p.check_transition(current, new)
             except p.IllegalTransition as exc:
-                log.debug("not writing %s for %s: %s", new, exec_id, exc,
-                          extra={"doc": self.doc_name, "exec_id": exec_id})
+                self.log.bind(exec_id=exec_id).debug("not writing %s for %s: %s", new, exec_id,
+                                                     exc)
                 return False
         try:
             value = p.updated(raw, changes)
@@ -647,9 +644,6 @@ class Coordinator:
         self._reindex(exec_id, value)
         self.order.changed()
         return True
-
-    def _extra(self, run):
-        return {"doc": self.doc_name, "exec_id": run.exec_id}
 
 
 def _min(a, b):

@@ -129,3 +129,24 @@ class EventError(MonitorError):
 
 class EventTooLarge(EventError):
     """One SSE event held more bytes than --max-event-bytes."""
+
+
+# Refusals of a value, moved here from the modules that raise them. Each is a
+# ValueError too, as it was before, so a caller catching ValueError still does.
+
+class URLRefused(MonitorError, ValueError):
+    """A URL the monitor will not call; ``str()`` is a short reason that
+    never quotes the URL (it may hold control characters). Raised by http.parse_url."""
+
+
+class IllegalTransition(MonitorError, ValueError):
+    """The monitor may not move an entry from this status to that one
+    (protocol.check_transition): the write is skipped."""
+
+
+class EntryRefused(MonitorError, ValueError):
+    """An entry breaks a limit: it must not be walked, only refused (protocol.py)."""
+
+
+class IllegalMove(MonitorError, ValueError):
+    """A run's phase may not move this way (runs.transition): a bug, never a peer's doing."""

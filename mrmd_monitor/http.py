@@ -24,6 +24,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from .errors import URLRefused  # noqa: F401 - raised here; http.URLRefused is used by callers
+
 log = logging.getLogger(__name__)
 
 MAX_URL_CHARS = 2048
@@ -35,11 +37,6 @@ _HOST_NAME = re.compile(r"(?:%s\.)*%s\.?" % (_LABEL, _LABEL))
 _NUMERIC_HOST = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]*))*\.?")
 _PATH = re.compile(r"(?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})*)*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-class URLRefused(ValueError):
-    """A URL the monitor will not call; ``str()`` is a short reason that
-    never quotes the URL (it may hold control characters)."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ about outside text are kept here, once, for every call site:
   Unicode line separators are escaped too).
 
 ``context(logger, doc=..., exec_id=...)`` gives a logger that adds ``doc`` and
-``exec_id`` to each of its records (shown in JSON lines).
+``exec_id`` to each of its records (shown in JSON lines). Each document's
+parts make one with ``doc`` once; a run's is that one ``.bind(exec_id=...)``;
+the pool side builds one from the job's ``doc`` and ``exec_id``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from .redact import Masker, escape
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
 
-# Record attributes copied into JSON lines when a caller passes them in extra=.
+# Record attributes copied into JSON lines (set by a ContextAdapter, or extra=).
 CONTEXT_FIELDS = ("doc", "exec_id")
 
 _MARK = "_mrmd_monitor_handler"
@@ -216,6 +218,11 @@ class ContextAdapter(logging.LoggerAdapter):
     def bind(self, **fields) -> "ContextAdapter":
         """The same logger with more context (a run's ``exec_id`` on a document's logger)."""
         return ContextAdapter(self.logger, {**self.extra, **fields})
+
+    def on(self, logger) -> "ContextAdapter":
+        """The same context on another logger: a run's lines from the MRP client
+        keep the client's logger name (operators filter by it)."""
+        return ContextAdapter(logger, dict(self.extra))
 
 
 def context(logger, doc: Optional[str] = None, exec_id: Optional[str] = None) -> ContextAdapter:

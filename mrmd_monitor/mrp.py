@@ -39,9 +39,11 @@ import requests
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 from .errors import (Cancelled, EventError, EventTooLarge, MrpError, RunTimedOut, RuntimeBusy,
-                     RuntimeHTTPError, RuntimeRefused, RuntimeUnavailable, StreamError)
-from .http import (DEADLINES, CancelToken, HttpURL, URLRefused, iter_body, new_session, opening,
-                   parse_url, read_limited, response_socket, sanitize)
+                     RuntimeHTTPError, RuntimeRefused, RuntimeUnavailable, StreamError,
+                     URLRefused)
+from .http import (DEADLINES, CancelToken, HttpURL, iter_body, new_session, opening, parse_url,
+                   read_limited, response_socket, sanitize)
+from .logs import ContextAdapter, context
 from .sse import DEFAULT_MAX_EVENT_BYTES, OUTPUT_KINDS, MrpEvent, SSESplitter
 
 __all__ = ["CancelToken", "MrpClient", "MrpEvent", "OUTPUT_KINDS", "FINAL_KINDS"]
@@ -82,7 +84,10 @@ EXPIRED_RUN = "max-run-time"
 
 
 class _Busy(Exception):
-    """The runtime did not start our run: it is busy with another one."""
+    """The runtime did not start our run: it is busy with another one.
+
+    A signal inside this module, not an error: execute_stream turns it into a
+    wait, or into errors.RuntimeBusy, so it stays here, out of errors.py."""
 
     def __init__(self, status, retry_after, current):
         super().__init__(status)
@@ -104,6 +109,14 @@ def _is_timeout(exc: BaseException) -> bool:
         todo.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
         todo.extend((e.__cause__, e.__context__))
     return False
+
+
+def _run_logger(run_log: Optional[ContextAdapter], exec_id: Optional[str]) -> ContextAdapter:
+    """This module's logger with the run's ``doc`` and ``exec_id`` (the
+    caller's context, ``run_log``): the lines keep this module's name."""
+    if run_log is not None:
+        return run_log.on(log)
+    return context(log, exec_id=exec_id)
 
 
 def _parse(runtime_url, exec_id=None) -> HttpURL:
@@ -283,7 +296,8 @@ class MrpClient:
     def execute_stream(self, runtime_url: str, *, code: str, session: str, exec_id: str,
                        on_event: Callable[[MrpEvent], None], cancel: CancelToken,
                        max_run_time: float = 0.0,
-                       on_busy: Optional[Callable[[str], None]] = None) -> None:
+                       on_busy: Optional[Callable[[str], None]] = None,
+                       run_log: Optional[ContextAdapter] = None) -> None:
         """Run ``code`` and call ``on_event`` for every event, in order, on this thread.
 
         Checks the runtime (:meth:`check_runtime`), then POSTs ``{code,
@@ -296,7 +310,8 @@ class MrpClient:
         run, so it is asked again once it is free (``/health`` says idle, or
         after a backoff where it has none); ``on_busy(reason)`` is called
         once when the waiting begins. ``max_run_time`` (0: none) counts from
-        here and covers the wait.
+        here and covers the wait. ``run_log`` (logs.context) gives the
+        run's ``doc`` and ``exec_id`` to every line logged about it.
 
         Raises:
             Cancelled: ``cancel`` was requested (whatever error that caused).
@@ -312,6 +327,7 @@ class MrpClient:
         """
         url = _parse(runtime_url, exec_id)
         where = {"runtime_url": runtime_url, "execution_id": exec_id}
+        rlog = _run_logger(run_log, exec_id)
         if cancel.stopped:
             raise self._stopped(cancel, url, where)
         handle = None
@@ -325,7 +341,8 @@ class MrpClient:
             while True:
                 try:
                     return self._execute_once(url, code=code, session=session, exec_id=exec_id,
-                                              on_event=on_event, cancel=cancel, where=where)
+                                              on_event=on_event, cancel=cancel, where=where,
+                                              rlog=rlog)
                 except _Busy as busy:
                     if busy.current and busy.current == exec_id:
                         raise RuntimeHTTPError("runtime at %s says this execution is already "
@@ -333,8 +350,8 @@ class MrpClient:
                                                status_code=busy.status, **where) from None
                     if waiting_since is None:
                         waiting_since = time.monotonic()
-                        log.info("runtime at %s is busy with another execution (HTTP %d): %s "
-                                 "waits for it", url.base, busy.status, exec_id)
+                        rlog.info("runtime at %s is busy with another execution (HTTP %d): %s "
+                                  "waits for it", url.base, busy.status, exec_id)
                         if on_busy is not None:
                             on_busy("waiting for the runtime: it is busy with another execution")
                     self._wait_until_free(url, busy, cancel, where, attempt,
@@ -379,12 +396,12 @@ class MrpClient:
         return state if isinstance(state, str) else None
 
     def _execute_once(self, url: HttpURL, *, code, session, exec_id, on_event, cancel,
-                      where) -> None:
+                      where, rlog) -> None:
         if cancel.stopped:
             raise self._stopped(cancel, url, where)
         body = {"code": code, "session": session, "storeHistory": True, "execId": exec_id}
-        log.debug("POST %s/execute/stream exec_id=%s (%d chars of code)", url.base, exec_id,
-                  len(code))
+        rlog.debug("POST %s/execute/stream exec_id=%s (%d chars of code)", url.base, exec_id,
+                   len(code))
         response = None
         cancel.drain_on_cancel(CANCEL_DRAIN_SECONDS if self._drains(url) else 0.0)
         try:
@@ -409,10 +426,10 @@ class MrpClient:
                 raise self._stopped(cancel, url, where)
             sock = response_socket(response)
             if sock is None:
-                log.debug("no socket found under the response; cancel will act between events")
+                rlog.debug("no socket found under the response; cancel will act between events")
             cancel.attach(sock)
-            self._check_stream_response(response, url, cancel, where)
-            self._read_events(response, url, on_event, cancel, where)
+            self._check_stream_response(response, url, cancel, where, rlog)
+            self._read_events(response, url, on_event, cancel, where, rlog)
         finally:
             # Detach first: once the socket is released nobody may shut it down.
             cancel.detach()
@@ -420,14 +437,14 @@ class MrpClient:
             if response is not None:
                 response.close()
 
-    def _check_stream_response(self, response, url, cancel, where) -> None:
+    def _check_stream_response(self, response, url, cancel, where, rlog) -> None:
         status = response.status_code
         where = dict(where, status_code=status)
         if not 200 <= status < 300:
             try:
                 raw = read_limited(response, 4096)
             except Exception as exc:  # noqa: BLE001 - the body is only decoration
-                log.debug("could not read the response body: %s", exc)
+                rlog.debug("could not read the response body: %s", exc)
                 raw = b""
             if cancel.stopped:
                 raise self._stopped(cancel, url, where)
@@ -448,7 +465,7 @@ class MrpClient:
             try:
                 excerpt = _excerpt(read_limited(response, 4096))
             except Exception as exc:  # noqa: BLE001 - the body is only decoration
-                log.debug("could not read the response body: %s", exc)
+                rlog.debug("could not read the response body: %s", exc)
                 excerpt = ""
             if cancel.stopped:
                 raise self._stopped(cancel, url, where)
@@ -456,7 +473,7 @@ class MrpClient:
                 url.base, sanitize(ctype, 60) or "no content type",
                 ": " + excerpt if excerpt else ""), **where)
 
-    def _read_events(self, response, url, on_event, cancel, where) -> None:
+    def _read_events(self, response, url, on_event, cancel, where, rlog) -> None:
         exec_id = where["execution_id"]
         splitter = SSESplitter(self.max_event_bytes)
         chunks = iter_body(response, STREAM_CHUNK_SIZE)
@@ -464,7 +481,7 @@ class MrpClient:
         count = 0
         last_seq = None
         gaps = 0
-        debug = log.isEnabledFor(logging.DEBUG)
+        debug = rlog.isEnabledFor(logging.DEBUG)
         while True:
             try:
                 chunk = next(chunks, None)
@@ -479,11 +496,11 @@ class MrpClient:
                                       url.base, _transport_reason(exc)), **where) from exc
             if cancel.stopped:
                 if cancel.draining and chunk is not None:
-                    self._drain(chunks, splitter, chunk, url, where)
+                    self._drain(chunks, splitter, chunk, url, where, rlog)
                 raise self._stopped(cancel, url, where)
             if chunk is None:
                 if saw_final:
-                    log.debug("stream for %s ended after its result without done", exec_id)
+                    rlog.debug("stream for %s ended after its result without done", exec_id)
                     return
                 raise StreamError("the event stream from %s ended before a result or error "
                                   "(%d events received)" % (url.base, count), **where)
@@ -501,7 +518,7 @@ class MrpClient:
                     break
                 if cancel.stopped:
                     if cancel.draining and event.kind != "done":
-                        self._drain(chunks, splitter, b"", url, where, events)
+                        self._drain(chunks, splitter, b"", url, where, rlog, events)
                     raise self._stopped(cancel, url, where)
                 count += 1
                 kind, data = event
@@ -509,13 +526,13 @@ class MrpClient:
                 if type(seq) is int:
                     if last_seq is not None and seq != last_seq + 1 and gaps < MAX_SEQ_GAP_LOGS:
                         gaps += 1
-                        log.warning("events of %s from %s out of sequence: seq %d after %d",
-                                    exec_id, url.base, seq, last_seq)
+                        rlog.warning("events of %s from %s out of sequence: seq %d after %d",
+                                     exec_id, url.base, seq, last_seq)
                     last_seq = seq
                 if debug:
                     # Sizes and keys only: output may echo a stdin answer (a password).
-                    log.debug("event %s for %s: keys %s", sanitize(kind, 40), exec_id,
-                              sanitize(",".join(sorted(map(str, data))), 200))
+                    rlog.debug("event %s for %s: keys %s", sanitize(kind, 40), exec_id,
+                               sanitize(",".join(sorted(map(str, data))), 200))
                 on_event(event)
                 if kind in FINAL_KINDS:
                     saw_final = True
@@ -525,12 +542,12 @@ class MrpClient:
                                           "or error" % (url.base, exec_id), **where)
                     return
 
-    def _drain(self, chunks, splitter, chunk, url, where, pending=()) -> None:
+    def _drain(self, chunks, splitter, chunk, url, where, rlog, pending=()) -> None:
         """Read a cancelled stream to its ``done`` (delivering nothing), so that
         the runtime ends the execution; returns when it did, or when the
         drain deadline (a socket shutdown) or anything else ends the stream."""
-        log.info("%s was cancelled: reading the runtime's stream to its end so that "
-                 "%s can take the next run", where["execution_id"], url.base)
+        rlog.info("%s was cancelled: reading the runtime's stream to its end so that "
+                  "%s can take the next run", where["execution_id"], url.base)
         try:
             for kind, _data in pending:   # the rest of the chunk being split
                 if kind == "done":
@@ -538,18 +555,19 @@ class MrpClient:
             while chunk is not None:
                 for kind, _data in splitter.feed(chunk):
                     if kind == "done":
-                        log.debug("the cancelled stream of %s ended", where["execution_id"])
+                        rlog.debug("the cancelled stream of %s ended", where["execution_id"])
                         return
                 chunk = next(chunks, None)
         except Exception as exc:  # noqa: BLE001 - the run is cancelled whatever happened
-            log.warning("the cancelled stream of %s was cut before the runtime ended it (%s); "
-                        "%s may stay busy", where["execution_id"], sanitize(str(exc), 120),
-                        url.base)
+            rlog.warning("the cancelled stream of %s was cut before the runtime ended it (%s); "
+                         "%s may stay busy", where["execution_id"], sanitize(str(exc), 120),
+                         url.base)
 
     # -- input and interrupt -------------------------------------------------
 
     def send_input(self, runtime_url: str, exec_id: str, text: str, *,
-                   retry_for: float = INPUT_RETRY_SECONDS) -> bool:
+                   retry_for: float = INPUT_RETRY_SECONDS,
+                   run_log: Optional[ContextAdapter] = None) -> bool:
         """Answer a ``stdin_request``: POST ``/input`` ``{exec_id, execId, text}``
         (mrmd-python 0.4.2 reads ``exec_id``; MRP 0.3.0 documents ``execId``).
 
@@ -564,6 +582,7 @@ class MrpClient:
         """
         url = _parse(runtime_url, exec_id)
         where = {"runtime_url": runtime_url, "execution_id": exec_id}
+        rlog = _run_logger(run_log, exec_id)
         deadline = time.monotonic() + retry_for
         delay = 0.05
         attempt = 1
@@ -572,8 +591,8 @@ class MrpClient:
                                     {"exec_id": exec_id, "execId": exec_id, "text": text},
                                     where=where, quote=False)
             accepted = data.get("accepted") is True
-            log.debug("input for %s on %s: accepted=%s (attempt %d)", exec_id, url.base,
-                      accepted, attempt)
+            rlog.debug("input for %s on %s: accepted=%s (attempt %d)", exec_id, url.base,
+                       accepted, attempt)
             remaining = deadline - time.monotonic()
             if accepted or remaining <= 0:
                 return accepted
@@ -581,23 +600,24 @@ class MrpClient:
             delay *= 2
             attempt += 1
 
-    def interrupt_status(self, runtime_url: str, session: str,
-                         exec_id: Optional[str] = None) -> tuple:
+    def interrupt_status(self, runtime_url: str, session: str, exec_id: Optional[str] = None,
+                         *, run_log: Optional[ContextAdapter] = None) -> tuple:
         """POST ``/interrupt`` ``{session, execId}``: ``(interrupted, reason)``,
         ``reason`` saying why not when ``interrupted`` is False."""
         body: dict = {"session": session}
         if exec_id is not None:
             body["execId"] = exec_id
         where = {"runtime_url": runtime_url, "execution_id": exec_id}
+        rlog = _run_logger(run_log, exec_id)
         try:
             url = _parse(runtime_url, exec_id)
             data = self._short_json("POST", url, "/interrupt", body, where=where)
         except MrpError as exc:
-            log.warning("interrupt of %s failed: %s", exec_id or session, exc)
+            rlog.warning("interrupt of %s failed: %s", exec_id or session, exc)
             return False, "the interrupt request failed: %s" % exc
         interrupted = data.get("interrupted") is True
-        log.debug("interrupt of %s on %s: interrupted=%s", exec_id or session, url.base,
-                  interrupted)
+        rlog.debug("interrupt of %s on %s: interrupted=%s", exec_id or session, url.base,
+                   interrupted)
         return interrupted, "" if interrupted else "the runtime answered interrupted: false"
 
     def interrupt(self, runtime_url: str, session: str, exec_id: Optional[str] = None) -> bool:

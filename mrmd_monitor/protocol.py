@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from .errors import EntryRefused, IllegalTransition  # noqa: F401 - callers use p.<name>
 from .http import url_refused
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,6 @@ MAX_DEPTH = 32
 MAX_ENTRY_BYTES = 1 << 20
 # What a refused entry keeps of a field that broke a limit, when written back.
 _CUT_CHARS = 1000
-
-
-class IllegalTransition(ValueError):
-    pass
 
 
 def measure(value: Any, max_depth: int = MAX_DEPTH, max_bytes: int = MAX_ENTRY_BYTES):
@@ -195,10 +192,6 @@ def code_too_large(code: str) -> bool:
     if len(code) * 4 <= MAX_CODE_BYTES:
         return False
     return len(code.encode("utf-8", "surrogatepass")) > MAX_CODE_BYTES
-
-
-class EntryRefused(ValueError):
-    """An entry breaks a limit: it must not be walked, only refused."""
 
 
 def clean(value: Any, _depth: int = 0) -> Any:

@@ -11,6 +11,7 @@ from . import messages as m
 from .display import DisplayConverter
 from .errors import Cancelled, MrpError, RunTimedOut
 from .http import sanitize
+from .logs import context
 from .mrp import MrpClient
 from .protocol import error_value, slim_result
 
@@ -35,6 +36,9 @@ class Runner:
         output = m.OutputBuffer()
         budget = self.display.budget()   # the run's inline rich output, over all its events
         post, exec_id = job.post, job.exec_id
+        # The pool thread's lines about the run say which document and run
+        # they are about, as the sync thread's do; the MRP client's too.
+        run_log = job_log(job)
 
         def on_event(ev):
             kind, data = ev
@@ -74,26 +78,26 @@ class Runner:
         def on_busy(reason):
             post(m.RuntimeBusy(exec_id, reason))
 
-        extra = {"exec_id": exec_id}
-        log.debug("starting %s on %s", exec_id, job.runtime_url, extra=extra)
+        run_log.debug("starting %s on %s", exec_id, job.runtime_url)
         try:
             self.client.execute_stream(job.runtime_url, code=job.code, session=job.session,
                                        exec_id=exec_id, on_event=on_event, cancel=token,
                                        max_run_time=getattr(job, "max_run_time", 0.0),
-                                       on_busy=on_busy)
+                                       on_busy=on_busy, run_log=run_log)
         except Cancelled:
             return m.RunFinished(exec_id, cancelled=True, output=output)
         except RunTimedOut:
-            log.warning("%s ran longer than --max-run-time %.0fs: stopping it", exec_id,
-                        job.max_run_time, extra=extra)
-            interrupted, why = self.client.interrupt_status(job.runtime_url, job.session, exec_id)
+            run_log.warning("%s ran longer than --max-run-time %.0fs: stopping it", exec_id,
+                            job.max_run_time)
+            interrupted, why = self.client.interrupt_status(job.runtime_url, job.session, exec_id,
+                                                            run_log=run_log)
             if not interrupted:
                 output.put("[mrmd-monitor: the runtime did not stop the code (%s); it may still "
                            "be running]\n" % why)
             return m.RunFinished(exec_id, error=error_value(
                 "MaxRunTime", MAX_RUN_TIME_MESSAGE % job.max_run_time), output=output)
         except MrpError as exc:
-            log.warning("%s failed: %s", exec_id, exc, extra=extra)
+            run_log.warning("%s failed: %s", exec_id, exc)
             return m.RunFinished(exec_id, error=error_value(type(exc).__name__, str(exc)),
                                  output=output)
         if outcome["error"] is None:
@@ -106,25 +110,33 @@ class Runner:
         return m.RunFinished(exec_id, result=slim_result(outcome["result"]),
                              error=outcome["error"], output=output)
 
-    def send_input(self, exec_id, runtime_url, text, post):
-        """Forward a stdin answer (blocking: run it on a control thread)."""
+    def send_input(self, exec_id, runtime_url, text, post, doc=None):
+        """Forward a stdin answer (blocking: run it on a control thread).
+        ``doc``: the run's document, for the log lines."""
+        run_log = context(log, doc=doc, exec_id=exec_id)
         try:
-            ok = self.client.send_input(runtime_url, exec_id, text)
+            ok = self.client.send_input(runtime_url, exec_id, text, run_log=run_log)
             post(m.InputSent(exec_id, bool(ok)))
         except MrpError as exc:
             post(m.InputSent(exec_id, False, str(exc)))
         except Exception:  # noqa: BLE001
-            log.exception("sending input for %s failed", exec_id)
+            run_log.exception("sending input for %s failed", exec_id)
             post(m.InputSent(exec_id, False, "internal error"))
 
     def interrupt(self, job):
         """Ask the runtime to stop a cancelled run; say so in its block if it would not."""
+        run_log = job_log(job)
         try:
             interrupted, why = self.client.interrupt_status(job.runtime_url, job.session,
-                                                            job.exec_id)
+                                                            job.exec_id, run_log=run_log)
         except Exception as exc:  # noqa: BLE001 - best effort by design
-            log.info("interrupt of %s on %s failed: %s", job.exec_id, job.runtime_url, exc)
+            run_log.info("interrupt of %s on %s failed: %s", job.exec_id, job.runtime_url, exc)
             interrupted, why = False, "the interrupt request failed"
         if not interrupted:
             job.post(m.InterruptRefused(job.exec_id, "[mrmd-monitor: the runtime did not stop "
                                         "this cell (%s); its code may still be running]" % why))
+
+
+def job_log(job, logger=log):
+    """``logger`` with the job's ``doc`` and ``exec_id`` (a job of no document: none)."""
+    return context(logger, doc=getattr(job, "doc", "") or None, exec_id=job.exec_id)

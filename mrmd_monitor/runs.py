@@ -7,10 +7,12 @@ Pure: no threads, sockets or clocks; ``now`` is passed in.
 import enum
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from . import protocol as p
 from .document import BlockContent
+from .errors import IllegalMove  # noqa: F401 - raised here; runs.IllegalMove is used by callers
+from .logs import context
 from .output import RunOutput
 
 log = logging.getLogger(__name__)
@@ -31,10 +33,6 @@ class Phase(str, enum.Enum):
 # server's 1 MiB message limit.
 
 UNSTARTED = frozenset((Phase.CLAIMED, Phase.WAITING_BLOCK, Phase.WAITING_TURN, Phase.QUEUED))
-
-
-class IllegalMove(ValueError):
-    pass
 
 
 @dataclass
@@ -69,6 +67,13 @@ class Run:
     # Fields we wrote, put back if a concurrent write by another peer wins.
     want: Dict[str, object] = field(default_factory=dict)
     turn_checked: int = -1   # order version of the last look at who is ahead
+    # The run's logger (logs.ContextAdapter): every line about it carries its
+    # doc and exec_id. The coordinator passes its document's, bound to the run.
+    log: Any = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.log is None:
+            self.log = context(log, doc=self.doc, exec_id=self.exec_id)
 
     @property
     def key(self):
@@ -95,8 +100,9 @@ def transition(run: Run, to: Phase, now: float, why: str = "") -> None:
     protocol.RUN_MOVES and logged once."""
     if to.value not in p.RUN_MOVES[run.phase.value]:
         raise IllegalMove("%s: %s -> %s" % (run.exec_id, run.phase.value, to.value))
-    log.debug("%s: %s -> %s%s", run.exec_id, run.phase.value, to.value,
-              " (%s)" % why if why else "", extra={"doc": run.doc, "exec_id": run.exec_id})
+    # This module's logger, as before (run.log is the coordinator's), with the run's context.
+    context(log, doc=run.doc, exec_id=run.exec_id).debug(
+        "%s: %s -> %s%s", run.exec_id, run.phase.value, to.value, " (%s)" % why if why else "")
     run.phase = to
     run.since = now
 

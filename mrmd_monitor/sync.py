@@ -24,6 +24,7 @@ from . import __version__, cluster
 from . import messages as m
 from .coordinator import Coordinator
 from .errors import ProtocolError, SyncAuthRefused, SyncReadOnly, UpdateFormatError
+from .logs import context
 from .mailbox import Mailbox
 from .metrics import Metrics
 from .updates import (MAX_VALUE_DEPTH, client_clocks, decode_state_vector, encode_state_vector,
@@ -93,6 +94,8 @@ class SyncThread(threading.Thread):
         super().__init__(name="sync:%s" % doc_name, daemon=True)
         self.config = config
         self.doc_name = doc_name
+        # Every line about this document's connection carries its name.
+        self.log = context(log, doc=doc_name)
         self.url = doc_url(config.sync_url, doc_name)
         self.shown_url = _mask_url(self.url)
         # connect(url, **options) -> a connected websocket.WebSocket; tests pass one
@@ -280,10 +283,10 @@ class SyncThread(threading.Thread):
             self._loop()
         except (SyncAuthRefused, SyncReadOnly) as exc:
             self.refused = exc
-            log.error("%s", exc, extra={"doc": self.doc_name})
+            self.log.error("%s", exc)
         except BaseException:  # noqa: B902 - log, never die silently
             self.crashed = True
-            log.exception("sync thread for %s crashed", self.doc_name, extra={"doc": self.doc_name})
+            self.log.exception("sync thread for %s crashed", self.doc_name)
         finally:
             self._close(send_goodbye=False)
             self.mailbox.close()
@@ -371,7 +374,7 @@ class SyncThread(threading.Thread):
         self._my_clock_sent = None
         self._write_check = None
         self._write_checked = False
-        log.info("connected to %s", self.shown_url, extra={"doc": self.doc_name})
+        self.log.info("connected to %s", self.shown_url)
         self._send(_sync_message(YSyncMessageType.SYNC_STEP1, self.doc.get_state()))
         self._send_awareness()
 
@@ -382,9 +385,9 @@ class SyncThread(threading.Thread):
             delay = min(delay, 0.5)   # stopping: keep trying to flush within --grace
         self._next_connect = time.monotonic() + delay
         level = logging.WARNING if self._failures in (1, 10) or self._failures % 100 == 0 else logging.DEBUG
-        log.log(level, "cannot connect to %s (%s); retrying in %.1fs (attempt %d)",
-                self.shown_url, self._redact(str(exc) or type(exc).__name__), delay, self._failures,
-                extra={"doc": self.doc_name})
+        self.log.log(level, "cannot connect to %s (%s); retrying in %.1fs (attempt %d)",
+                     self.shown_url, self._redact(str(exc) or type(exc).__name__), delay,
+                     self._failures)
 
     def _warn_plain_token(self):
         if not self.config.token or urlsplit(self.url).scheme != "ws":
@@ -415,8 +418,7 @@ class SyncThread(threading.Thread):
     def _disconnect(self, reason):
         if self._ws is None:
             return
-        log.warning("lost connection to %s: %s", self.shown_url, self._redact(reason),
-                    extra={"doc": self.doc_name})
+        self.log.warning("lost connection to %s: %s", self.shown_url, self._redact(reason))
         self._dirty = True   # what we sent last may not have arrived
         self._flush_probe = None
         self._close(send_goodbye=False)
@@ -429,7 +431,7 @@ class SyncThread(threading.Thread):
         if self._stop_deadline is not None:
             delay = min(delay, 0.5)
         self._next_connect = time.monotonic() + delay
-        log.info("reconnecting in %.1fs", delay, extra={"doc": self.doc_name})
+        self.log.info("reconnecting in %.1fs", delay)
 
     def _close(self, send_goodbye):
         ws, self._ws = self._ws, None
@@ -469,12 +471,11 @@ class SyncThread(threading.Thread):
         except UpdateFormatError as exc:
             # Nothing smaller can carry it; the server will likely close the
             # connection. Said once per update, with the size, so it can be traced.
-            log.error("an update of %d bytes cannot be cut under --max-message-bytes (%s); "
-                      "sending it whole", len(update), exc, extra={"doc": self.doc_name})
+            self.log.error("an update of %d bytes cannot be cut under --max-message-bytes (%s); "
+                           "sending it whole", len(update), exc)
             pieces = [update]
         if len(pieces) > 1:
-            log.debug("update of %d bytes sent as %d messages", len(update), len(pieces),
-                      extra={"doc": self.doc_name})
+            self.log.debug("update of %d bytes sent as %d messages", len(update), len(pieces))
         for piece in pieces:
             if self._ws is None:
                 return
@@ -523,8 +524,7 @@ class SyncThread(threading.Thread):
         try:
             self._handle(data)
         except ProtocolError as exc:
-            log.error("undecodable message from %s: %s", self.shown_url, exc,
-                      extra={"doc": self.doc_name})
+            self.log.error("undecodable message from %s: %s", self.shown_url, exc)
 
     def _handle(self, data):
         if not data:
@@ -599,7 +599,7 @@ class SyncThread(threading.Thread):
             self.metrics.set("mrmd_monitor_document_connected", 1, doc=self.doc_name)
             self._failures = 0
             self._backoff.reset()
-            log.info("synced %s", self.doc_name, extra={"doc": self.doc_name})
+            self.log.info("synced %s", self.doc_name)
             self._changed.clear()
             self.coordinator.on_synced()
             if not self._ever_synced:
@@ -688,8 +688,8 @@ class SyncThread(threading.Thread):
             self.coordinator.stop_claiming()
             self._publish_member()
             self.coordinator.release_unstarted(msg.reason)
-            log.info("stopping: %d run(s) may finish within %.1fs", self.coordinator.active(),
-                     max(0.0, msg.deadline - time.monotonic()), extra={"doc": self.doc_name})
+            self.log.info("stopping: %d run(s) may finish within %.1fs", self.coordinator.active(),
+                          max(0.0, msg.deadline - time.monotonic()))
 
     def _finish_stop(self):
         if self.coordinator.active() and time.monotonic() < self._stop_deadline:
@@ -705,10 +705,10 @@ class SyncThread(threading.Thread):
                 self._flush_probe = self.probe()
             return False
         if self._ws is None:
-            log.warning("stopping while disconnected from %s: the last changes could not be sent",
-                        self.shown_url, extra={"doc": self.doc_name})
+            self.log.warning("stopping while disconnected from %s: the last changes could not "
+                             "be sent", self.shown_url)
         self._close(send_goodbye=True)
-        log.info("closed %s", self.doc_name, extra={"doc": self.doc_name})
+        self.log.info("closed %s", self.doc_name)
         return True
 
 

@@ -25,7 +25,7 @@ from . import messages as m
 from .display import DisplayConverter
 from .mrp import CancelToken, MrpClient
 from .protocol import error_value
-from .runner import Runner
+from .runner import Runner, job_log
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,7 @@ class WorkerPool:
                 # This may run in a worker's finally, where an exception would
                 # vanish into a Future nobody reads: the run ends in error, and
                 # the run behind it in its queue gets its chance.
-                log.error("cannot start %s: %s", head.exec_id, exc,
-                          extra={"exec_id": head.exec_id})
+                job_log(head.job, log).error("cannot start %s: %s", head.exec_id, exc)
                 self._remove(head)
                 head.job.post(m.RunFinished(head.exec_id, error=error_value(
                     "MonitorError", "mrmd-monitor could not start the run (see its log)")))
@@ -206,7 +205,7 @@ class WorkerPool:
         try:
             job.post(self._stream(job, slot.token))
         except BaseException:  # noqa: B902 - a worker must never die silently
-            log.exception("worker crashed running %s", job.exec_id, extra={"exec_id": job.exec_id})
+            job_log(job, log).exception("worker crashed running %s", job.exec_id)
             job.post(m.RunFinished(job.exec_id, error=error_value(
                 "MonitorError", "internal error in mrmd-monitor (see its log)")))
         finally:
@@ -220,8 +219,12 @@ class WorkerPool:
         return self.runner.stream(job, token)
 
     def send_input(self, exec_id, runtime_url, text, post):
+        with self._lock:   # the run's document, for the log lines (the caller need not say)
+            slot = self._slots.get(exec_id)
+            doc = slot.job.doc if slot is not None and slot.job is not None else None
         if not self._closed:
-            self._control.submit(self.runner.send_input, exec_id, runtime_url, text, post)
+            self._control.submit(self.runner.send_input, exec_id, runtime_url, text, post,
+                                 doc or None)
 
     def _interrupt(self, job):
         self.runner.interrupt(job)

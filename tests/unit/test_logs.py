@@ -64,3 +64,52 @@ def test_masking_never_breaks_a_json_line(tmp_path, restore_logging):
     for line in path.read_text().splitlines():
         record = json.loads(line)  # still valid JSON
         assert 'q"t\\k' not in record["message"] and "q\\\"t" not in line
+
+
+def _json_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_runs_lines_carry_doc_and_exec_id_from_claim_to_runtime(tmp_path, restore_logging):
+    """The sync thread's lines about a run, and the pool's and the MRP
+    client's, all name the document and the run in --log-format json."""
+    from mrmd_monitor import messages as m
+    from mrmd_monitor.coordinator import Coordinator
+    from mrmd_monitor.display import DisplayConverter
+    from mrmd_monitor.mrp import MrpClient
+    from mrmd_monitor.runner import Runner
+    from mrmd_monitor.workers import RunJob
+    from tests.unit.test_coordinator import CELL, ME, World
+
+    path = tmp_path / "m.json"
+    logs.setup_logging(load_config(["ws://127.0.0.1:1", "--log-format", "json",
+                                    "--log-file", str(path)], env={}))
+    w = World()
+    # The World's coordinator has no document name: the same one, named.
+    w.co = Coordinator(w.mon, me=ME, pool=w.pool, post=w.posted.append, config=w.co.config,
+                       port=w.port, clock=w.clock, now_ms=w.co.now_ms, doc_name="notes/a.md")
+    w.br_text += CELL
+    w.to_monitor()
+    w.start_run("e1")
+    w.co.on_message(m.RunFinished("e1", result={"success": True}))
+
+    # The pool side: an interrupt the runtime cannot take (nothing listens on port 9).
+    job = RunJob(exec_id="e1", runtime_url="http://127.0.0.1:9/mrp/v1", session="s",
+                 code="x", post=lambda msg: None, doc="notes/a.md")
+    client = MrpClient(connect_timeout=2, request_timeout=2)
+    try:
+        Runner(client, DisplayConverter(1 << 20)).interrupt(job)
+    finally:
+        client.close()
+
+    lines = {(r["logger"], r["message"]): r for r in _json_lines(path)}
+    for logger, message in [
+            ("mrmd_monitor.coordinator", "claimed e1 (runtime http://127.0.0.1:9/mrp/v1, session s)"),
+            ("mrmd_monitor.coordinator", "e1 running"),
+            ("mrmd_monitor.coordinator", "e1 completed")]:
+        record = lines[(logger, message)]
+        assert (record["doc"], record["exec_id"]) == ("notes/a.md", "e1"), record
+    mrp = [r for (logger, msg), r in lines.items()
+           if logger == "mrmd_monitor.mrp" and msg.startswith("interrupt of e1 failed")]
+    assert mrp and (mrp[0]["doc"], mrp[0]["exec_id"]) == ("notes/a.md", "e1")
+    assert mrp[0]["level"] == "warning"
