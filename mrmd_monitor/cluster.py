@@ -76,7 +76,7 @@ def member_state(member: Member) -> dict:
 
 
 def _count(value, limit) -> Optional[int]:
-    # Browsers' JSON numbers arrive as floats (NOTES.md); bools are not counts.
+    # pycrdt hands a browser's JSON numbers back as floats; bools are not counts.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):

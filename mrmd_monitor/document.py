@@ -3,7 +3,7 @@ cell, and turning a change of rendered output into a minimal edit.
 
 Pure string logic. Positions are code-point indices into ``str(text)``;
 ``Edit`` carries UTF-8 byte offsets, which is what pycrdt's Text uses for
-insert and delete (NOTES.md): convert only at the very end, with
+insert and delete (measured with pycrdt 0.14: reading a slice counts code points): convert only at the very end, with
 ``byte_offset``.
 """
 

@@ -91,7 +91,7 @@ def runtime(tmp_path_factory):
 @pytest.fixture
 def own_runtime(tmp_path):
     """A runtime of this test's own, for runs the test abandons: mrmd-python's
-    interrupt is best effort (NOTES.md), and a loop left running there would
+    interrupt is best effort (../shared/NOTES.md), and a loop left running there would
     print into the next test's output."""
     yield from _running(Runtime(workdir=tmp_path / "rt",
                                 log_path=tmp_path / "logs" / "own-runtime.log"))

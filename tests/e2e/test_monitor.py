@@ -145,7 +145,7 @@ def test_cancel_printing_loop(abandon):
     assert n >= 6
     assert content == "".join("tick %d\n" % i for i in range(n))  # kept, in order, whole lines
     # Nothing is written for the cancelled run afterwards, although the
-    # runtime goes on printing (its interrupt is best effort, NOTES.md; those
+    # runtime goes on printing (its interrupt is best effort, ../shared/NOTES.md; those
     # lines even reach the marker run's stream).
     with pytest.raises(AssertionError):
         wait_until(lambda: block_content(b.text(), exec_id) != shown, timeout=1.5)
