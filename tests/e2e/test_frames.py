@@ -9,9 +9,7 @@ later must see every line. The npm y-websocket server is checked too.
 import json
 import os
 import re
-import shutil
 import signal
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,28 +18,21 @@ import pytest
 
 from tests.support.notebook import FINAL, block, cell, start_cell
 from tests.support.ports import free_port, port_open
-from tests.support.procs import JS_DIR, ManagedProcess, node_executable
+from tests.support.procs import (JS_DIR, MRMD_SYNC_DIR, ManagedProcess, node_executable,
+                                 require_stack)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-VENDORED_SYNC = REPO_ROOT.parent / "shared" / "vendor" / "mrmd-sync"
 
 
-# -- mrmd-sync, until tests/support has a fixture for it ---------------------------
+# -- servers that can come back empty -----------------------------------------------
 
 @pytest.fixture(scope="module")
-def mrmd_sync_dir(tmp_path_factory):
-    """A copy of the vendored mrmd-sync with its npm dependencies installed."""
-    if not VENDORED_SYNC.exists():
-        pytest.fail("the vendored mrmd-sync is missing at %s" % VENDORED_SYNC, pytrace=False)
-    target = tmp_path_factory.mktemp("mrmd-sync") / "mrmd-sync"
-    shutil.copytree(VENDORED_SYNC, target, ignore=shutil.ignore_patterns("node_modules"))
-    done = subprocess.run(["npm", "ci", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"],
-                          cwd=target, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, "npm ci for mrmd-sync failed:\n%s" % done.stderr[-3000:]
-    return target
+def mrmd_sync_dir():
+    """The copy of mrmd-sync that tests/setup.sh installed."""
+    require_stack(MRMD_SYNC_DIR / "node_modules" / "yjs", "mrmd-sync")
+    return MRMD_SYNC_DIR
 
 
 class MrmdSync(ManagedProcess):
@@ -56,11 +47,13 @@ class MrmdSync(ManagedProcess):
         self.install_dir = Path(install_dir)
         self.data_root = Path(data_root)
         self._generation = 0
-        self._env = None
+        self.data_root.mkdir(parents=True, exist_ok=True)
         argv = self._argv()
         super().__init__(argv, cwd=install_dir, env=self._env, log_path=log_path)
 
     def _argv(self):
+        # mrmd-sync keeps its pid lock under $TMPDIR: keep it in the test's directory.
+        self._env = dict(os.environ, TMPDIR=str(self.data_root))
         self._generation += 1
         data = self.data_root / ("data-%d" % self._generation)
         data.mkdir(parents=True, exist_ok=True)
@@ -78,6 +71,7 @@ class MrmdSync(ManagedProcess):
         self.stop()
         wait_until(lambda: not port_open(self.port), timeout=10)
         self.argv = self._argv()
+        self.env = self._env
         return self.start()
 
 

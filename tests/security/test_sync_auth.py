@@ -12,43 +12,20 @@ running code whose output nobody would see. The token is never logged.
 
 import json
 import os
-import shutil
 import subprocess
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from tests.support.notebook import uid
-from tests.support.ports import free_port, port_open
-from tests.support.procs import JS_DIR, ManagedProcess, node_executable
+from tests.support.ports import free_port
+from tests.support.procs import JS_DIR, MrmdSyncServer, node_executable
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-VENDORED_SYNC = REPO_ROOT.parent / "shared" / "vendor" / "mrmd-sync"
-
 WRITE_TOKEN = "w-s3cret/+&=tok"     # characters that change when URL-quoted
 READ_TOKEN = "r-only-t0ken"
 EXIT_SYNC_REFUSED = 3
-
-AUTH_SERVER = r"""
-import { createServer } from './src/index.js';
-const server = createServer({
-  port: Number(process.env.PORT), dir: process.env.DIR, persistYjsState: false, logLevel: 'warn',
-  auth: async (req, docName) => {
-    const url = new URL(req.url, 'http://localhost');
-    const header = req.headers.authorization || '';
-    const token = url.searchParams.get('token') || header.replace(/^Bearer /, '');
-    if (token === process.env.WRITE_TOKEN) return true;
-    if (token === process.env.READ_TOKEN) return { readOnly: true };
-    return false;
-  },
-});
-console.log('auth server listening');
-for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, async () => { await server.close(); process.exit(0); });
-"""
 
 # A browser with the write token: writes a request entry, then reports what the
 # server holds for it after `wait` ms (through a second, fresh connection).
@@ -83,47 +60,12 @@ const open = () => {
 """
 
 
-@pytest.fixture(scope="module")
-def sync_install(tmp_path_factory):
-    if not VENDORED_SYNC.exists():
-        pytest.fail("the vendored mrmd-sync is missing at %s" % VENDORED_SYNC, pytrace=False)
-    target = tmp_path_factory.mktemp("mrmd-sync-auth") / "mrmd-sync"
-    shutil.copytree(VENDORED_SYNC, target, ignore=shutil.ignore_patterns("node_modules"))
-    done = subprocess.run(["npm", "ci", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"],
-                          cwd=target, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, "npm ci for mrmd-sync failed:\n%s" % done.stderr[-3000:]
-    (target / "auth-server.mjs").write_text(AUTH_SERVER)
-    return target
-
-
-class AuthSync(ManagedProcess):
-    name = "mrmd-sync-auth"
-    ready_timeout = 30.0
-
-    def __init__(self, install, data, log_path):
-        self.port = free_port()
-        env = dict(os.environ, PORT=str(self.port), DIR=str(data), WRITE_TOKEN=WRITE_TOKEN,
-                   READ_TOKEN=READ_TOKEN)
-        super().__init__([node_executable(), "auth-server.mjs"], cwd=install, env=env,
-                         log_path=log_path)
-
-    @property
-    def url(self):
-        return "ws://127.0.0.1:%d" % self.port
-
-    def is_ready(self):
-        return port_open(self.port)
-
-    def stats(self):
-        with urllib.request.urlopen("http://127.0.0.1:%d/stats" % self.port, timeout=5) as resp:
-            return json.loads(resp.read())
-
-
 @pytest.fixture
-def auth_sync(sync_install, tmp_path):
-    data = tmp_path / "docs"
-    data.mkdir()
-    server = AuthSync(sync_install, data, tmp_path / "logs" / "mrmd-sync-auth.log")
+def auth_sync(tmp_path):
+    """mrmd-sync as a library with a token-checking auth hook (tests/js/mrmd_sync_auth.mjs)."""
+    env = dict(os.environ, AUTH_TOKEN=WRITE_TOKEN, AUTH_READONLY_TOKEN=READ_TOKEN)
+    server = MrmdSyncServer(tmp_path / "docs", log_path=tmp_path / "logs" / "mrmd-sync-auth.log",
+                            env=env, script=JS_DIR / "mrmd_sync_auth.mjs")
     try:
         server.start()
         yield server
