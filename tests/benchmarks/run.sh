@@ -10,5 +10,7 @@ bash tests/setup.sh
 
 # `run.sh scale [...]`: the several-monitors benchmark (tests/benchmarks/scale.py) instead.
 if [ "${1:-}" = "scale" ]; then shift; exec .venv/bin/python tests/benchmarks/scale.py "$@"; fi
+# `run.sh docs1000 [--docs N]`: a thousand documents on one monitor (tests/benchmarks/docs1000.py).
+if [ "${1:-}" = "docs1000" ]; then shift; exec .venv/bin/python tests/benchmarks/docs1000.py "$@"; fi
 
 exec .venv/bin/python tests/benchmarks/run.py "$@"
