@@ -243,6 +243,22 @@ class Claims:
                 del self._absent_since[key]
         return found
 
+    def sweep_interval(self, entries: Dict[str, p.Entry], runs: Dict[str, Run],
+                       orphans: float, retention: float) -> Optional[float]:
+        """How soon ``orphans()`` / ``retired()`` must look again: ``orphans``
+        seconds while another client holds an entry we do not run, ``retention``
+        while finished entries wait for --retention, None when nothing can come
+        due until an entry changes."""
+        waiting = False
+        for key, entry in entries.items():
+            if key in runs:
+                continue
+            if (entry.status in (p.CLAIMED, p.READY, p.RUNNING)
+                    and entry.claimed_by is not None and entry.claimed_by != self.me):
+                return orphans
+            waiting = waiting or entry.final
+        return retention if waiting and self.config.retention else None
+
     def retired(self, entries: Dict[str, p.Entry], runs: Dict[str, Run],
                 now_ms: int) -> List[str]:
         """Finished entries past ``--retention``."""

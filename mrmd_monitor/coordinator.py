@@ -37,8 +37,12 @@ log = logging.getLogger(__name__)
 
 # Past the output cap only the tail moves: it is rewritten at most this often.
 CAPPED_FLUSH_INTERVAL = 1.0
-# Orphans and retention are looked at this often.
+# Orphans are looked at this often while another monitor holds an entry of
+# this document, finished entries' retention this often while some wait for it.
+# Otherwise nothing can come due and an idle document does not wake at all:
+# a thousand idle documents are a thousand threads asleep.
 SWEEP_INTERVAL = 1.0
+RETENTION_SWEEP_INTERVAL = 30.0
 
 
 def wall_ms():
@@ -147,6 +151,10 @@ class Coordinator:
             self._reindex(key, self.entries.get(key))
 
     def _reindex(self, key, value):
+        # Any entry change may make an orphan or a retention sweep due.
+        soon = self.clock() + SWEEP_INTERVAL
+        if self._next_sweep is None or self._next_sweep > soon:
+            self._next_sweep = soon
         entry = p.parse_entry(key, value)
         if entry is None:
             self.entries_index.pop(key, None)
@@ -220,9 +228,11 @@ class Coordinator:
     def tick(self):
         """Run what is due; return the seconds until the next timer, or None."""
         now = self.clock()
-        if now >= self._next_sweep:
-            self._next_sweep = now + SWEEP_INTERVAL
+        if self._next_sweep is not None and now >= self._next_sweep:
             self._sweep(now)
+            interval = self.claims.sweep_interval(self.entries_index, self.runs,
+                                                  SWEEP_INTERVAL, RETENTION_SWEEP_INTERVAL)
+            self._next_sweep = None if interval is None else now + interval
         later = self._claim_deferred(now) if self.claims.deferring() else None
         for run in list(self.runs.values()):
             if self.claims.due(run, now):
@@ -237,7 +247,9 @@ class Coordinator:
                 self._arm(run, headless=True)
             if run.pending and run.exec_id in self.runs and now >= run.next_flush:
                 self._flush(run)
-        nxt = _min(next_deadline(self.runs.values(), now), self._next_sweep - now)
+        nxt = next_deadline(self.runs.values(), now)
+        if self._next_sweep is not None:
+            nxt = _min(nxt, self._next_sweep - now)
         return _min(nxt, later)
 
     def _claim_deferred(self, now):

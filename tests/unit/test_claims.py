@@ -114,3 +114,18 @@ def test_retention_and_stale_requests():
     assert c.retired(entries, {}, now) == ["old"]
     stale = c.stale(entries, now)
     assert [k for k, _ in stale] == ["stale"] and "60 minutes" in stale[0][1]
+
+
+def test_sweep_is_due_only_while_something_can_come_due():
+    c, _ = claims(retention=3600.0)
+    held = {"a": entry("a", status="running", claimedBy=42)}
+    done = {"d": entry("d", status="completed", completedAt=1)}
+    waiting = {"r": entry("r")}
+    assert c.sweep_interval({}, {}, 1.0, 30.0) is None             # an idle document sleeps
+    assert c.sweep_interval(waiting, {}, 1.0, 30.0) is None
+    assert c.sweep_interval({**waiting, **done}, {}, 1.0, 30.0) == 30.0   # retention only
+    assert c.sweep_interval({**done, **held}, {}, 1.0, 30.0) == 1.0       # a lease to watch
+    assert c.sweep_interval(held, {"a": run("a")}, 1.0, 30.0) is None      # ours: not an orphan
+    assert c.sweep_interval({"m": entry("m", status="claimed", claimedBy=ME)}, {}, 1.0, 30.0) is None
+    c0, _ = claims(retention=0.0)
+    assert c0.sweep_interval(done, {}, 1.0, 30.0) is None                  # retention off

@@ -780,3 +780,12 @@ def test_claim_delay_is_one_hook_and_a_request_claimed_meanwhile_is_left(w):
     w.tick()
     assert list(w.co.runs) == ["e1"]
     assert w.entry("e1")["claimedBy"] == ME and w.entry("e2")["claimedBy"] == 42
+
+
+def test_an_idle_document_sets_no_timer_and_a_change_wakes_the_sweep():
+    """A thousand idle documents must not wake a thousand threads every second."""
+    w = World()
+    assert w.tick() is None                  # nothing held, nothing to retire: no timer
+    w.br_map["x"] = {"id": "x", "status": "running", "claimedBy": 42}   # another's lease
+    w.to_monitor()
+    assert w.tick() is not None and w.tick() <= 1.0   # watched for orphans, every second
