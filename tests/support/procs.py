@@ -492,16 +492,8 @@ class BashRuntime(ManagedProcess):
                 "--cwd", str(self.workdir), "--log-level", "warning"]
         super().__init__(argv, cwd=self.workdir, env=full_env, log_path=log_path)
 
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d/mrp/v1" % self.port
-
-    def is_ready(self):
-        try:
-            with urllib.request.urlopen(self.url + "/capabilities", timeout=2) as resp:
-                return resp.status == 200
-        except (OSError, urllib.error.URLError, ValueError):
-            return False
+    url = Runtime.url
+    is_ready = Runtime.is_ready   # both MRP runtimes: ready when /capabilities answers
 
 
 # ---------------------------------------------------------------------- mrmd-sync

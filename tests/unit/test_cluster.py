@@ -7,6 +7,7 @@ import pytest
 
 from mrmd_monitor import cluster as c
 from mrmd_monitor.cluster import Member
+from tests.unit.test_coordinator import Port
 
 
 def members(*ids, capacity=8, busy=0):
@@ -305,7 +306,7 @@ def test_a_claim_another_monitor_won_counts_as_lost_and_leaves_no_queue():
 
 # -- claims: the preferred monitor first, backups on the server's view ------------------
 
-class _ClusterPort:
+class _ClusterPort(Port):
     """The test_coordinator port plus what SyncThread adds for several monitors."""
 
     def __init__(self, port, delays):
@@ -314,19 +315,6 @@ class _ClusterPort:
         self.delays = delays
         self.members = ("us", "them")   # cluster.Member objects in SyncThread; only counted
         self.on_catch_up = None
-
-    def probe(self):
-        self.seq += 1
-        return self.seq
-
-    def is_monitor(self, client_id):
-        return client_id in self.monitors
-
-    def other_monitors_present(self):
-        return self.others
-
-    def is_connected(self):
-        return self.connected
 
     def claim_delay(self, entry):
         return self.delays.get(entry.exec_id, 0.0)
