@@ -41,11 +41,22 @@ def _cell_lines(content, first):
     assert first in lines, "%r is not a line of the block: %r" % (first, content)
     i = lines.index(first)
     noise = lines[:i]
-    # mrmd-bash filters its end marker per 4096-byte read: a marker cut between two reads
-    # leaks its numeric tail (e.g. "740269499193") as a line of its own.
-    assert len(noise) <= 2 and all(l == "" or PROMPT.match(l) or l.isdigit() for l in noise), \
+    assert len(noise) <= 2 and all(l == "" or PROMPT.match(l) or _marker_tail(l) for l in noise), \
         content
     return lines[i:]
+
+
+#: mrmd-bash's markers, as its shell prints them: ``__MRMD_END_MARKER___<ns>``.
+_MARKER_TAIL = re.compile(r"([A-Z_]*)(\d*)")
+
+
+def _marker_tail(line):
+    """True for the tail of one of mrmd-bash's marker lines: it filters its markers per
+    4096-byte read, so a marker cut between two reads leaks what follows the cut as a line
+    of its own ("740269499193", or "D_END_MARKER___1795981174995768568")."""
+    m = _MARKER_TAIL.fullmatch(line)
+    return bool(line) and m is not None and any(
+        (marker + "_").endswith(m.group(1)) for marker in ("__MRMD_END_MARKER__", "__MRMD_EXIT_CODE__"))
 
 
 def test_bash_cell_streams(on_bash):
