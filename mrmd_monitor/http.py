@@ -272,11 +272,13 @@ class CancelToken:
         return self._event.is_set()
 
     def attach(self, sock: Any) -> None:
-        """Register the reader's socket; shut it down at once if already stopped."""
+        """Register the reader's socket; shut it down at once if already stopped
+        (unless the stream is being drained: a cancel that came while the request
+        was on its way still lets the runtime end the execution it began)."""
         if sock is None:
             return
         with self._lock:
-            if self._event.is_set():
+            if self._event.is_set() and self._drain_handle is None:
                 shutdown_socket(sock)
             else:
                 self._sock = sock

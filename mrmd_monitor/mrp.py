@@ -422,7 +422,7 @@ class MrpClient:
                     url.base, _transport_reason(exc)), **where) from exc
             finally:
                 DEADLINES.cancel(handle)
-            if cancel.stopped:
+            if cancel.stopped and not cancel.draining:
                 raise self._stopped(cancel, url, where)
             sock = response_socket(response)
             if sock is None:

@@ -41,6 +41,8 @@ class FaultRuntime:
         self.refused = 0           # POSTs answered 409 because of it
         self.health = False        # serve GET /health (MRP 0.3.0) or answer 404 (0.4.2)
         self.busy_until = 0.0      # monotonic time until which "busy" answers 409
+        self.release_headers = threading.Event()   # ends a "wedge" run's headers_after wait
+        self.headers_sent = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -216,7 +218,12 @@ class FaultRuntime:
                 stops the loop."""
                 outer.wedged_by = body.get("execId")
                 outer.interrupt_requested.clear()
+                # The execution has begun before its response headers go out.
+                outer.headers_sent.clear()
+                if spec.get("headers_after"):
+                    outer.release_headers.wait(spec["headers_after"])
                 self._sse_start()
+                outer.headers_sent.set()
                 try:
                     self._send(_event("start", {"execId": body.get("execId")}))
                     for i in range(spec.get("count", 100)):

@@ -658,6 +658,27 @@ def test_cancel_on_an_mrp3_runtime_lets_it_finish_the_execution(client, faults):
     assert run_code(client, faults.url, {"fault": "wedge", "count": 1})[-1].kind == "done"
 
 
+def test_a_cancel_while_the_stream_opens_still_lets_an_mrp3_runtime_finish(client, faults):
+    """The runtime begins the execution before its response headers reach us: a cancel
+    in that window must drain the stream as well, not close it (MRP 0.3.0 would stay
+    busy for good and refuse every later run with 409)."""
+    faults.capabilities = dict(faults.capabilities, protocolVersion="0.3.0")
+    run = StreamRunner(client, faults.url,
+                       json.dumps({"fault": "wedge", "count": 300, "headers_after": 10}))
+    wait_until(lambda: faults.wedged_by == run.exec_id, timeout=10,
+               message="the runtime to begin the execution")
+    run.cancel.cancel()
+    faults.release_headers.set()
+    wait_until(faults.headers_sent.is_set, timeout=10, message="the response headers")
+    assert client.interrupt(faults.url, "default", run.exec_id) is True
+    run.join(10)
+    assert isinstance(run.error, Cancelled), repr(run.error)
+    assert run.events == []   # nothing of a cancelled run is delivered
+    wait_until(lambda: faults.wedged_by is None, timeout=10,
+               message="the runtime stayed busy: the stream cancelled while opening was cut")
+    assert run_code(client, faults.url, {"fault": "wedge", "count": 1})[-1].kind == "done"
+
+
 def test_a_second_cancel_cuts_a_draining_stream_at_once(client, faults):
     faults.capabilities = dict(faults.capabilities, protocolVersion="0.3.0")
     run = StreamRunner(client, faults.url, json.dumps({"fault": "wedge", "count": 300}))
