@@ -17,6 +17,7 @@ if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
 from tests.support.fault_runtime import FaultRuntime
+from tests.support.sync_proxy import SyncProxy
 from tests.support.peer import BrowserPeer
 from tests.support.reports import REPORTS_KEY, test_failed
 from tests.support.procs import (
@@ -268,6 +269,17 @@ def restore_logging():
             root.addHandler(handler)
     root.setLevel(saved_level)
     logging.captureWarnings(False)
+
+
+@pytest.fixture
+def proxy(sync_server):
+    """``sync_server`` behind a proxy that counts frames and lists its documents
+    at /stats as mrmd-sync does (tests/support/sync_proxy.py)."""
+    p = SyncProxy(sync_server.port, documents=[]).start()
+    try:
+        yield p
+    finally:
+        p.stop()
 
 
 @pytest.fixture

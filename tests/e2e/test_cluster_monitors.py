@@ -20,19 +20,9 @@ import pytest
 from tests.support.notebook import block_content, cell, uid
 from tests.support.ports import free_port
 from tests.support.procs import REPO_ROOT
-from tests.support.sync_proxy import SyncProxy
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def proxy(sync_server):
-    p = SyncProxy(sync_server.port, documents=[]).start()
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 def status_of(port):

@@ -11,21 +11,11 @@ import requests
 from tests.support.fault_runtime import big_html
 from tests.support.notebook import FINAL, block, block_content, cell, start_cell, uid
 from tests.support.ports import free_port
-from tests.support.sync_proxy import SyncProxy
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def proxy(sync_server):
-    p = SyncProxy(sync_server.port, documents=[]).start()
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 def rss_kib(pid):

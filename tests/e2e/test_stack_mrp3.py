@@ -13,11 +13,11 @@ also records the ``/input`` bodies the monitor sends."""
 import json
 import threading
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
+from tests.support.local_http import LocalServer, QuietHandler
 from tests.support.notebook import FINAL, block_content, cell, start_cell, uid
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +26,7 @@ BUSY_BODY = "execution_in_progress"
 
 
 # ---------------------------------------------------------------------- the stand-in
-class Mrp3StandIn:
+class Mrp3StandIn(LocalServer):
     """A scripted MRP 0.3.0 runtime. The request's ``code`` is JSON:
     ``{"input": prompt, "print": text}`` asks for a line first (and echoes it,
     as a terminal does); ``{"loop": N, "delay": s}`` prints ``tick i`` N times and ignores
@@ -46,21 +46,8 @@ class Mrp3StandIn:
         self.stop_event = threading.Event()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _json(self, status, payload, headers=()):
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in headers:
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
+        class Handler(QuietHandler):
+            _json = QuietHandler.answer_json
 
             def do_GET(self):
                 if self.path.endswith("/capabilities"):
@@ -78,8 +65,7 @@ class Mrp3StandIn:
                 self._json(404, {"error": "not_found"})
 
             def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
+                body = self.read_json()
                 if self.path.endswith("/interrupt"):
                     outer.interrupts.append(body)
                     return self._json(200, {"interrupted": False})
@@ -114,12 +100,7 @@ class Mrp3StandIn:
                         outer.current = None
 
             def _run(self, exec_id, spec):
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-                self.send_header("Cache-Control", "no-store")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.close_connection = True
+                self.start_events("text/event-stream; charset=utf-8")
                 seq = [0]
                 alive = [True]
 
@@ -129,9 +110,7 @@ class Mrp3StandIn:
                     if not alive[0]:
                         return
                     try:
-                        self.wfile.write(("event: %s\ndata: %s\n\n"
-                                          % (kind, json.dumps(payload))).encode())
-                        self.wfile.flush()
+                        self.send_event(kind, payload)
                     except OSError:
                         alive[0] = False  # the client left; the code goes on running
 
@@ -168,25 +147,15 @@ class Mrp3StandIn:
                                 "duration": 1, "imports": [], "warnings": warnings})
                 send("done", {})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:%d/mrp/v1" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, name="mrp3-stand-in",
-                                       daemon=True)
+        super().__init__(Handler, "mrp3-stand-in")
 
     def busy(self):
         with self.lock:
             return self.current is not None
 
-    def start(self):
-        self.thread.start()
-        return self
-
     def stop(self):
         self.stop_event.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().stop()
 
 
 @pytest.fixture

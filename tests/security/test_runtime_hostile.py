@@ -6,61 +6,23 @@ Each test states what the user sees (final status, error type and text, the
 block) and that the monitor goes on serving a normal run afterwards."""
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.support.local_http import LocalService
 from tests.support.notebook import FINAL, block_content, cell, start_cell, uid
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
-SECRET = "SECRET-SERVICE-PAGE"
-
-
-class LocalService:
-    """A local HTTP service that is not a runtime; records every request."""
-
-    def __init__(self, host="127.0.0.1"):
-        outer = self
-        self.requests = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _answer(self):
-                outer.requests.append((self.command, self.path))
-                body = ("<html><h1>%s</h1></html>" % SECRET).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.server.daemon_threads = False
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, name="local-service")
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+SECRET = LocalService.SECRET
 
 
 @pytest.fixture
 def service():
-    s = LocalService()
-    try:
+    with LocalService() as s:
         yield s
-    finally:
-        s.close()
 
 
 def args(**opts):

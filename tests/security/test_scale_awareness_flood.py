@@ -14,21 +14,11 @@ from pycrdt import Encoder
 from mrmd_monitor import cluster
 from tests.support.notebook import block_content, cell, uid
 from tests.support.ports import free_port
-from tests.support.sync_proxy import SyncProxy
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
 FAKES = cluster.MAX_MEMBERS * 4
-
-
-@pytest.fixture
-def proxy(sync_server):
-    p = SyncProxy(sync_server.port, documents=[]).start()
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 def flood_message(count, clock):

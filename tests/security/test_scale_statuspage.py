@@ -3,13 +3,12 @@ document names come from the sync server, member names and ids from any
 peer's awareness, and the status answer from whatever listens on the address."""
 
 import io
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from mrmd_monitor import statuspage as sp
 from mrmd_monitor.cluster import Member
+from tests.support.local_http import LocalServer, QuietHandler
 from tests.unit.test_statuspage import NOW, _Page, snapshot
 
 HOSTILE = "<script>alert(1)</script>\x1b[2J\x1b]0;owned\x07\r\nx" + "y" * 5000
@@ -50,26 +49,14 @@ def test_garbage_snapshot_still_renders(snap):
 def hostile_status_server():
     """Whatever listens on the status address, answering ``server.body``."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
+        protocol_version = "HTTP/1.0"
+
         def do_GET(self):
-            body = self.server.body
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer(200, self.server.body)
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="hostile-status", daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with LocalServer(Handler, "hostile-status") as local:
+        yield local.server
 
 
 @pytest.mark.parametrize("body", [b"[" * 100_000, b"<html>", b"\xff\xfe", b"x" * 100])

@@ -10,15 +10,23 @@ import json
 import random
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-
-def _event(kind, data):
-    return ("event: %s\ndata: %s\n\n" % (kind, json.dumps(data))).encode()
+from tests.support.local_http import LocalServer, QuietHandler
+from tests.support.local_http import sse_event as _event
 
 
 def big_html(rows):
     return "<table>" + "".join("<tr><td>%d</td></tr>" % i for i in range(rows)) + "</table>"
+
+
+def display_html(i, size):
+    """The ``i``-th display of a "displays" run: ``size`` characters of HTML."""
+    body = "<p>display %d</p>" % i
+    return body + "x" * (size - len(body))
+
+
+#: A "gated" run's lines: 100 bytes each.
+GATED_LINE = "%06d " + "z" * 92 + "\n"
 
 
 def _result(stdout=""):
@@ -26,7 +34,7 @@ def _result(stdout=""):
             "displayData": [], "assets": [], "executionCount": 1, "duration": 1}
 
 
-class FaultRuntime:
+class FaultRuntime(LocalServer):
     def __init__(self):
         self.requests = []         # (path, body) of every POST
         self.counts = {}           # fault name -> times asked
@@ -43,36 +51,31 @@ class FaultRuntime:
         self.busy_until = 0.0      # monotonic time until which "busy" answers 409
         self.release_headers = threading.Event()   # ends a "wedge" run's headers_after wait
         self.headers_sent = threading.Event()
+        self.release = threading.Event()            # lets "gated" runs print
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 outer.gets.append(self.path)
                 if self.path.endswith("/capabilities"):
                     body = json.dumps(outer.capabilities).encode()
-                    return self._plain(200, body, "application/json")
+                    return self.answer(200, body, "application/json")
                 if self.path.endswith("/health") and outer.health:
                     busy = time.monotonic() < outer.busy_until or outer.wedged_by is not None
                     state = "executing" if busy else "idle"
-                    return self._plain(200, json.dumps({"status": "ok", "state": state}).encode(),
+                    return self.answer(200, json.dumps({"status": "ok", "state": state}).encode(),
                                        "application/json")
-                self._plain(404, b"not found")
+                self.answer(404, b"not found")
 
             def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
+                body = self.read_json()
                 outer.requests.append((self.path, body))
                 if self.path.endswith("/input"):
-                    return self._plain(200, b'{"accepted": true}', "application/json")
+                    return self.answer(200, b'{"accepted": true}', "application/json")
                 if self.path.endswith("/interrupt"):
                     outer.interrupt_requested.set()
                     answer = {"interrupted": outer.interrupted}
-                    return self._plain(200, json.dumps(answer).encode(), "application/json")
+                    return self.answer(200, json.dumps(answer).encode(), "application/json")
                 try:
                     spec = json.loads(body.get("code") or "{}")
                 except ValueError:
@@ -81,37 +84,16 @@ class FaultRuntime:
                 if outer.wedged_by is not None:   # one execution at a time, like MRP 0.3.0
                     outer.refused += 1
                     payload = {"error": "execution_in_progress", "execId": outer.wedged_by}
-                    return self._plain(409, json.dumps(payload).encode(), "application/json")
+                    return self.answer(409, json.dumps(payload).encode(), "application/json")
                 n = outer.counts[fault] = outer.counts.get(fault, 0) + 1
                 getattr(self, "fault_" + fault)(spec, n, body)
 
-            def _plain(self, status, body, ctype="text/plain", headers=()):
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in headers:
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _sse_start(self):
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Cache-Control", "no-cache")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.close_connection = True
-
-            def _send(self, data):
-                self.wfile.write(data)
-                self.wfile.flush()
-
             def _ok(self, body, text="ok\r\n"):
-                self._sse_start()
-                self._send(_event("start", {"execId": body.get("execId")}))
-                self._send(_event("stdout", {"content": text, "accumulated": text}))
-                self._send(_event("result", _result(text)))
-                self._send(_event("done", {}))
+                self.start_events()
+                self.send_raw(_event("start", {"execId": body.get("execId")}))
+                self.send_raw(_event("stdout", {"content": text, "accumulated": text}))
+                self.send_raw(_event("result", _result(text)))
+                self.send_raw(_event("done", {}))
 
             def fault_ok(self, spec, n, body):
                 self._ok(body, spec.get("text", "ok\r\n"))
@@ -122,49 +104,49 @@ class FaultRuntime:
                 headers = []
                 if "retry_after" in spec:
                     headers.append(("Retry-After", str(spec["retry_after"])))
-                self._plain(spec.get("status", 500), spec.get("body", "boom").encode(),
+                self.answer(spec.get("status", 500), spec.get("body", "boom").encode(),
                             headers=headers)
 
             def fault_html(self, spec, n, body):
-                self._plain(200, b"<html><body><h1>Welcome to nginx!</h1></body></html>",
+                self.answer(200, b"<html><body><h1>Welcome to nginx!</h1></body></html>",
                             "text/html")
 
             def fault_malformed(self, spec, n, body):
-                self._sse_start()
-                self._send(_event("start", {"execId": body.get("execId")}))
-                self._send(_event("stdout", {"content": "partial\r\n", "accumulated": ""}))
-                self._send(b"event: stdout\ndata: {this is not json\n\n")
+                self.start_events()
+                self.send_raw(_event("start", {"execId": body.get("execId")}))
+                self.send_raw(_event("stdout", {"content": "partial\r\n", "accumulated": ""}))
+                self.send_raw(b"event: stdout\ndata: {this is not json\n\n")
 
             def fault_no_result(self, spec, n, body):
-                self._sse_start()
-                self._send(_event("start", {"execId": body.get("execId")}))
-                self._send(_event("stdout", {"content": "partial\r\n", "accumulated": ""}))
+                self.start_events()
+                self.send_raw(_event("start", {"execId": body.get("execId")}))
+                self.send_raw(_event("stdout", {"content": "partial\r\n", "accumulated": ""}))
 
             def fault_silent(self, spec, n, body):
-                self._sse_start()
-                self._send(_event("start", {"execId": body.get("execId")}))
-                self._send(_event("stdout", {"content": "partial\r\n", "accumulated": ""}))
+                self.start_events()
+                self.send_raw(_event("start", {"execId": body.get("execId")}))
+                self.send_raw(_event("stdout", {"content": "partial\r\n", "accumulated": ""}))
                 outer.stop_event.wait(spec.get("seconds", 30))
 
             def fault_stdin_timeout(self, spec, n, body):
-                self._sse_start()
-                self._send(_event("start", {"execId": body.get("execId")}))
-                self._send(_event("stdin_request", {"prompt": "Answer: ", "password": False,
+                self.start_events()
+                self.send_raw(_event("start", {"execId": body.get("execId")}))
+                self.send_raw(_event("stdin_request", {"prompt": "Answer: ", "password": False,
                                                     "execId": body.get("execId")}))
-                self._send(_event("stdout", {"content": "Answer: ", "accumulated": ""}))
+                self.send_raw(_event("stdout", {"content": "Answer: ", "accumulated": ""}))
                 outer.stop_event.wait(spec.get("seconds", 1.0))
-                self._send(_event("error", {"type": "StdinTimeout",
+                self.send_raw(_event("error", {"type": "StdinTimeout",
                                             "message": "no input received within 1 s",
                                             "traceback": []}))
-                self._send(_event("done", {}))
+                self.send_raw(_event("done", {}))
 
             def fault_flood(self, spec, n, body):
                 """Print ``bytes`` of numbered lines as fast as the socket takes
                 them (forever when 0), in 4 KB events like mrmd-python's."""
                 total = spec.get("bytes", 0)
                 echo = [] if spec.get("echo_result") else None   # the result repeats the output
-                self._sse_start()
-                self._send(_event("start", {"execId": body.get("execId")}))
+                self.start_events()
+                self.send_raw(_event("start", {"execId": body.get("execId")}))
                 sent, i = 0, 0
                 try:
                     while (not total or sent < total) and not outer.stop_event.is_set():
@@ -176,27 +158,56 @@ class FaultRuntime:
                             size += len(line)
                             i += 1
                         chunk = "".join(lines)
-                        self._send(_event("stdout", {"content": chunk, "accumulated": ""}))
+                        self.send_raw(_event("stdout", {"content": chunk, "accumulated": ""}))
                         if echo is not None:
                             echo.append(chunk)
                         sent += size
                     outer.last_line = i - 1
-                    self._send(_event("result", _result("".join(echo or ()))))
-                    self._send(_event("done", {}))
+                    self.send_raw(_event("result", _result("".join(echo or ()))))
+                    self.send_raw(_event("done", {}))
                 except OSError:
                     pass  # the monitor closed the stream (cancel)
 
             def fault_display(self, spec, n, body):
-                self._sse_start()
-                self._send(_event("start", {"execId": body.get("execId")}))
-                self._send(_event("stdout", {"content": "shown\r\n", "accumulated": ""}))
+                self.start_events()
+                self.send_raw(_event("start", {"execId": body.get("execId")}))
+                self.send_raw(_event("stdout", {"content": "shown\r\n", "accumulated": ""}))
                 result = _result("shown\r\n")
                 bundle = dict(spec.get("bundle") or {})
                 if "html_rows" in spec:   # large HTML made here, not sent through the code
                     bundle["text/html"] = big_html(spec["html_rows"])
                 result["displayData"] = [{"data": bundle, "metadata": {}}]
-                self._send(_event("result", result))
-                self._send(_event("done", {}))
+                self.send_raw(_event("result", result))
+                self.send_raw(_event("done", {}))
+
+            def fault_displays(self, spec, n, body):
+                """One line, then ``count`` display events of ``size`` bytes of HTML
+                each (MRP 0.3.0's ``display`` events), then a result."""
+                self.start_events()
+                self.send_raw(_event("start", {"execId": body.get("execId")}))
+                self.send_raw(_event("stdout", {"content": "shown\r\n"}))
+                for i in range(spec.get("count", 20)):
+                    self.send_raw(_event("display", {"metadata": {}, "data": {
+                        "text/html": display_html(i, spec.get("size", 200_000))}}))
+                self.send_raw(_event("result", _result("shown\r\n")))
+                self.send_raw(_event("done", {}))
+
+            def fault_gated(self, spec, n, body):
+                """Opens the stream, waits for ``release``, then prints ``lines``
+                GATED_LINEs in 4 KB events (no ``accumulated``)."""
+                self.start_events()
+                try:
+                    self.send_raw(_event("start", {"execId": body.get("execId")}))
+                    while not outer.release.wait(0.1):
+                        if outer.stop_event.is_set():
+                            return
+                    lines = [GATED_LINE % i for i in range(spec.get("lines", 100))]
+                    for i in range(0, len(lines), 40):
+                        self.send_raw(_event("stdout", {"content": "".join(lines[i:i + 40])}))
+                    self.send_raw(_event("result", _result("")))
+                    self.send_raw(_event("done", {}))
+                except OSError:
+                    pass
 
             def fault_busy(self, spec, n, body):
                 """Busy with another execution for ``seconds`` from the first
@@ -208,7 +219,7 @@ class FaultRuntime:
                     payload = {"error": "execution_in_progress" if status == 409 else "runtime_busy",
                                "message": "SECRET-BUSY-BODY", "execId": "someone-else"}
                     headers = [("Retry-After", "1")] if status == 503 else []
-                    return self._plain(status, json.dumps(payload).encode(), "application/json",
+                    return self.answer(status, json.dumps(payload).encode(), "application/json",
                                        headers=headers)
                 self._ok(body, "finally ran\r\n")
 
@@ -222,19 +233,19 @@ class FaultRuntime:
                 outer.headers_sent.clear()
                 if spec.get("headers_after"):
                     outer.release_headers.wait(spec["headers_after"])
-                self._sse_start()
+                self.start_events()
                 outer.headers_sent.set()
                 try:
-                    self._send(_event("start", {"execId": body.get("execId")}))
+                    self.send_raw(_event("start", {"execId": body.get("execId")}))
                     for i in range(spec.get("count", 100)):
                         if outer.interrupt_requested.wait(spec.get("every", 0.1)):
-                            self._send(_event("error", {"type": "KeyboardInterrupt",
+                            self.send_raw(_event("error", {"type": "KeyboardInterrupt",
                                                         "message": "", "traceback": []}))
                             break
-                        self._send(_event("stdout", {"content": "tick %d\r\n" % i}))
+                        self.send_raw(_event("stdout", {"content": "tick %d\r\n" % i}))
                     else:
-                        self._send(_event("result", _result("")))
-                    self._send(_event("done", {}))
+                        self.send_raw(_event("result", _result("")))
+                    self.send_raw(_event("done", {}))
                 except OSError:
                     return   # cut by the client: the runtime stays busy for good
                 outer.wedged_by = None
@@ -259,14 +270,14 @@ class FaultRuntime:
 
             def fault_big_event(self, spec, n, body):
                 """An output event of ``bytes`` bytes on one line, never ended."""
-                self._sse_start()
-                self._send(_event("start", {"execId": body.get("execId")}))
-                self._send(_event("stdout", {"content": "before\r\n"}))
+                self.start_events()
+                self.send_raw(_event("start", {"execId": body.get("execId")}))
+                self.send_raw(_event("stdout", {"content": "before\r\n"}))
                 try:
-                    self._send(b'event: stdout\ndata: {"content": "')
+                    self.send_raw(b'event: stdout\ndata: {"content": "')
                     piece = b"x" * 65536
                     for _ in range(spec.get("bytes", 16 << 20) // len(piece)):
-                        self._send(piece)
+                        self.send_raw(piece)
                     outer.stop_event.wait(spec.get("hold", 10))
                 except OSError:
                     pass
@@ -274,20 +285,20 @@ class FaultRuntime:
             def fault_garbage(self, spec, n, body):
                 """A seeded random stream (random splits, missing newlines, huge
                 fields, invalid UTF-8), then a clean end or none."""
-                self._sse_start()
+                self.start_events()
                 try:
                     for piece in garbage_stream(spec.get("seed", 0), body.get("execId")):
-                        self._send(piece)
+                        self.send_raw(piece)
                 except OSError:
                     pass
 
             def fault_mrp3(self, spec, n, body):
                 """MRP 0.3.0's shapes: seq on every event, display and asset events
                 repeated in the result, a warning, and a seq gap."""
-                self._sse_start()
+                self.start_events()
                 exec_id = body.get("execId")
                 seq = iter(range(1, 100))
-                ev = lambda kind, data: self._send(_event(kind, dict({"seq": next(seq)}, **data)))
+                ev = lambda kind, data: self.send_raw(_event(kind, dict({"seq": next(seq)}, **data)))
                 ev("start", {"execId": exec_id})
                 ev("stdout", {"content": "three\r\n"})
                 next(seq)   # a lost event
@@ -301,28 +312,12 @@ class FaultRuntime:
                 ev("result", result)
                 ev("done", {})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = "http://127.0.0.1:%d/mrp/v1" % self.port
-        self.thread = threading.Thread(target=self.server.serve_forever, name="fault-runtime",
-                                       daemon=True)
-
-    def start(self):
-        self.thread.start()
-        return self
+        super().__init__(Handler, "fault-runtime")
 
     def stop(self):
         self.stop_event.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        self.release.set()
+        super().stop()
 
 
 def garbage_stream(seed, exec_id):

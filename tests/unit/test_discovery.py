@@ -2,8 +2,6 @@
 
 import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,6 +15,7 @@ from mrmd_monitor.discovery import (
     stats_url,
 )
 from mrmd_monitor.errors import DiscoveryError, NoStatsEndpoint
+from tests.support.local_http import LocalServer, QuietHandler
 from tests.support.waiting import wait_until
 
 
@@ -33,9 +32,8 @@ class ScriptedStats:
         self.headers = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
+        class Handler(QuietHandler):
+            protocol_version = "HTTP/1.0"
 
             def do_GET(self):
                 outer.headers.append(dict(self.headers))
@@ -48,17 +46,11 @@ class ScriptedStats:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       name="test-stats")
-        self.thread.start()
-        self.sync_url = "ws://127.0.0.1:%d" % self.server.server_address[1]
+        self.local = LocalServer(Handler, "test-stats").start()
+        self.sync_url = "ws://127.0.0.1:%d" % self.local.port
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.local.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import select
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -22,7 +21,7 @@ from mrmd_monitor.errors import (Cancelled, MrpError, RunTimedOut, RuntimeBusy, 
 from mrmd_monitor.mrp import CancelToken, MrpClient
 from mrmd_monitor.runner import Runner
 from mrmd_monitor.workers import RunJob
-from tests.support.fault_runtime import FaultRuntime
+from tests.support.local_http import CAPABILITIES, LocalServer, LocalService, QuietHandler
 from tests.support.notebook import uid as new_id
 from tests.support.streams import StreamRunner
 from tests.support.waiting import wait_until
@@ -73,49 +72,30 @@ def sse(kind, data):
     return f"event: {kind}\r\ndata: {text}\r\n\r\n".encode()
 
 
-class FaultHandler(BaseHTTPRequestHandler):
-    """The first path segment picks the fault: /<fault>/mrp/v1/execute/stream."""
+class FaultHandler(QuietHandler):
+    """The first path segment picks the fault: /<fault>/mrp/v1/execute/stream.
+    Its events end their lines with CRLF; each connection serves one request."""
 
-    def log_message(self, fmt, *args):
-        pass
+    protocol_version = "HTTP/1.0"
 
     def do_GET(self):
         self.server.gets.append(self.path)
-        body = json.dumps({"languages": ["python"], "features": {"executeStream": True}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.answer_json(200, CAPABILITIES)
 
     def do_POST(self):
         fault = self.path.strip("/").split("/")[0]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
+        body = self.read_json()
         self.server.requests.append((self.path, dict(self.headers), body))
         getattr(self, "fault_" + fault.replace("-", "_"))()
 
     def send_sse_headers(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache")
-        self.end_headers()
+        self.start_events("text/event-stream; charset=utf-8")
 
     def fault_http500(self):
-        body = b"Internal Server Error: worker crashed\n   Traceback...\n"
-        self.send_response(500)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.answer(500, b"Internal Server Error: worker crashed\n   Traceback...\n")
 
     def fault_html(self):
-        body = b"<html><body><h1>Welcome to nginx</h1></body></html>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.answer(200, b"<html><body><h1>Welcome to nginx</h1></body></html>", "text/html")
 
     def fault_badjson(self):
         self.send_sse_headers()
@@ -152,20 +132,17 @@ class FaultHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def fake_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FaultHandler)
-    server.daemon_threads = False  # server_close() joins the handler threads
+    local = LocalServer(FaultHandler, "fake-mrp-server", join_handlers=True)
+    server = local.server
     server.requests = []
     server.gets = []
     server.release, release_w = socket.socketpair()
-    thread = threading.Thread(target=server.serve_forever, name="fake-mrp-server")
-    thread.start()
+    local.start()
     try:
         yield server
     finally:
         release_w.close()  # wakes silent handlers
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+        local.stop()
         server.release.close()
 
 
@@ -332,55 +309,6 @@ def test_client_is_usable_after_close_and_from_many_threads(fake_server):
 
 # -- hostile runtimes and URLs (issue 10 items 1, 3 and 5; issue 11 items 2 and 3) ----------
 
-class Recorder:
-    """A plain local HTTP service that is not a runtime: it records every request
-    and answers everything with a page that must never reach a document."""
-
-    SECRET = "SECRET-SERVICE-PAGE"
-
-    def __init__(self, status=200, ctype="text/html"):
-        outer = self
-        self.requests = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _answer(self):
-                outer.requests.append((self.command, self.path))
-                body = ("<html>%s %s</html>" % (Recorder.SECRET, "\x1b[2J" * 3)).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = False
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, name="recorder")
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-
-@pytest.fixture
-def faults():
-    rt = FaultRuntime().start()
-    try:
-        yield rt
-    finally:
-        rt.stop()
-
-
 def run_code(client, url, spec, exec_id="exec-1", **kw):
     events = []
     client.execute_stream(url, code=json.dumps(spec) if isinstance(spec, dict) else spec,
@@ -403,7 +331,7 @@ def run_code(client, url, spec, exec_id="exec-1", **kw):
     ("http://[::1/mrp/v1", "IPv6"),
 ])
 def test_hostile_runtime_urls_are_refused_before_any_connection(client, template, words):
-    with Recorder() as other:
+    with LocalService() as other:
         url = template.format(other=other.port)
         with pytest.raises(RuntimeRefused) as info:
             run_code(client, url, "print(1)")
@@ -413,7 +341,7 @@ def test_hostile_runtime_urls_are_refused_before_any_connection(client, template
             client.send_input(url, "e", "secret\n", retry_for=0)
         assert client.interrupt(url, "s", "e") is False
         assert other.requests == []
-    assert "\r" not in str(info.value) and Recorder.SECRET not in str(info.value)
+    assert "\r" not in str(info.value) and LocalService.SECRET not in str(info.value)
 
 
 def test_allowlist_uses_the_parsed_url():
@@ -429,7 +357,7 @@ def test_allowlist_uses_the_parsed_url():
 
 
 def test_redirect_to_another_port_is_never_followed(client, faults):
-    with Recorder() as other:
+    with LocalService() as other:
         target = "http://127.0.0.1:%d/mrp/v1/execute/stream" % other.port
         for status in (302, 307, 308):
             with pytest.raises(RuntimeHTTPError) as info:
@@ -439,29 +367,15 @@ def test_redirect_to_another_port_is_never_followed(client, faults):
 
 
 def test_redirect_of_capabilities_is_refused(client):
-    with Recorder() as other:
-        class Redirect(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+    with LocalService() as other:
+        class Redirect(QuietHandler):
             def do_GET(self):
-                self.send_response(302)
-                self.send_header("Location", "http://127.0.0.1:%d/" % other.port)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.answer(302, headers=[("Location", "http://127.0.0.1:%d/" % other.port)])
             do_POST = do_GET
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-        server.daemon_threads = False
-        thread = threading.Thread(target=server.serve_forever, name="redirector")
-        thread.start()
-        try:
+        with LocalServer(Redirect, "redirector", join_handlers=True) as server:
             with pytest.raises(RuntimeRefused) as info:
-                run_code(client, "http://127.0.0.1:%d/mrp/v1" % server.server_address[1], "1")
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(5)
+                run_code(client, server.url, "1")
         assert "redirect" in str(info.value)
         assert other.requests == []
 
@@ -469,14 +383,14 @@ def test_redirect_of_capabilities_is_refused(client):
 @pytest.mark.parametrize("status,ctype", [(200, "text/html"), (404, "text/html"),
                                           (200, "application/json")])
 def test_a_local_service_that_is_not_a_runtime_gets_no_post(client, status, ctype):
-    with Recorder(status, ctype) as service:
+    with LocalService(status, ctype) as service:
         url = "http://127.0.0.1:%d/admin/api" % service.port
         with pytest.raises(RuntimeRefused) as info:
             run_code(client, url, "DROP TABLE users")
         assert service.requests == [("GET", "/admin/api/capabilities")]
     message = str(info.value)
     assert "not an MRP runtime" in message
-    assert Recorder.SECRET not in message and "\x1b" not in message
+    assert LocalService.SECRET not in message and "\x1b" not in message
 
 
 def test_capabilities_are_checked_once_per_base_url(client, faults):

@@ -3,14 +3,13 @@
 import html.parser
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from mrmd_monitor import statuspage as sp
 from mrmd_monitor.cluster import Member
 from mrmd_monitor.metrics import Metrics
+from tests.support.local_http import LocalServer, QuietHandler
 
 NOW = 1_800_000_000.0
 
@@ -144,27 +143,15 @@ def test_rows_are_capped():
 def fake_status_server():
     """A stand-in status server answering /status.json with ``server.body``."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
+        protocol_version = "HTTP/1.0"
+
         def do_GET(self):
-            body = self.server.body
-            self.send_response(200 if self.path == "/status.json" else 404)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer(200 if self.path == "/status.json" else 404, self.server.body)
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.body = b"{}"
-    thread = threading.Thread(target=server.serve_forever, name="fake-status", daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with LocalServer(Handler, "fake-status") as local:
+        local.server.body = b"{}"
+        yield local.server
 
 
 def test_status_command_prints_the_table(fake_status_server):
