@@ -117,6 +117,10 @@ def test_sleeping_cell_ends_at_max_run_time(sync_server, own_runtime, doc_name, 
                                             monitor_factory):
     monitor_factory(sync_server.url, doc_name, extra_args=args(max_run_time=2))
     b = peer_factory(sync_server.url, doc_name)
+    # --max-run-time counts from the POST: a first cell warms the runtime up, so that on a
+    # loaded machine the sleeping cell still prints within its 2 s.
+    warm = start_cell(b, "import time", own_runtime.url, prefix="warm", add_cell=True)
+    assert b.wait_entry(warm, FINAL, timeout=40)["status"] == "completed"
     code = "import time\nprint('sleeping', flush=True)\ntime.sleep(1e9)"
     b.set_text(cell(code) + "\n")
     exec_id = start_cell(b, code, own_runtime.url, prefix="sleep")

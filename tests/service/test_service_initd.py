@@ -178,7 +178,9 @@ def test_disabled_service_does_not_start(tmp_path, init_script):
 
 def test_a_bad_configuration_fails_the_start(tmp_path, init_script):
     ini = write_ini(tmp_path / "monitor.ini", sync_url="ws://127.0.0.1:9", max_workers=0)
-    init = init_script(ini)
+    # The check waits START_CHECK seconds for the monitor to exit: more than the
+    # default 1 s, so that a loaded machine's slow interpreter start cannot outlast it.
+    init = init_script(ini, START_CHECK="10")
     code, out = init("start")
     assert code == 1, out
     assert "exited right after its start" in out
