@@ -43,7 +43,9 @@ class RunOutput:
         self.head: Optional[List[str]] = None   # frozen once the cap is reached
         self.omitted_lines = 0
         self.omitted_bytes = 0
-        self._force_from_zero = False
+        # Set when the cap is reached: the first line the block may no longer
+        # hold as written (lines above it were flushed and have not changed).
+        self._rewrite_from: Optional[int] = None
         self._trimmed = False   # since the last take_changes
 
     @property
@@ -87,9 +89,9 @@ class RunOutput:
         change = self.renderer.take_changes()
         if change is None and not trimmed:
             return None
-        if self._force_from_zero:
-            self._force_from_zero = False
-            return 0, self.lines()
+        if self._rewrite_from is not None:
+            first, self._rewrite_from = self._rewrite_from, None
+            return first, self.head[first:] + [self.notice()] + self.renderer.lines()
         # The notice line changes with every trim: rewrite from it on; the
         # block's diff keeps the actual edit to what differs.
         return len(self.head), [self.notice()] + self.renderer.lines()
@@ -102,6 +104,11 @@ class RunOutput:
             return
         budget = self.max_bytes - self.tail_bytes
         n = renderer.lines_within(budget)
+        # Lines above the first changed one are in the block as they are:
+        # the block changes from there on, not from its first line (which
+        # would rewrite, and diff, the whole head).
+        change = renderer.take_changes()
+        unchanged = renderer.line_count if change is None else change[0]
         if n:
             head = renderer.discard_head(n)
         else:
@@ -111,12 +118,11 @@ class RunOutput:
             cut = raw[:budget].decode("utf-8", "ignore")
             head = [cut]
             self.omitted_bytes += len(raw) - len(cut.encode("utf-8"))
+            unchanged = 0   # the first line itself was cut
         self.head = head
-        renderer.take_changes()
         self._trim_tail()
-        # The whole block changes once, from its first line.
         self._trimmed = True
-        self._force_from_zero = True
+        self._rewrite_from = min(unchanged, len(head))
 
     def _trim_tail(self) -> bool:
         """Drop lines from the top of the tail until it fits, keeping a screen's

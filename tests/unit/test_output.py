@@ -107,3 +107,27 @@ def test_a_screen_of_wide_lines_is_trimmed_to_the_tail():
     assert o.capped
     assert o.renderer.size <= 2_000
     assert o.lines()[-1] == "" and o.lines()[-2].startswith("099")
+
+
+def test_reaching_the_cap_rewrites_the_block_from_what_changed_not_from_its_first_line():
+    from mrmd_monitor.document import BlockContent
+    for flush_every in (1, 7, 50, 10_000):
+        o = RunOutput(max_bytes=10_000, tail_bytes=2_000)
+        block = BlockContent()
+        firsts = []
+        for i in range(3000):
+            o.feed("line %d\r\n" % i if i % 11 else "line %d é😀\r\n" % i)
+            if i % flush_every == 0:
+                change = o.take_changes()
+                if change is not None:
+                    block.apply(*change)
+                    firsts.append(change[0])
+        change = o.take_changes()
+        if change is not None:
+            block.apply(*change)
+        assert o.capped
+        # The block holds exactly what the output shows.
+        assert block.text == o.text() + ("\n" if o.lines()[-1] else "")
+        if flush_every < 10_000:
+            # Once flushed, the head is never written again.
+            assert min(firsts[1:]) > 0
