@@ -5,6 +5,7 @@ describes what happened and the sync thread decides what to write.
 """
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -44,10 +45,17 @@ class OutputBuffer:
         """
         with self._lock:
             self._pending.add(text)
-            if self._notified:
-                return False
-            self._notified = True
-            return True
+            behind = self._pending.held > self._pending.limit // 4
+            if not self._notified:
+                self._notified = True
+                return True
+        if behind:
+            # The sync thread lags (it renders and writes what we only parse):
+            # give it the GIL now rather than at the end of our switch interval,
+            # so that it catches up before the buffer has to leave output out.
+            # Never a wait for it: we run again as soon as the GIL is free.
+            time.sleep(0)
+        return False
 
     def take(self):
         with self._lock:
