@@ -105,6 +105,21 @@ def utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
+def _short_lines(text: str, limit: int) -> bool:
+    """True when no line of ``text`` is longer than ``limit`` characters, found
+    with a few C-speed searches instead of measuring every line: a longer
+    line would hold a whole aligned stretch of ``limit // 2`` characters
+    without a newline. False means "maybe": measure."""
+    step = limit // 2
+    if step < 64:
+        return False
+    find = text.find
+    for start in range(0, len(text) - step + 1, step):
+        if find("\n", start, start + step) == -1:
+            return False
+    return True
+
+
 def _size_of(lines: List[str]) -> int:
     """UTF-8 bytes of ``lines``, one newline each."""
     return utf8_len("\n".join(lines)) + 1 if lines else 0
@@ -311,11 +326,12 @@ class TerminalRenderer:
             parts = seg.split("\n")
             # The lines after the first, newlines not counted: their size when ASCII.
             self._lines_of(parts, len(seg) - len(parts[0]) - (len(parts) - 1)
-                           if seg.isascii() else None)
+                           if seg.isascii() else None, _short_lines(seg, self._max))
 
-    def _lines_of(self, parts: List[str], ascii_size: Optional[int]) -> None:
+    def _lines_of(self, parts: List[str], ascii_size: Optional[int], short: bool = False) -> None:
         """Text made of ``parts`` joined by newlines, without other controls;
-        ``ascii_size``: the size of ``parts[1:]`` when they are ASCII, else None."""
+        ``ascii_size``: the size of ``parts[1:]`` when they are ASCII, else
+        None; ``short``: no part is longer than max_columns (known already)."""
         ascii = ascii_size is not None
         if parts[0]:
             self._write(parts[0])
@@ -335,7 +351,7 @@ class TerminalRenderer:
             ascii_size = None   # some lines went above: the rest is measured below
         new = parts[1:]
         limit = self._max
-        if max(map(len, new)) > limit:
+        if not short and max(map(len, new)) > limit:
             new = [part[:limit] for part in new]
             ascii_size = None
         if ascii_size is not None:
