@@ -49,7 +49,8 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Tuple
 
-__all__ = ["TerminalRenderer", "SCREEN_ROWS", "DEFAULT_COLUMNS", "utf8_len"]
+__all__ = ["TerminalRenderer", "SCREEN_ROWS", "DEFAULT_COLUMNS", "utf8_len", "plain_ascii",
+           "short_lines"]
 
 SCREEN_ROWS = 24
 DEFAULT_COLUMNS = 4096
@@ -105,7 +106,17 @@ def utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
-def _short_lines(text: str, limit: int) -> bool:
+def plain_ascii(text: str) -> bool:
+    """ASCII without any control but LF: only lines of text. Checked as
+    bytes, at C speed (a regex or isprintable() looks at each character far
+    more slowly)."""
+    if not text.isascii():
+        return False
+    raw = text.encode("ascii")
+    return len(raw.translate(None, _CONTROL_BYTES)) == len(raw)
+
+
+def short_lines(text: str, limit: int) -> bool:
     """True when no line of ``text`` is longer than ``limit`` characters, found
     with a few C-speed searches instead of measuring every line: a longer
     line would hold a whole aligned stretch of ``limit // 2`` characters
@@ -180,13 +191,10 @@ class TerminalRenderer:
         if "\r" in data:
             data = data.replace("\r\n", "\n")
         # The common case, whole lines of text without controls, is split once
-        # and appended in bulk. ASCII is checked as bytes, at C speed (a regex
-        # or isprintable() looks at each character far more slowly);
-        # isprintable() is False for every control, so any of them takes the
-        # general path below.
+        # and appended in bulk (ASCII is checked as bytes); isprintable() is
+        # False for every control, so any of them takes the general path below.
         if data.isascii():
-            raw = data.encode("ascii")
-            if len(raw.translate(None, _CONTROL_BYTES)) == len(raw):
+            if plain_ascii(data):
                 self._text(data)
                 return
         else:
@@ -275,6 +283,15 @@ class TerminalRenderer:
     def cursor_row(self) -> int:
         return self._row
 
+    @property
+    def max_columns(self) -> int:
+        return self._max
+
+    def at_end(self) -> bool:
+        """The cursor is on the last line and no sequence is half read: text
+        from here on only appends."""
+        return self._row == len(self._lines) - 1 and not self._pending
+
     def lines_within(self, budget: int) -> int:
         """How many leading lines above the cursor fit in ``budget`` bytes,
         counting each line's newline."""
@@ -326,7 +343,7 @@ class TerminalRenderer:
             parts = seg.split("\n")
             # The lines after the first, newlines not counted: their size when ASCII.
             self._lines_of(parts, len(seg) - len(parts[0]) - (len(parts) - 1)
-                           if seg.isascii() else None, _short_lines(seg, self._max))
+                           if seg.isascii() else None, short_lines(seg, self._max))
 
     def _lines_of(self, parts: List[str], ascii_size: Optional[int], short: bool = False) -> None:
         """Text made of ``parts`` joined by newlines, without other controls;

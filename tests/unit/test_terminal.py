@@ -553,7 +553,7 @@ def test_short_lines_never_misses_a_long_line():
     """The search that spares measuring every line: seeded random lines around
     the limit; when it says "short", every line is within the limit."""
     import random
-    from mrmd_monitor.terminal import _short_lines
+    from mrmd_monitor.terminal import short_lines as _short_lines
     rnd = random.Random(5)
     for _ in range(300):
         limit = rnd.choice((128, 129, 200, 4096))
