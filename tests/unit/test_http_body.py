@@ -17,6 +17,15 @@ def _chunk(data):
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+def _accept_request(srv):
+    """The next connection, once its request head has been read."""
+    conn, _ = srv.accept()
+    request = b""
+    while b"\r\n\r\n" not in request:
+        request += conn.recv(4096)
+    return conn
+
+
 class ChunkServer:
     """Sends ``CHUNKS`` small chunks in one write, then holds the end of the
     body until ``release`` is set (or ``hold`` seconds pass)."""
@@ -35,11 +44,7 @@ class ChunkServer:
         self.thread.start()
 
     def _serve(self):
-        conn, _ = self.sock.accept()
-        with conn:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += conn.recv(4096)
+        with _accept_request(self.sock) as conn:
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                          b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
                          + b"".join(_chunk(p) for p in self.payload))
@@ -133,11 +138,7 @@ def test_a_chunked_body_cut_short_is_an_error():
     srv.listen(1)
 
     def serve():
-        conn, _ = srv.accept()
-        with conn:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += conn.recv(4096)
+        with _accept_request(srv) as conn:
             conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + _chunk(b"part"))
 
     thread = threading.Thread(target=serve, name="cut-server")
