@@ -208,7 +208,18 @@ class Coordinator:
 
     def _on_run_message(self, run, msg):
         if isinstance(msg, m.OutputReady):
-            self._on_output(run, msg.buffer.take())
+            if run.waiting is not None and run.waiting is not msg.buffer:
+                self._take_waiting(run)
+            if run.output.capped and msg.buffer.held < msg.buffer.big:
+                # Past the cap only the latest tail is written, once a second:
+                # the output waits in the worker's buffer until the flush (or
+                # until a big piece is there), and is rendered in one piece,
+                # whose lines that scroll out of the tail are only counted.
+                run.waiting = msg.buffer
+                self._schedule_flush(run, max(self.config.flush_interval,
+                                              CAPPED_FLUSH_INTERVAL))
+            else:
+                self._on_output(run, msg.buffer.take())
         elif isinstance(msg, m.RunStarted):
             self._on_started(run)
         elif isinstance(msg, m.StdinRequested):
@@ -492,7 +503,15 @@ class Coordinator:
             run.pending_since = self.clock()
             run.next_flush = max(self.clock(), run.last_flush + interval)
 
+    def _take_waiting(self, run):
+        waiting, run.waiting = run.waiting, None
+        text = waiting.take()
+        if text:
+            run.output.feed(text)
+
     def _flush(self, run):
+        if run.waiting is not None:
+            self._take_waiting(run)
         if run.pending_since is not None:
             self.metrics.observe("mrmd_monitor_flush_latency_seconds",
                                  self.clock() - run.pending_since)

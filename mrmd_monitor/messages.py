@@ -5,6 +5,7 @@ describes what happened and the sync thread decides what to write.
 """
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -31,28 +32,52 @@ class OutputBuffer:
         self._lock = threading.Lock()
         self._pending = PendingOutput(limit)
         self._notified = False
+        #: What counts as a big piece: put() asks for a second OutputReady then.
+        self.big = max(1, limit // 4)
+        self._big_sent = False
 
     @property
     def limit(self):
         return self._pending.limit
 
     def put(self, text, cancelled=None):
-        """Append; True when the caller must post OutputReady (none is pending).
+        """Append; True when the caller must post OutputReady: none is pending,
+        or one is but ``big`` characters now wait (once until the next take).
 
         ``cancelled`` is accepted for callers written for a buffer that waited
         when full; nothing waits any more.
         """
         with self._lock:
             self._pending.add(text)
-            if self._notified:
-                return False
-            self._notified = True
-            return True
+            held = self._pending.held
+            if not self._notified:
+                self._notified = True
+                self._big_sent = False
+                return True
+            if held >= self.big and not self._big_sent:
+                # Once more when a big piece waits: the sync thread may be
+                # letting output gather (past the cap it writes once a second).
+                self._big_sent = True
+                return True
+            behind = held > self._pending.limit // 2
+        if behind:
+            # The sync thread lags (it renders and writes what we only parse):
+            # give it the GIL now rather than at the end of our switch interval,
+            # so that it catches up before the buffer has to leave output out.
+            # Never a wait for it: we run again as soon as the GIL is free.
+            time.sleep(0)
+        return False
 
     def take(self):
         with self._lock:
             self._notified = False
             return self._pending.take()
+
+    @property
+    def held(self):
+        """Characters waiting (a hint: the worker may add more at any time)."""
+        with self._lock:
+            return self._pending.held
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,17 @@ was left out, latest tail). Pure: no threads, sockets or clocks.
 from collections import deque
 from typing import List, Optional, Tuple
 
-from .terminal import DEFAULT_COLUMNS, TerminalRenderer, utf8_len
+from .terminal import (DEFAULT_COLUMNS, SCREEN_ROWS, TerminalRenderer, plain_ascii, short_lines,
+                       utf8_len)
 
 DEFAULT_TAIL_BYTES = 64 * 1024
 # Input is rendered this much at a time when there is a cap, so that one
 # step adds at most ~FEED_SLICE / 10 lines of max_columns each (ESC [ 4095 C
 # x CR LF is 10 characters) before the cap is checked again.
 FEED_SLICE = 4096
+# Past the cap, a chunk longer than this many tails is not rendered whole
+# (RunOutput._skip_hidden).
+_SKIP_FACTOR = 3
 # Past the cap the tail is trimmed back to tail_bytes once it has grown by
 # this factor, so trimming costs O(1) per byte rendered.
 _TRIM_SLACK = 2
@@ -43,7 +47,9 @@ class RunOutput:
         self.head: Optional[List[str]] = None   # frozen once the cap is reached
         self.omitted_lines = 0
         self.omitted_bytes = 0
-        self._force_from_zero = False
+        # Set when the cap is reached: the first line the block may no longer
+        # hold as written (lines above it were flushed and have not changed).
+        self._rewrite_from: Optional[int] = None
         self._trimmed = False   # since the last take_changes
 
     @property
@@ -55,6 +61,8 @@ class RunOutput:
         if not self.max_bytes:
             renderer.feed(data)
             return
+        if self.head is not None and len(data) > _SKIP_FACTOR * self.tail_bytes:
+            data = self._skip_hidden(data)
         for start in range(0, len(data), FEED_SLICE):
             renderer.feed(data[start:start + FEED_SLICE])
             if self.head is None:
@@ -64,6 +72,35 @@ class RunOutput:
                 # Trim as we go, not only when the block is written: between
                 # two writes a fast runtime can print far more than the tail holds.
                 self._trimmed |= self._trim_tail()
+
+    def _skip_hidden(self, data: str) -> str:
+        """Past the cap, the lines of a long chunk that its own later lines
+        push out of the tail are counted, not rendered: only plain lines
+        (ASCII, no control but newlines, none wider than max_columns) after
+        the cursor's, so that rendering them would only have appended them.
+        Returns what is left to render."""
+        renderer = self.renderer
+        if not renderer.at_end():
+            return data
+        if "\r" in data:
+            data = data.replace("\r\n", "\n")
+        first = data.find("\n")
+        if first == -1 or not plain_ascii(data) or not short_lines(data, renderer.max_columns):
+            return data
+        tail = self.tail_bytes
+        cut = data.rfind("\n", first + 1, len(data) - 2 * tail)
+        if cut == -1:
+            return data
+        rest = data[cut + 1:]
+        # The rest must push every line before it out of the tail on its own.
+        if rest.rfind("\n") + 1 <= tail or rest.count("\n") <= SCREEN_ROWS:
+            return data
+        renderer.feed(data[:first + 1])   # ends the cursor's line
+        hidden = data[first + 1:cut + 1]  # whole lines, each with its newline
+        self.omitted_lines += hidden.count("\n")
+        self.omitted_bytes += len(hidden)
+        self._trimmed = True
+        return rest
 
     def lines(self) -> List[str]:
         if self.head is None:
@@ -87,9 +124,9 @@ class RunOutput:
         change = self.renderer.take_changes()
         if change is None and not trimmed:
             return None
-        if self._force_from_zero:
-            self._force_from_zero = False
-            return 0, self.lines()
+        if self._rewrite_from is not None:
+            first, self._rewrite_from = self._rewrite_from, None
+            return first, self.head[first:] + [self.notice()] + self.renderer.lines()
         # The notice line changes with every trim: rewrite from it on; the
         # block's diff keeps the actual edit to what differs.
         return len(self.head), [self.notice()] + self.renderer.lines()
@@ -102,6 +139,11 @@ class RunOutput:
             return
         budget = self.max_bytes - self.tail_bytes
         n = renderer.lines_within(budget)
+        # Lines above the first changed one are in the block as they are:
+        # the block changes from there on, not from its first line (which
+        # would rewrite, and diff, the whole head).
+        change = renderer.take_changes()
+        unchanged = renderer.line_count if change is None else change[0]
         if n:
             head = renderer.discard_head(n)
         else:
@@ -111,12 +153,11 @@ class RunOutput:
             cut = raw[:budget].decode("utf-8", "ignore")
             head = [cut]
             self.omitted_bytes += len(raw) - len(cut.encode("utf-8"))
+            unchanged = 0   # the first line itself was cut
         self.head = head
-        renderer.take_changes()
         self._trim_tail()
-        # The whole block changes once, from its first line.
         self._trimmed = True
-        self._force_from_zero = True
+        self._rewrite_from = min(unchanged, len(head))
 
     def _trim_tail(self) -> bool:
         """Drop lines from the top of the tail until it fits, keeping a screen's

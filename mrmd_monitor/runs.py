@@ -59,6 +59,8 @@ class Run:
     content: BlockContent = field(default_factory=BlockContent)
     pending: bool = False
     pending_since: Optional[float] = None   # for the flush latency histogram
+    # Past the cap, the worker's buffer whose output waits for the next flush.
+    waiting: Optional[object] = None
     next_flush: float = 0.0
     last_flush: float = float("-inf")
     display: List[dict] = field(default_factory=list)

@@ -153,6 +153,14 @@ def _closing_quote(data, i, escaped):
     so the first quote left is the closing one."""
     n = len(data)
     start = i + 1 if escaped else i
+    if data.find(b'"', start) == -1:
+        # No quote at all (a long string going by): only whether the piece
+        # ends inside an escape matters, which the parity of its trailing
+        # backslashes says (the byte before them ends no escape).
+        tail = data[max(start, n - 64):n]
+        run = len(tail) - len(tail.rstrip(b"\\"))
+        if run < len(tail) or n - 64 <= start:
+            return -1, run % 2 == 1
     window = 256
     while True:
         stop = min(n, start + window)
@@ -197,7 +205,8 @@ def _decode_string(raw) -> Optional[str]:
         return None
     if end != len(text):
         return None
-    return _scrub(value) if _may_hold_surrogates(text) else value
+    # An ASCII value holds no surrogate (isascii() is O(1)): the text is not searched.
+    return _scrub(value) if not value.isascii() and _may_hold_surrogates(text) else value
 
 
 def _may_hold_surrogates(text: str) -> bool:
@@ -476,7 +485,7 @@ def _content_of(buf, quote, stop):
         if getattr(exc, "msg", "").startswith("Unterminated"):
             return None
         return "", "other", ""
-    if _may_hold_surrogates(text[:end]):
+    if not content.isascii() and _may_hold_surrogates(text[:end]):
         content = _scrub(content)
     rest = text[end:]
     return content, _after_text(rest), rest

@@ -49,7 +49,8 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Tuple
 
-__all__ = ["TerminalRenderer", "SCREEN_ROWS", "DEFAULT_COLUMNS", "utf8_len"]
+__all__ = ["TerminalRenderer", "SCREEN_ROWS", "DEFAULT_COLUMNS", "utf8_len", "plain_ascii",
+           "short_lines"]
 
 SCREEN_ROWS = 24
 DEFAULT_COLUMNS = 4096
@@ -61,6 +62,8 @@ DEFAULT_COLUMNS = 4096
 # it from the run is exactly what dispatching it would do, at C speed.
 _RUN = re.compile(r"(?:[^\x00-\x09\x0b-\x1f\x7f]+|\x1b\[[0-9;]*m)*")
 _SGR = re.compile(r"\x1b\[[0-9;]*m")
+# Every control but LF (CR LF already folded): text without one is only lines.
+_CONTROL_BYTES = bytes([*range(0x00, 0x0a), *range(0x0b, 0x20), 0x7f])
 # A progress bar redraws its line from column 0 many times per chunk; the
 # whole run of redraws is taken at once, as only what the last ones leave
 # is visible.
@@ -101,6 +104,31 @@ _BLOCK = 512
 def utf8_len(text: str) -> int:
     """UTF-8 length; isascii() is O(1) on CPython, so ASCII lines cost nothing."""
     return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def plain_ascii(text: str) -> bool:
+    """ASCII without any control but LF: only lines of text. Checked as
+    bytes, at C speed (a regex or isprintable() looks at each character far
+    more slowly)."""
+    if not text.isascii():
+        return False
+    raw = text.encode("ascii")
+    return len(raw.translate(None, _CONTROL_BYTES)) == len(raw)
+
+
+def short_lines(text: str, limit: int) -> bool:
+    """True when no line of ``text`` is longer than ``limit`` characters, found
+    with a few C-speed searches instead of measuring every line: a longer
+    line would hold a whole aligned stretch of ``limit // 2`` characters
+    without a newline. False means "maybe": measure."""
+    step = limit // 2
+    if step < 64:
+        return False
+    find = text.find
+    for start in range(0, len(text) - step + 1, step):
+        if find("\n", start, start + step) == -1:
+            return False
+    return True
 
 
 def _size_of(lines: List[str]) -> int:
@@ -158,19 +186,25 @@ class TerminalRenderer:
             self._pending = ""
         if not data:
             return
-        # The common case, whole lines of printable text, is split once and
-        # appended in bulk. isprintable() is False for CR, ESC, TAB and every
-        # other control, so any of them takes the general path below.
-        lines = data.split("\r\n") if "\r\n" in data else data.split("\n")
-        if all(map(str.isprintable, lines)):
-            if len(lines) == 1:
-                self._write(data)
-            else:
-                self._lines_of(lines, data.isascii())
-            return
         # LF already returns the carriage, so CR LF is LF; folding the pair
         # lets typical output reach _text as whole runs of lines.
-        data = data.replace("\r\n", "\n")
+        if "\r" in data:
+            data = data.replace("\r\n", "\n")
+        # The common case, whole lines of text without controls, is split once
+        # and appended in bulk (ASCII is checked as bytes); isprintable() is
+        # False for every control, so any of them takes the general path below.
+        if data.isascii():
+            if plain_ascii(data):
+                self._text(data)
+                return
+        else:
+            parts = data.split("\n")
+            if all(map(str.isprintable, parts)):
+                if len(parts) == 1:
+                    self._write(data)
+                else:
+                    self._lines_of(parts, None)
+                return
         run = _RUN.match
         match = _SPECIAL.match
         pos = 0
@@ -249,6 +283,15 @@ class TerminalRenderer:
     def cursor_row(self) -> int:
         return self._row
 
+    @property
+    def max_columns(self) -> int:
+        return self._max
+
+    def at_end(self) -> bool:
+        """The cursor is on the last line and no sequence is half read: text
+        from here on only appends."""
+        return self._row == len(self._lines) - 1 and not self._pending
+
     def lines_within(self, budget: int) -> int:
         """How many leading lines above the cursor fit in ``budget`` bytes,
         counting each line's newline."""
@@ -297,10 +340,16 @@ class TerminalRenderer:
         if "\n" not in seg:
             self._write(seg)
         else:
-            self._lines_of(seg.split("\n"), seg.isascii())
+            parts = seg.split("\n")
+            # The lines after the first, newlines not counted: their size when ASCII.
+            self._lines_of(parts, len(seg) - len(parts[0]) - (len(parts) - 1)
+                           if seg.isascii() else None, short_lines(seg, self._max))
 
-    def _lines_of(self, parts: List[str], ascii: bool) -> None:
-        """Text made of ``parts`` joined by newlines, without other controls."""
+    def _lines_of(self, parts: List[str], ascii_size: Optional[int], short: bool = False) -> None:
+        """Text made of ``parts`` joined by newlines, without other controls;
+        ``ascii_size``: the size of ``parts[1:]`` when they are ASCII, else
+        None; ``short``: no part is longer than max_columns (known already)."""
+        ascii = ascii_size is not None
         if parts[0]:
             self._write(parts[0])
         lines = self._lines
@@ -316,11 +365,15 @@ class TerminalRenderer:
                 return
             parts = parts[above:]
             parts[0] = ""   # already written
+            ascii_size = None   # some lines went above: the rest is measured below
         new = parts[1:]
         limit = self._max
-        if max(map(len, new)) > limit:
+        if not short and max(map(len, new)) > limit:
             new = [part[:limit] for part in new]
-        if ascii:
+            ascii_size = None
+        if ascii_size is not None:
+            added = ascii_size
+        elif ascii:
             added = sum(map(len, new))
         else:
             added = utf8_len("\n".join(new)) - (len(new) - 1)

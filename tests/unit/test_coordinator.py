@@ -789,3 +789,33 @@ def test_an_idle_document_sets_no_timer_and_a_change_wakes_the_sweep():
     w.br_map["x"] = {"id": "x", "status": "running", "claimedBy": 42}   # another's lease
     w.to_monitor()
     assert w.tick() is not None and w.tick() <= 1.0   # watched for orphans, every second
+
+
+def test_past_the_cap_output_waits_in_the_worker_buffer_until_the_flush():
+    """Past the cap the block moves once a second: the output gathers in the
+    worker's buffer meanwhile (one message, not one per event) and the block
+    ends up exact: head, notice, the latest lines in order."""
+    world = World(max_output_bytes=20_000)
+    world.br_text += CELL
+    world.to_monitor()
+    world.start_run("e1")
+    buf = m.OutputBuffer()
+    lines = ["n%d" % i for i in range(20_000)]
+    posted = 0
+    for i in range(0, len(lines), 100):
+        if buf.put("".join(line + "\r\n" for line in lines[i:i + 100])):
+            posted += 1
+            world.co.on_message(m.OutputReady("e1", buf))
+        world.clock.t += 0.01
+        world.tick()
+    assert posted < 60   # one message a flush past the cap, not one per event
+    world.co.on_message(m.RunFinished("e1", result={"success": True}, output=buf))
+    text = world.text()
+    start = text.index("```output:e1\n") + len("```output:e1\n")
+    block = text[start:text.index("\n```", start)].split("\n")
+    notice = [k for k, line in enumerate(block) if line.startswith("[mrmd-monitor: output over")]
+    assert len(notice) == 1
+    head, tail = block[:notice[0]], block[notice[0] + 1:]
+    assert head == lines[:len(head)] and tail == lines[-len(tail):]
+    left = len(lines) - len(head) - len(tail)
+    assert "; %d lines (" % left in block[notice[0]]

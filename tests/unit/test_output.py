@@ -107,3 +107,52 @@ def test_a_screen_of_wide_lines_is_trimmed_to_the_tail():
     assert o.capped
     assert o.renderer.size <= 2_000
     assert o.lines()[-1] == "" and o.lines()[-2].startswith("099")
+
+
+def test_reaching_the_cap_rewrites_the_block_from_what_changed_not_from_its_first_line():
+    from mrmd_monitor.document import BlockContent
+    for flush_every in (1, 7, 50, 10_000):
+        o = RunOutput(max_bytes=10_000, tail_bytes=2_000)
+        block = BlockContent()
+        firsts = []
+        for i in range(3000):
+            o.feed("line %d\r\n" % i if i % 11 else "line %d é😀\r\n" % i)
+            if i % flush_every == 0:
+                change = o.take_changes()
+                if change is not None:
+                    block.apply(*change)
+                    firsts.append(change[0])
+        change = o.take_changes()
+        if change is not None:
+            block.apply(*change)
+        assert o.capped
+        # The block holds exactly what the output shows.
+        assert block.text == o.text() + ("\n" if o.lines()[-1] else "")
+        if flush_every < 10_000:
+            # Once flushed, the head is never written again.
+            assert min(firsts[1:]) > 0
+
+
+def test_past_the_cap_a_long_chunk_shows_what_small_pieces_show():
+    """Lines a long chunk pushes out of the tail are counted without being
+    rendered: the block (head, notice with its counts, tail) is the same as
+    when the same output comes in small pieces, which are all rendered."""
+    import random
+    rnd = random.Random(3)
+    for case in range(12):
+        text = "".join("%d %s\r\n" % (i, "y" * rnd.randint(0, 120)) for i in range(30_000))
+        if case % 3 == 1:
+            text += "\x1b[2Aup\r\n" + "z\r\n" * 10          # a cursor move at the end
+        if case % 3 == 2:
+            text = text[:len(text) // 2] + "\t" + text[len(text) // 2:]   # a control inside
+        big, small = (RunOutput(max_bytes=50_000, tail_bytes=5_000) for _ in range(2))
+        at = 0
+        while at < len(text):
+            n = rnd.choice((1, 700, 30_000, 200_000))
+            big.feed(text[at:at + n])
+            at += n
+        for i in range(0, len(text), 997):
+            small.feed(text[i:i + 997])
+        assert big.take_changes() == small.take_changes()
+        assert (big.omitted_lines, big.omitted_bytes) == (small.omitted_lines, small.omitted_bytes)
+        assert big.lines() == small.lines()

@@ -109,6 +109,16 @@ def test_put_reports_when_a_message_is_due():
     assert buf.put("c") is True
 
 
+def test_put_asks_once_more_when_a_big_piece_waits():
+    buf = OutputBuffer(limit=1000)          # big: 250 characters
+    assert buf.put("a" * 10) is True
+    assert buf.put("b" * 200) is False
+    assert buf.put("c" * 50) is True       # 260 waiting
+    assert buf.put("d" * 300) is False     # asked already
+    assert buf.take().startswith("a" * 10 + "b" * 200)
+    assert buf.put("e") is True and buf.put("f" * 300) is True
+
+
 def test_put_never_waits_for_a_take():
     buf = OutputBuffer(limit=1000)
     done = threading.Event()

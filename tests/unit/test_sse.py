@@ -275,3 +275,27 @@ def test_cut_strings_keep_the_json_valid():
                 assert obj[key].startswith(value) and len(value) <= keep
             else:
                 assert value == obj[key]
+
+
+def test_cut_strings_without_quotes_keep_the_json_valid():
+    """Long strings with no quote in a piece take a shortcut (the parity of
+    the piece's trailing backslashes): seeded, any split, backslash runs of
+    every length around the 64-byte look-back."""
+    from mrmd_monitor.sse import _Elider
+    rnd = random.Random(11)
+    for _ in range(200):
+        stdout = "".join(rnd.choice(["a", "\\" * rnd.randint(1, 70), "\n", "é"])
+                         for _ in range(rnd.randint(0, 3000)))
+        obj = {"stdout": stdout, "w": "\\" * rnd.randint(0, 200), "after": "ok"}
+        raw = json.dumps(obj, ensure_ascii=rnd.random() < 0.5).encode()
+        keep = rnd.choice((10, 1000, 65536))
+        elider = _Elider(keep=keep)
+        for piece in chunked(raw, rnd.choice((1, 3, 63, 64, 65, 100, 4096))):
+            elider.feed(piece)
+        back = json.loads(bytes(elider.out).decode("utf-8", "replace"))
+        assert back["w"] == obj["w"] and back["after"] == "ok"
+        value = back["stdout"]
+        if value != stdout:
+            marker = " [... cut by mrmd-monitor]"
+            assert value.endswith(marker)
+            assert stdout.startswith(value[:-len(marker)].rstrip("\ufffd"))
