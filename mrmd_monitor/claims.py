@@ -3,7 +3,10 @@
 A claim is written into the entry (``claimedBy``), then confirmed only after
 it has made a round trip through the server (a probe: a sync step 1 sent
 after it, answered) and, when other monitors are present, a settle delay,
-with the entry still naming us. Only a monitor present in awareness holds a
+with the entry still naming us. The settle delay follows the round trips
+measured lately (:func:`settle_window`): a concurrent claim can take about
+one round trip of the other monitor to reach us, and under load those grow
+past --claim-settle. Only a monitor present in awareness holds a
 lease: its claimed or running entries are its own until it is gone for
 ``--orphan-timeout``; then a waiting run is taken over and a running one is
 marked lost. Requests left from long before we started expire instead of
@@ -20,8 +23,9 @@ Pure decisions over a small port to the document (``DocPort``, implemented
 by the sync thread) and a clock passed in; the coordinator does the writes.
 """
 
+import collections
 import logging
-from typing import Dict, Iterable, List, Optional, Protocol, Tuple
+from typing import Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
 
 from . import protocol as p
 from .logs import context
@@ -36,6 +40,26 @@ STALE_SIGHT_MS = 400
 
 # What Claims.defer says about a claimable request.
 WAIT, CLAIM, BACKUP = "wait", "claim", "backup"
+
+# The settle delay is at least this many of the slowest recent probe round
+# trips (a concurrent claim needs about one round trip of its monitor to reach
+# us; two leave room for that monitor being slower than we are), over the
+# last RTT_SAMPLES probes, and at most SETTLE_CAP seconds.
+RTT_FACTOR = 2.0
+RTT_SAMPLES = 16
+SETTLE_CAP = 5.0
+
+
+def settle_window(base: float, rtts: Sequence[float], factor: float = RTT_FACTOR,
+                  cap: float = SETTLE_CAP) -> float:
+    """Seconds a confirmed round trip of our claim waits for a concurrent one:
+    ``base`` (--claim-settle), or ``factor`` times the slowest recent round
+    trip when that is longer, never more than ``cap`` (nor less than ``base``).
+    A ``base`` of 0 is an operator turning the wait off: it stays off."""
+    if base <= 0:
+        return 0.0
+    slowest = max(rtts, default=0.0)
+    return max(base, min(cap, factor * slowest))
 
 
 class DocPort(Protocol):
@@ -81,6 +105,8 @@ class Claims:
         self.config = config
         self._absent_since: Dict[str, float] = {}
         self._deferred: Dict[str, _Deferred] = {}
+        self._sent: Dict[int, float] = {}    # probe seq -> when sent (clock)
+        self.rtts = collections.deque(maxlen=RTT_SAMPLES)
 
     # -- leases --------------------------------------------------------------
 
@@ -163,7 +189,7 @@ class Claims:
             elif wait.probe is None:
                 unprobed.append(wait)
         if unprobed:
-            seq = self.port.probe()
+            seq = self._probe(now)
             if seq is None:  # not connected: asked again after the next handshake
                 nxt = 0.5 if nxt is None else min(nxt, 0.5)
             for wait in unprobed:
@@ -172,22 +198,34 @@ class Claims:
 
     # -- confirming our claims -------------------------------------------------
 
+    def _probe(self, now: Optional[float]) -> Optional[int]:
+        seq = self.port.probe()
+        if seq is not None and now is not None:
+            self._sent[seq] = now
+        return seq
+
+    def settle(self) -> float:
+        """The settle delay now (see :func:`settle_window`)."""
+        return settle_window(self.config.claim_settle, self.rtts)
+
     def reset(self, runs: Iterable[Run]):
         """A new connection: probes sent on the old one will never be answered."""
         self._absent_since.clear()
+        self._sent.clear()
         for run in runs:
             if run.phase is Phase.CLAIMED and run.confirm_at is None:
                 run.probe = None
         for wait in self._deferred.values():
             wait.probe = None
 
-    def probe(self, runs: Iterable[Run]):
-        """Give every unconfirmed claim a probe, one sync step 1 for all."""
+    def probe(self, runs: Iterable[Run], now: Optional[float] = None):
+        """Give every unconfirmed claim a probe, one sync step 1 for all
+        (``now`` given: its round trip is measured)."""
         waiting = [r for r in runs
                    if r.phase is Phase.CLAIMED and r.confirm_at is None and r.probe is None]
         if not waiting:
             return
-        seq = self.port.probe()
+        seq = self._probe(now)
         if seq is None:
             return  # not connected: probed again after the next handshake
         for run in waiting:
@@ -201,7 +239,9 @@ class Claims:
         claim reached the server; it announced itself in awareness before
         that, on the same ordered connection, so its awareness is here too.
         With no other monitor in sight there is nobody to wait for."""
-        settle = self.config.claim_settle if self.port.other_monitors_present() else 0.0
+        for sent in [k for k in self._sent if k <= seq]:
+            self.rtts.append(max(0.0, now - self._sent.pop(sent)))
+        settle = self.settle() if self.port.other_monitors_present() else 0.0
         for wait in self._deferred.values():  # backups may claim now (next tick)
             if wait.probe is not None and wait.probe <= seq:
                 wait.checked = True

@@ -107,7 +107,7 @@ class Coordinator:
             self._expire_stale()
         self.claims.reset(self.runs.values())
         self.on_entries_changed(keys)
-        self.claims.probe(self.runs.values())
+        self.claims.probe(self.runs.values(), self.clock())
 
     def _expire_stale(self):
         """Requests left from long ago are not run by surprise when we start."""
@@ -144,7 +144,7 @@ class Coordinator:
         for entry in to_claim:
             self._claim(entry)
         if to_claim:
-            self.claims.probe(self.runs.values())
+            self.claims.probe(self.runs.values(), self.clock())
 
     def _index(self, keys):
         for key in keys:
@@ -234,6 +234,8 @@ class Coordinator:
                                                   SWEEP_INTERVAL, RETENTION_SWEEP_INTERVAL)
             self._next_sweep = None if interval is None else now + interval
         later = self._claim_deferred(now) if self.claims.deferring() else None
+        if any(self.claims.due(run, now) for run in self.runs.values()):
+            self._catch_up()  # a concurrent claim already on the socket decides before we run
         for run in list(self.runs.values()):
             if self.claims.due(run, now):
                 self._confirm(run, now)
@@ -258,11 +260,14 @@ class Coordinator:
         Returns the seconds until the next is due."""
         due, nxt = self.claims.deferred_due(now)
         if due:
-            catch_up = getattr(self.claims.port, "catch_up", None)
-            if catch_up is not None:
-                catch_up()  # the preferred monitor's claim may be waiting on the socket
+            self._catch_up()  # the preferred monitor's claim may be waiting on the socket
             self.on_entries_changed(due)
         return nxt
+
+    def _catch_up(self):
+        catch_up = getattr(self.claims.port, "catch_up", None)
+        if catch_up is not None:
+            catch_up()
 
     # -- claims ----------------------------------------------------------------
 
@@ -305,7 +310,7 @@ class Coordinator:
             run = self.runs.get(entry.exec_id)
             if run is not None:
                 run.block_ready = entry.output_block_ready
-                self.claims.probe(self.runs.values())
+                self.claims.probe(self.runs.values(), self.clock())
 
     def _claim(self, entry):
         if entry.problem is not None:

@@ -1,6 +1,8 @@
 """Claims over a fake document port: leases, probes and settle, orphans,
 retention and stale requests, with the clock passed in."""
 
+import pytest
+
 from mrmd_monitor import protocol as p
 from mrmd_monitor.claims import Claims
 from mrmd_monitor.config import Config
@@ -129,3 +131,29 @@ def test_sweep_is_due_only_while_something_can_come_due():
     assert c.sweep_interval({"m": entry("m", status="claimed", claimedBy=ME)}, {}, 1.0, 30.0) is None
     c0, _ = claims(retention=0.0)
     assert c0.sweep_interval(done, {}, 1.0, 30.0) is None                  # retention off
+
+
+def test_settle_window_follows_the_slowest_recent_round_trip():
+    from mrmd_monitor.claims import settle_window
+    assert settle_window(0.3, []) == 0.3                       # nothing measured yet
+    assert settle_window(0.3, [0.01, 0.05]) == 0.3             # fast round trips: the option
+    assert settle_window(0.3, [0.05, 0.9, 0.2]) == pytest.approx(1.8)        # twice the slowest
+    assert settle_window(0.3, [40.0]) == 5.0                   # capped
+    assert settle_window(0.0, [2.0]) == 0.0                    # an operator turned it off
+
+
+def test_a_slow_probe_round_trip_lengthens_the_settle():
+    c, port = claims()
+    port.others = True
+    a, b = run("a"), run("b")
+    c.probe([a], now=10.0)
+    c.acked([a], 1, now=11.2)                                  # 1.2 s round trip under load
+    assert a.confirm_at == pytest.approx(11.2 + 2.4)
+    c.probe([b], now=20.0)
+    c.acked([b], 2, now=20.01)                                 # the slow one is still recent
+    assert b.confirm_at == pytest.approx(20.01 + 2.4)
+    for i in range(16):                                        # until it ages out
+        d = run("d%d" % i)
+        c.probe([d], now=30.0 + i)
+        c.acked([d], port.seq, now=30.0 + i + 0.01)
+    assert c.settle() == 0.3
