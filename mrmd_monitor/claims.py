@@ -28,6 +28,7 @@ import logging
 from typing import Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
 
 from . import protocol as p
+from .cluster import CLAIM_STEP
 from .logs import context
 from .runs import Phase, Run
 
@@ -60,6 +61,17 @@ def settle_window(base: float, rtts: Sequence[float], factor: float = RTT_FACTOR
         return 0.0
     slowest = max(rtts, default=0.0)
     return max(base, min(cap, factor * slowest))
+
+
+def backup_delay(delay: float, rtts: Sequence[float], factor: float = RTT_FACTOR,
+                 step: float = CLAIM_STEP) -> float:
+    """A backup's delay (``step`` per monitor ranked before it), stretched so
+    that each step is at least ``factor`` slowest recent round trips: the
+    preferred monitor's claim takes about one round trip to be seen (more when
+    it saw the request late and probed first), and a backup claiming before
+    that races it."""
+    slowest = max(rtts, default=0.0)
+    return delay * max(1.0, factor * slowest / step) if delay > 0 else 0.0
 
 
 class DocPort(Protocol):
@@ -123,9 +135,10 @@ class Claims:
     def claim_delay(self, entry: p.Entry) -> float:
         """Seconds to wait before claiming this request (0: at once). The one
         place where spreading claims across monitors plugs in (a backup
-        monitor waits; the request is looked at again when the delay ends)."""
+        monitor waits; the request is looked at again when the delay ends),
+        stretched while round trips are slow (:func:`backup_delay`)."""
         delay = getattr(self.port, "claim_delay", None)
-        return delay(entry) if delay is not None else 0.0
+        return backup_delay(delay(entry), self.rtts) if delay is not None else 0.0
 
     # -- several monitors: the preferred one first -----------------------------
 
@@ -143,7 +156,9 @@ class Claims:
                     "another monitor is preferred for %s: claiming it only as a backup, "
                     "in %.1fs", entry.exec_id, delay)
         wait.entry = entry
-        if now < wait.first + delay:
+        # Once its probe is answered the delay has passed: a delay stretched
+        # since (a slow round trip) does not send it back to waiting.
+        if not wait.checked and now < wait.first + delay:
             return WAIT
         late = now > wait.first
         # Seen long after it was made (this thread was slow): a backup that saw

@@ -56,6 +56,14 @@ _JOIN_RESERVE = 1.5
 # A stop of the monitor shortens it to the stop deadline.
 MOVED_GRACE = 7 * 24 * 3600.0
 
+# While runs come and go, our busy count goes to the control document at most
+# this often (cluster.claim_order bounds each monitor's load by it); idle, the
+# main loop keeps its 1 s wake-up.
+LOAD_PUBLISH_INTERVAL = 0.2
+# With --replicas all, how often the main loop looks for another monitor in
+# our documents (then it joins the control document, for the loads).
+LOOK_FOR_OTHERS_INTERVAL = 1.0
+
 SIGNAL_EVENTS = {signal.SIGTERM: "term", signal.SIGINT: "int", signal.SIGHUP: "hup"}
 
 # Config fields a HUP cannot change in a running process (``reloadable=False``
@@ -95,6 +103,10 @@ class Daemon:
         self._control_synced = False
         self._sharded = False   # an assignment has been applied once
         self._listed = None
+        self._load_history = {}    # member id -> its recent states (cluster.remember)
+        self._load_sent = 0        # the busy count last published in the control document
+        self._load_sent_at = 0.0
+        self._next_look = 0.0
 
     # -- signals ---------------------------------------------------------------
 
@@ -131,7 +143,8 @@ class Daemon:
             log.info("mrmd-monitor started as %r: %s, document(s) %s", self.config.name,
                      self.config.sync_url, ", ".join(self.config.docs))
         else:
-            self._attach_control()
+            if self.config.replicas:
+                self._attach_control()
             self.discovery = Discovery(lambda: self.config, report=self._on_discovered,
                                        fail=self._on_discovery_failed)
             self.discovery.start()
@@ -155,7 +168,8 @@ class Daemon:
     def _attach(self, name):
         sync = SyncThread(config=self.config, doc_name=name, pool=self.pool,
                           on_synced=self._on_synced, on_exit=self._on_sync_exit,
-                          metrics=self.metrics, member_id=self.member_id)
+                          metrics=self.metrics, member_id=self.member_id,
+                          cluster_loads=self._cluster_loads)
         self.syncs.append(sync)
         sync.start()
         self.metrics.set("mrmd_monitor_documents_attached", len(self.syncs))
@@ -211,7 +225,7 @@ class Daemon:
             log.info("every document the server lists is followed again (--max-docs %d)",
                      self.config.max_docs)
         self._capped = bool(left_out)
-        if not self._announced and not self.syncs and (self._sharded or self.control is None):
+        if not self._announced and not self.syncs and (self._sharded or not self._sharding()):
             self._announce()
 
     def _announce(self):
@@ -244,6 +258,7 @@ class Daemon:
             except queue.Empty:
                 kind, value = "tick", None
             getattr(self, "handle_" + kind.replace("-", "_"))(value)
+            self._cluster_upkeep()
             if self._stopping and not any(s.is_alive() for s in self._all_syncs()):
                 break
             if self._stopping and self._remaining() <= _JOIN_RESERVE:
@@ -265,7 +280,7 @@ class Daemon:
 
     def _wait_time(self):
         if self._stop_deadline is None:
-            return 1.0
+            return LOAD_PUBLISH_INTERVAL if self._load_moving() else 1.0
         return max(0.0, min(1.0, self._remaining() - _JOIN_RESERVE))
 
     def _remaining(self, default=2.0):
@@ -322,8 +337,10 @@ class Daemon:
             log.info("monitors in the cluster: %d (%s)", len(members),
                      ", ".join(mb.id for mb in members))
         self._members = members
+        self._load_history = cluster.remember(self._load_history, members)
         self.metrics.set("mrmd_monitor_cluster_members", len(members or ()))
-        if (changed or not self._sharded) and self._listed is not None and not self._stopping:
+        if ((changed or not self._sharded) and self._listed is not None and not self._stopping
+                and self._sharding()):
             self._follow(self._listed)
 
     def handle_term(self, signum):
@@ -362,11 +379,17 @@ class Daemon:
     def _all_syncs(self):
         return self.syncs + ([self.control] if self.control is not None else [])
 
+    def _sharding(self):
+        return self.control is not None and bool(self.config.replicas)
+
     def _attach_control(self):
-        """With --replicas R, join the control document, where the monitors
-        following /stats see each other. Runs asked for there are not claimed."""
+        """Join the control document, where the monitors following /stats see
+        each other (with --replicas R, from the start; with all, once another
+        monitor shows in one of our documents): their members and busy counts
+        there share the documents and bound each one's load. Runs asked for
+        there are not claimed."""
         name = self.config.control_doc
-        if not name or not self.config.replicas:
+        if not name or self.control is not None:
             return
         self.control = SyncThread(
             config=self.config, doc_name=name, pool=self.pool, metrics=self.metrics,
@@ -377,10 +400,47 @@ class Daemon:
         self.control.start()
         log.info("joined the control document %s as %s", name, self.member_id)
 
+    def _cluster_loads(self, entry):
+        """The cluster's members as published in the control document a moment
+        before ``entry`` was requested (cluster.loads_as_of), or None without
+        a control document. Called on sync threads: the history is replaced
+        whole, never mutated."""
+        history = self._load_history
+        if self.control is None or not history:
+            return None
+        when = entry.requested_at - cluster.LOADS_BEFORE_MS if entry.requested_at else None
+        return cluster.loads_as_of(history, when)
+
+    def _busy(self):
+        return int(self.metrics.get("mrmd_monitor_active_runs")
+                   + self.metrics.get("mrmd_monitor_queued_runs"))
+
+    def _load_moving(self):
+        return self.control is not None and (self._load_sent or self._busy() != self._load_sent)
+
+    def _cluster_upkeep(self):
+        """Our busy count to the control document as it changes (at most every
+        LOAD_PUBLISH_INTERVAL); with --replicas all, join the control document
+        once another monitor shows up (a lone monitor opens no more than its
+        documents)."""
+        if self._stopping or self.config.docs:
+            return
+        now = time.monotonic()
+        if self.control is None:
+            if self.config.control_doc and now >= self._next_look:
+                self._next_look = now + LOOK_FOR_OTHERS_INTERVAL
+                if any(len(s.members or ()) > 1 for s in self.syncs):
+                    self._attach_control()
+            return
+        busy = self._busy()
+        if busy != self._load_sent and now - self._load_sent_at >= LOAD_PUBLISH_INTERVAL:
+            self._load_sent, self._load_sent_at = busy, now
+            self.control.post(m.Call(lambda s: s._publish_member()))  # noqa: SLF001
+
     def _assigned(self, names):
         """The documents this monitor follows among those the server lists."""
         names = [n for n in names if n != self.config.control_doc]
-        if self.control is None:
+        if not self._sharding():
             return names
         if not self._control_synced:
             return []  # the others are not known yet: attaching everything would churn

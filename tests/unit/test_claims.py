@@ -157,3 +157,15 @@ def test_a_slow_probe_round_trip_lengthens_the_settle():
         c.probe([d], now=30.0 + i)
         c.acked([d], port.seq, now=30.0 + i + 0.01)
     assert c.settle() == 0.3
+
+
+def test_backups_wait_longer_while_round_trips_are_slow():
+    from mrmd_monitor.claims import backup_delay
+    assert backup_delay(0.0, [3.0]) == 0.0                      # the preferred: at once
+    assert backup_delay(0.5, []) == 0.5
+    assert backup_delay(1.0, [0.1, 0.2]) == 1.0                 # fast: the nominal steps
+    assert backup_delay(1.0, [1.0]) == pytest.approx(4.0)       # each 0.5 s step -> 2 round trips
+    c, port = claims()
+    port.claim_delay = lambda entry: 0.5
+    c.rtts.extend([0.75])
+    assert c.claim_delay(entry("x")) == pytest.approx(1.5)
