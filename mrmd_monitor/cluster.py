@@ -9,9 +9,9 @@ with no coordinator and no new infrastructure:
 - which ``R`` of the live monitors follow each listed document
   (:func:`assignment`, rendezvous hashing with bounded loads);
 - which monitor should claim a request first (:func:`claim_order`, rendezvous
-  hashing of the (runtime, session) pair weighted by capacity with bounded
-  loads, monitors published as full last), and how long another one waits
-  before it claims as a backup (:func:`claim_delay`).
+  hashing of the (runtime, session) pair weighted by capacity over load,
+  with bounded loads), and how long another one waits before it claims as a
+  backup (:func:`claim_delay`).
 
 Views differ for a moment while awareness travels; nothing here has to be
 exact for correctness: the claim protocol (coordinator.py) keeps every run
@@ -295,25 +295,29 @@ def claim_order(runtime_url: str, session, members: Sequence[Member],
                 loads: Optional[Sequence[Member]] = None,
                 slack: float = LOAD_SLACK) -> List[Member]:
     """Who should claim this run, first to last: rendezvous hashing of the
-    (runtime, session) pair weighted by capacity, with bounded loads. A member
-    published as full goes after every one with room; among the rest, one
-    whose busy count would pass ``1 + slack`` times its share of the cluster's
-    (:func:`over_bound`) goes after the ones within it. While loads stay
-    within the bound a pair keeps its monitor, which keeps a notebook's cells
-    in one queue; a monitor that got more than its share of pairs hands new
-    ones to the next in line until the others catch up.
+    (runtime, session) pair, each member weighted by its capacity over its
+    load (``capacity / (1 + busy)``: a busy or full monitor is first for
+    fewer pairs, an idle one for more), and bounded loads: a member whose
+    busy count would pass ``1 + slack`` times its share of the cluster's
+    (:func:`over_bound`) goes after the ones within it. While loads hold, a
+    pair keeps its monitor, which keeps a notebook's cells in one queue.
+
+    Weights, not a hard "full last" rule: loads are seen late (published
+    every LOAD_PUBLISH_INTERVAL, taken as of before the request), and the one
+    monitor shown with room while the others were full then got every new
+    pair until its load caught up.
 
     ``members`` are the monitors that can claim here (present in the
-    document); ``loads``, when given, the whole cluster's latest published
-    states (the control document's, published as they change), which replace
-    the busy counts of the same ids in ``members`` and make up the mean. Every
-    monitor computes the same order from the same published states."""
+    document); ``loads``, when given, the whole cluster's published states
+    (the control document's), which replace the counts of the same ids in
+    ``members`` and make up the mean. Every monitor computes the same order
+    from the same published states."""
     key = run_key(runtime_url, session)
     fresh = {m.id: m for m in loads or ()}
     here = [fresh.get(m.id, m) for m in members]
     cluster = list(fresh.values()) + [m for m in here if m.id not in fresh]
-    ranked = ranking(key, here, weight=lambda m: m.capacity)
-    return sorted(ranked, key=lambda m: (m.free <= 0, over_bound(m, cluster, slack)))
+    ranked = ranking(key, here, weight=lambda m: m.capacity / (1.0 + m.busy))
+    return sorted(ranked, key=lambda m: over_bound(m, cluster, slack))
 
 
 def over_bound(member: Member, cluster: Sequence[Member], slack: float = LOAD_SLACK) -> bool:
@@ -326,27 +330,15 @@ def over_bound(member: Member, cluster: Sequence[Member], slack: float = LOAD_SL
 
 
 def claim_delay(runtime_url: str, session, members: Optional[Sequence[Member]], me: str,
-                step: float = CLAIM_STEP, loads: Optional[Sequence[Member]] = None,
-                me_now: Optional[Member] = None) -> float:
+                step: float = CLAIM_STEP, loads: Optional[Sequence[Member]] = None) -> float:
     """Seconds monitor ``me`` waits before claiming this run: ``step`` per
     member ranked before it (0 for the preferred monitor, or with no other
     member in sight). Two monitors never get the same delay from the same
-    view. A backup still claims when the preferred one is gone, full or does
-    not claim in time.
-
-    ``me_now``, our own state as it is now (the others see it only once
-    published), can only move us later: past our bound or full by now, we let
-    the next in line claim first; it never moves us earlier, where we would
-    race the monitor the others expect first."""
+    view. A backup still claims when the preferred one is gone, busy or does
+    not claim in time."""
     if members is None or len(members) <= 1:
         return 0.0
     order = [m.id for m in claim_order(runtime_url, session, members, loads)]
     if me not in order:
         return 0.0  # we do not see ourselves: behave as before, alone
-    place = order.index(me)
-    if me_now is not None and me_now.id == me:
-        swap = lambda ms: None if ms is None else tuple(  # noqa: E731
-            me_now if m.id == me else m for m in ms)
-        now = [m.id for m in claim_order(runtime_url, session, swap(members), swap(loads))]
-        place = max(place, now.index(me))
-    return place * step
+    return order.index(me) * step

@@ -254,7 +254,7 @@ class SyncThread(threading.Thread):
         (claims.DocPort); 0 when we are preferred or see no other monitor."""
         loads = self._cluster_loads(entry) if self._cluster_loads is not None else None
         return cluster.claim_delay(entry.runtime_url, entry.session, self.members, self.member_id,
-                                   loads=loads, me_now=self._me())
+                                   loads=loads)
 
     def catch_up(self):
         """Before a backup claim: apply what already waits on the socket (the
