@@ -60,9 +60,6 @@ MOVED_GRACE = 7 * 24 * 3600.0
 # this often (cluster.claim_order bounds each monitor's load by it); idle, the
 # main loop keeps its 1 s wake-up.
 LOAD_PUBLISH_INTERVAL = 0.2
-# With --replicas all, how often the main loop looks for another monitor in
-# our documents (then it joins the control document, for the loads).
-LOOK_FOR_OTHERS_INTERVAL = 1.0
 
 SIGNAL_EVENTS = {signal.SIGTERM: "term", signal.SIGINT: "int", signal.SIGHUP: "hup"}
 
@@ -106,7 +103,6 @@ class Daemon:
         self._load_history = {}    # member id -> its recent states (cluster.remember)
         self._load_sent = 0        # the busy count last published in the control document
         self._load_sent_at = 0.0
-        self._next_look = 0.0
 
     # -- signals ---------------------------------------------------------------
 
@@ -169,7 +165,7 @@ class Daemon:
         sync = SyncThread(config=self.config, doc_name=name, pool=self.pool,
                           on_synced=self._on_synced, on_exit=self._on_sync_exit,
                           metrics=self.metrics, member_id=self.member_id,
-                          cluster_loads=self._cluster_loads)
+                          cluster_loads=self._cluster_loads, on_members=self._on_doc_members)
         self.syncs.append(sync)
         sync.start()
         self.metrics.set("mrmd_monitor_documents_attached", len(self.syncs))
@@ -322,6 +318,11 @@ class Daemon:
             if not self._announced and self.syncs and self._all_ready():
                 self._announce()  # the last one we waited for moved away
 
+    def handle_others(self, _):
+        """Another monitor shows in one of our documents (--replicas all)."""
+        if self.control is None and not self._stopping and not self.config.docs:
+            self._attach_control()
+
     def handle_members(self, members):
         """The monitors in the control document changed (or it synced: None)."""
         if members is None:
@@ -338,6 +339,8 @@ class Daemon:
                      ", ".join(mb.id for mb in members))
         self._members = members
         self._load_history = cluster.remember(self._load_history, members)
+        if not self._announced and self.syncs and self._all_ready():
+            self._announce()  # the control document was the last one we waited for
         self.metrics.set("mrmd_monitor_cluster_members", len(members or ()))
         if ((changed or not self._sharded) and self._listed is not None and not self._stopping
                 and self._sharding()):
@@ -374,7 +377,9 @@ class Daemon:
 
     def _all_ready(self):
         # A document being left (moved, closed) may never sync: not waited for.
-        return all(s.leaving or s.doc_name in self._ready_docs for s in self.syncs)
+        # A control document joined is waited for: the loads come from it.
+        return (all(s.leaving or s.doc_name in self._ready_docs for s in self.syncs)
+                and (self.control is None or self._control_synced))
 
     def _all_syncs(self):
         return self.syncs + ([self.control] if self.control is not None else [])
@@ -418,20 +423,19 @@ class Daemon:
     def _load_moving(self):
         return self.control is not None and (self._load_sent or self._busy() != self._load_sent)
 
+    def _on_doc_members(self, _sync, members):
+        """A document's members changed (its sync thread): with --replicas all,
+        the first other monitor seen makes us join the control document (a
+        lone monitor opens no more than its documents)."""
+        if self.control is None and members and len(members) > 1:
+            self._events.put(("others", None))
+
     def _cluster_upkeep(self):
         """Our busy count to the control document as it changes (at most every
-        LOAD_PUBLISH_INTERVAL); with --replicas all, join the control document
-        once another monitor shows up (a lone monitor opens no more than its
-        documents)."""
-        if self._stopping or self.config.docs:
+        LOAD_PUBLISH_INTERVAL)."""
+        if self._stopping or self.control is None:
             return
         now = time.monotonic()
-        if self.control is None:
-            if self.config.control_doc and now >= self._next_look:
-                self._next_look = now + LOOK_FOR_OTHERS_INTERVAL
-                if any(len(s.members or ()) > 1 for s in self.syncs):
-                    self._attach_control()
-            return
         busy = self._busy()
         if busy != self._load_sent and now - self._load_sent_at >= LOAD_PUBLISH_INTERVAL:
             self._load_sent, self._load_sent_at = busy, now

@@ -241,9 +241,11 @@ class SyncThread(threading.Thread):
                               at=int(time.time() * 1000))
 
     def _publish_member(self):
-        """Our id, capacity and busy count in awareness. The busy count goes
-        only with the renewal (every AWARENESS_RENEW): published as it changed,
-        it made monitors under load disagree on who claims first. A document
+        """Our id, capacity and busy count in awareness. In a document the busy
+        count goes only with the renewal (every AWARENESS_RENEW): published as
+        it changed in every document, its traffic slowed every sync thread. The
+        daemon also calls this on the control document as it changes, where
+        each monitor reads it as of before a request (cluster.loads_as_of). A document
         being left claims nothing more: it stops being a member here, so the
         others claim at once instead of waiting for it."""
         state = cluster.member_state(self._me()) if self._stop_deadline is None else None
