@@ -25,6 +25,7 @@ by the sync thread) and a clock passed in; the coordinator does the writes.
 
 import collections
 import logging
+import threading
 from typing import Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
 
 from . import protocol as p
@@ -49,6 +50,32 @@ WAIT, CLAIM, BACKUP = "wait", "claim", "backup"
 RTT_FACTOR = 2.0
 RTT_SAMPLES = 16
 SETTLE_CAP = 5.0
+
+
+class Latencies:
+    """The recent probe round trips and claim delays of one monitor process,
+    shared by its documents (each sync thread adds; a lock, as Metrics has):
+    a document with few runs of its own has measured little, and a slow link
+    shows in every document. Its own settle and backup delays read it."""
+
+    def __init__(self, samples: int = RTT_SAMPLES):
+        self._lock = threading.Lock()
+        self._recent = collections.deque(maxlen=samples)
+
+    def add(self, seconds: float):
+        with self._lock:
+            self._recent.append(max(0.0, float(seconds)))
+
+    def extend(self, values: Iterable[float]):
+        for value in values:
+            self.add(value)
+
+    def snapshot(self) -> Tuple[float, ...]:
+        with self._lock:
+            return tuple(self._recent)
+
+    def __iter__(self):
+        return iter(self.snapshot())
 
 
 def settle_window(base: float, rtts: Sequence[float], factor: float = RTT_FACTOR,
@@ -109,7 +136,8 @@ class _Deferred:
 
 
 class Claims:
-    def __init__(self, me: int, port: DocPort, config, doc_name: str = ""):
+    def __init__(self, me: int, port: DocPort, config, doc_name: str = "",
+                 latencies: Optional[Latencies] = None):
         self.me = me
         # This module's logger with the document's name (a request's adds its exec_id).
         self.log = context(log, doc=doc_name)
@@ -118,7 +146,8 @@ class Claims:
         self._absent_since: Dict[str, float] = {}
         self._deferred: Dict[str, _Deferred] = {}
         self._sent: Dict[int, float] = {}    # probe seq -> when sent (clock)
-        self.rtts = collections.deque(maxlen=RTT_SAMPLES)
+        # Probe round trips, and how late other monitors' claims reach us.
+        self.rtts = latencies if latencies is not None else Latencies()
 
     # -- leases --------------------------------------------------------------
 
@@ -138,7 +167,7 @@ class Claims:
         monitor waits; the request is looked at again when the delay ends),
         stretched while round trips are slow (:func:`backup_delay`)."""
         delay = getattr(self.port, "claim_delay", None)
-        return backup_delay(delay(entry), self.rtts) if delay is not None else 0.0
+        return backup_delay(delay(entry), self.rtts.snapshot()) if delay is not None else 0.0
 
     # -- several monitors: the preferred one first -----------------------------
 
@@ -221,7 +250,17 @@ class Claims:
 
     def settle(self) -> float:
         """The settle delay now (see :func:`settle_window`)."""
-        return settle_window(self.config.claim_settle, self.rtts)
+        return settle_window(self.config.claim_settle, self.rtts.snapshot())
+
+    def observe(self, entry: p.Entry, now_ms: int):
+        """Another monitor's claim has just reached us: how late it is (its
+        ``claimedAt`` to now, wall clocks) is a measure of the slowest link
+        our settle must cover: a concurrent claim takes that long to arrive."""
+        if entry.status != p.CLAIMED or entry.claimed_by in (None, self.me):
+            return
+        at = p.as_int(entry.raw.get("claimedAt"))
+        if at is not None and 0 <= now_ms - at <= 60_000:
+            self.rtts.add((now_ms - at) / 1000.0)
 
     def reset(self, runs: Iterable[Run]):
         """A new connection: probes sent on the old one will never be answered."""
@@ -255,7 +294,7 @@ class Claims:
         that, on the same ordered connection, so its awareness is here too.
         With no other monitor in sight there is nobody to wait for."""
         for sent in [k for k in self._sent if k <= seq]:
-            self.rtts.append(max(0.0, now - self._sent.pop(sent)))
+            self.rtts.add(now - self._sent.pop(sent))
         settle = self.settle() if self.port.other_monitors_present() else 0.0
         for wait in self._deferred.values():  # backups may claim now (next tick)
             if wait.probe is not None and wait.probe <= seq:

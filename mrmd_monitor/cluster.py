@@ -56,7 +56,7 @@ LOAD_SLACK = 0.2
 
 #: Loads are taken as published this long before the request was made
 #: (:func:`loads_as_of`), and states are kept this long for it.
-LOADS_BEFORE_MS = 300
+LOADS_BEFORE_MS = 200
 HISTORY_MS = 10_000
 
 

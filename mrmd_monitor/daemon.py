@@ -25,6 +25,7 @@ import time
 from . import __version__, cluster, statuspage
 from . import messages as m
 from .assets import AssetStore
+from .claims import Latencies
 from .config import OPTION_FIELDS, load_config, shown
 from .discovery import Discovery, plan
 from .display import DisplayConverter
@@ -59,7 +60,7 @@ MOVED_GRACE = 7 * 24 * 3600.0
 # While runs come and go, our busy count goes to the control document at most
 # this often (cluster.claim_order bounds each monitor's load by it); idle, the
 # main loop keeps its 1 s wake-up.
-LOAD_PUBLISH_INTERVAL = 0.2
+LOAD_PUBLISH_INTERVAL = 0.1
 
 SIGNAL_EVENTS = {signal.SIGTERM: "term", signal.SIGINT: "int", signal.SIGHUP: "hup"}
 
@@ -101,6 +102,7 @@ class Daemon:
         self._sharded = False   # an assignment has been applied once
         self._listed = None
         self._load_history = {}    # member id -> its recent states (cluster.remember)
+        self.latencies = Latencies()  # round trips and claim delays, all documents
         self._load_sent = 0        # the busy count last published in the control document
         self._load_sent_at = 0.0
 
@@ -165,7 +167,8 @@ class Daemon:
         sync = SyncThread(config=self.config, doc_name=name, pool=self.pool,
                           on_synced=self._on_synced, on_exit=self._on_sync_exit,
                           metrics=self.metrics, member_id=self.member_id,
-                          cluster_loads=self._cluster_loads, on_members=self._on_doc_members)
+                          cluster_loads=self._cluster_loads, on_members=self._on_doc_members,
+                          latencies=self.latencies)
         self.syncs.append(sync)
         sync.start()
         self.metrics.set("mrmd_monitor_documents_attached", len(self.syncs))

@@ -91,7 +91,7 @@ def doc_url(sync_url, doc_name):
 class SyncThread(threading.Thread):
     def __init__(self, *, config, doc_name, pool, on_synced=None, on_exit=None, client_id=None,
                  metrics=None, connect=None, member_id=None, on_members=None,
-                 cluster_loads=None):
+                 cluster_loads=None, latencies=None):
         super().__init__(name="sync:%s" % doc_name, daemon=True)
         self.config = config
         self.doc_name = doc_name
@@ -110,7 +110,7 @@ class SyncThread(threading.Thread):
         # This thread is the coordinator's port to the document (claims.DocPort).
         self.coordinator = Coordinator(self.doc, me=self.client_id, pool=pool, post=self.post,
                                        config=config, port=self, doc_name=doc_name,
-                                       metrics=self.metrics)
+                                       metrics=self.metrics, latencies=latencies)
         self._on_synced = on_synced
         self._on_exit = on_exit
         self.leaving = False   # set by the daemon when the document is being detached

@@ -169,3 +169,23 @@ def test_backups_wait_longer_while_round_trips_are_slow():
     port.claim_delay = lambda entry: 0.5
     c.rtts.extend([0.75])
     assert c.claim_delay(entry("x")) == pytest.approx(1.5)
+
+
+def test_another_monitors_late_claim_lengthens_the_settle_in_every_document():
+    """How late other monitors' claims reach us counts like a round trip, and
+    the samples are the process's: a document with no runs of its own yet
+    settles as long as the others measured."""
+    from mrmd_monitor.claims import Latencies
+    shared = Latencies()
+    config = Config(sync_url="ws://127.0.0.1:1", claim_settle=0.3, orphan_timeout=5.0)
+    one, other = Claims(ME, Port(), config, latencies=shared), Claims(ME, Port(), config,
+                                                                    latencies=shared)
+    late = p.parse_entry("x", {"status": "claimed", "claimedBy": 42, "claimedAt": 10_000})
+    one.observe(late, now_ms=11_500)                           # arrived 1.5 s after it was made
+    assert other.settle() == pytest.approx(3.0)
+    ours = p.parse_entry("y", {"status": "claimed", "claimedBy": ME, "claimedAt": 0})
+    running = p.parse_entry("z", {"status": "running", "claimedBy": 42, "claimedAt": 0})
+    skewed = p.parse_entry("w", {"status": "claimed", "claimedBy": 42, "claimedAt": 20_000})
+    for e in (ours, running, skewed):                          # not a fresh claim of another
+        one.observe(e, now_ms=12_000)
+    assert shared.snapshot() == (1.5,)
