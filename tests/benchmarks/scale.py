@@ -304,6 +304,12 @@ def kill_results(out, victim, survivors, results, asked, runtime):
     out["final"] = sum(r["status"] in ("completed", "error", "cancelled") for r in results)
     out["lost"] = len(results) - out["final"]
     out["doubled"] = sum(n > 1 for n in asked)
+    doubled = [r["execId"] for r, n in zip(results, asked) if n > 1]
+    # A run the victim had sent to the runtime but not yet marked running in
+    # the document is, to everyone else, a run not started: taken over, it
+    # reaches the runtime a second time.
+    k["doubled_ids"] = doubled
+    k["doubled_taken_over"] = sum(x in took_over for x in doubled)
     out["other_errors"] = sum(r["status"] == "error" and r["errorType"] != "MonitorLost"
                               for r in results)
     ok_runs = [r for r in results if r["execId"] not in running]
