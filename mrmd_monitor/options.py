@@ -275,8 +275,8 @@ OPTIONS = (
     Option("claim-settle", seconds_at_least_zero, 0.3, "after a claim has made a round trip "
            "through the server, wait at least this long for a concurrent claim by another "
            "monitor before running (only when another monitor is present; longer while round "
-           "trips are slow: twice the slowest of the last 16, at most 5 s; 0: no wait)",
-           metavar=S),
+           "trips are slow: twice the slowest of the last 16 round trips and claim delays, at "
+           "most 5 s; 0: no wait)", metavar=S),
     Option("orphan-timeout", seconds_above_zero, 20.0, "a monitor missing from awareness this "
            "long has lost its claims: not-started runs are taken over, running ones marked error",
            metavar=S),
