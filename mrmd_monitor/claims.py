@@ -3,7 +3,10 @@
 A claim is written into the entry (``claimedBy``), then confirmed only after
 it has made a round trip through the server (a probe: a sync step 1 sent
 after it, answered) and, when other monitors are present, a settle delay,
-with the entry still naming us. Only a monitor present in awareness holds a
+with the entry still naming us. The settle delay follows the round trips
+measured lately (:func:`settle_window`): a concurrent claim can take about
+one round trip of the other monitor to reach us, and under load those grow
+past --claim-settle. Only a monitor present in awareness holds a
 lease: its claimed or running entries are its own until it is gone for
 ``--orphan-timeout``; then a waiting run is taken over and a running one is
 marked lost. Requests left from long before we started expire instead of
@@ -20,10 +23,13 @@ Pure decisions over a small port to the document (``DocPort``, implemented
 by the sync thread) and a clock passed in; the coordinator does the writes.
 """
 
+import collections
 import logging
-from typing import Dict, Iterable, List, Optional, Protocol, Tuple
+import threading
+from typing import Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
 
 from . import protocol as p
+from .cluster import CLAIM_STEP
 from .logs import context
 from .runs import Phase, Run
 
@@ -36,6 +42,63 @@ STALE_SIGHT_MS = 400
 
 # What Claims.defer says about a claimable request.
 WAIT, CLAIM, BACKUP = "wait", "claim", "backup"
+
+# The settle delay is at least this many of the slowest recent probe round
+# trips (a concurrent claim needs about one round trip of its monitor to reach
+# us; two leave room for that monitor being slower than we are), over the
+# last RTT_SAMPLES probes, and at most SETTLE_CAP seconds.
+RTT_FACTOR = 2.0
+RTT_SAMPLES = 16
+SETTLE_CAP = 5.0
+
+
+class Latencies:
+    """The recent probe round trips and claim delays of one monitor process,
+    shared by its documents (each sync thread adds; a lock, as Metrics has):
+    a document with few runs of its own has measured little, and a slow link
+    shows in every document. Its own settle and backup delays read it."""
+
+    def __init__(self, samples: int = RTT_SAMPLES):
+        self._lock = threading.Lock()
+        self._recent = collections.deque(maxlen=samples)
+
+    def add(self, seconds: float):
+        with self._lock:
+            self._recent.append(max(0.0, float(seconds)))
+
+    def extend(self, values: Iterable[float]):
+        for value in values:
+            self.add(value)
+
+    def snapshot(self) -> Tuple[float, ...]:
+        with self._lock:
+            return tuple(self._recent)
+
+    def __iter__(self):
+        return iter(self.snapshot())
+
+
+def settle_window(base: float, rtts: Sequence[float], factor: float = RTT_FACTOR,
+                  cap: float = SETTLE_CAP) -> float:
+    """Seconds a confirmed round trip of our claim waits for a concurrent one:
+    ``base`` (--claim-settle), or ``factor`` times the slowest recent round
+    trip when that is longer, never more than ``cap`` (nor less than ``base``).
+    A ``base`` of 0 is an operator turning the wait off: it stays off."""
+    if base <= 0:
+        return 0.0
+    slowest = max(rtts, default=0.0)
+    return max(base, min(cap, factor * slowest))
+
+
+def backup_delay(delay: float, rtts: Sequence[float], factor: float = RTT_FACTOR,
+                 step: float = CLAIM_STEP) -> float:
+    """A backup's delay (``step`` per monitor ranked before it), stretched so
+    that each step is at least ``factor`` slowest recent round trips: the
+    preferred monitor's claim takes about one round trip to be seen (more when
+    it saw the request late and probed first), and a backup claiming before
+    that races it."""
+    slowest = max(rtts, default=0.0)
+    return delay * max(1.0, factor * slowest / step) if delay > 0 else 0.0
 
 
 class DocPort(Protocol):
@@ -73,7 +136,8 @@ class _Deferred:
 
 
 class Claims:
-    def __init__(self, me: int, port: DocPort, config, doc_name: str = ""):
+    def __init__(self, me: int, port: DocPort, config, doc_name: str = "",
+                 latencies: Optional[Latencies] = None):
         self.me = me
         # This module's logger with the document's name (a request's adds its exec_id).
         self.log = context(log, doc=doc_name)
@@ -81,6 +145,9 @@ class Claims:
         self.config = config
         self._absent_since: Dict[str, float] = {}
         self._deferred: Dict[str, _Deferred] = {}
+        self._sent: Dict[int, float] = {}    # probe seq -> when sent (clock)
+        # Probe round trips, and how late other monitors' claims reach us.
+        self.rtts = latencies if latencies is not None else Latencies()
 
     # -- leases --------------------------------------------------------------
 
@@ -97,9 +164,10 @@ class Claims:
     def claim_delay(self, entry: p.Entry) -> float:
         """Seconds to wait before claiming this request (0: at once). The one
         place where spreading claims across monitors plugs in (a backup
-        monitor waits; the request is looked at again when the delay ends)."""
+        monitor waits; the request is looked at again when the delay ends),
+        stretched while round trips are slow (:func:`backup_delay`)."""
         delay = getattr(self.port, "claim_delay", None)
-        return delay(entry) if delay is not None else 0.0
+        return backup_delay(delay(entry), self.rtts.snapshot()) if delay is not None else 0.0
 
     # -- several monitors: the preferred one first -----------------------------
 
@@ -117,7 +185,9 @@ class Claims:
                     "another monitor is preferred for %s: claiming it only as a backup, "
                     "in %.1fs", entry.exec_id, delay)
         wait.entry = entry
-        if now < wait.first + delay:
+        # Once its probe is answered the delay has passed: a delay stretched
+        # since (a slow round trip) does not send it back to waiting.
+        if not wait.checked and now < wait.first + delay:
             return WAIT
         late = now > wait.first
         # Seen long after it was made (this thread was slow): a backup that saw
@@ -163,7 +233,7 @@ class Claims:
             elif wait.probe is None:
                 unprobed.append(wait)
         if unprobed:
-            seq = self.port.probe()
+            seq = self._probe(now)
             if seq is None:  # not connected: asked again after the next handshake
                 nxt = 0.5 if nxt is None else min(nxt, 0.5)
             for wait in unprobed:
@@ -172,22 +242,44 @@ class Claims:
 
     # -- confirming our claims -------------------------------------------------
 
+    def _probe(self, now: Optional[float]) -> Optional[int]:
+        seq = self.port.probe()
+        if seq is not None and now is not None:
+            self._sent[seq] = now
+        return seq
+
+    def settle(self) -> float:
+        """The settle delay now (see :func:`settle_window`)."""
+        return settle_window(self.config.claim_settle, self.rtts.snapshot())
+
+    def observe(self, entry: p.Entry, now_ms: int):
+        """Another monitor's claim has just reached us: how late it is (its
+        ``claimedAt`` to now, wall clocks) is a measure of the slowest link
+        our settle must cover: a concurrent claim takes that long to arrive."""
+        if entry.status != p.CLAIMED or entry.claimed_by in (None, self.me):
+            return
+        at = p.as_int(entry.raw.get("claimedAt"))
+        if at is not None and 0 <= now_ms - at <= 60_000:
+            self.rtts.add((now_ms - at) / 1000.0)
+
     def reset(self, runs: Iterable[Run]):
         """A new connection: probes sent on the old one will never be answered."""
         self._absent_since.clear()
+        self._sent.clear()
         for run in runs:
             if run.phase is Phase.CLAIMED and run.confirm_at is None:
                 run.probe = None
         for wait in self._deferred.values():
             wait.probe = None
 
-    def probe(self, runs: Iterable[Run]):
-        """Give every unconfirmed claim a probe, one sync step 1 for all."""
+    def probe(self, runs: Iterable[Run], now: Optional[float] = None):
+        """Give every unconfirmed claim a probe, one sync step 1 for all
+        (``now`` given: its round trip is measured)."""
         waiting = [r for r in runs
                    if r.phase is Phase.CLAIMED and r.confirm_at is None and r.probe is None]
         if not waiting:
             return
-        seq = self.port.probe()
+        seq = self._probe(now)
         if seq is None:
             return  # not connected: probed again after the next handshake
         for run in waiting:
@@ -201,7 +293,9 @@ class Claims:
         claim reached the server; it announced itself in awareness before
         that, on the same ordered connection, so its awareness is here too.
         With no other monitor in sight there is nobody to wait for."""
-        settle = self.config.claim_settle if self.port.other_monitors_present() else 0.0
+        for sent in [k for k in self._sent if k <= seq]:
+            self.rtts.add(now - self._sent.pop(sent))
+        settle = self.settle() if self.port.other_monitors_present() else 0.0
         for wait in self._deferred.values():  # backups may claim now (next tick)
             if wait.probe is not None and wait.probe <= seq:
                 wait.checked = True

@@ -9,9 +9,9 @@ with no coordinator and no new infrastructure:
 - which ``R`` of the live monitors follow each listed document
   (:func:`assignment`, rendezvous hashing with bounded loads);
 - which monitor should claim a request first (:func:`claim_order`, rendezvous
-  hashing of the (runtime, session) pair weighted by capacity, monitors
-  published as full last), and how long another one waits before it claims
-  as a backup (:func:`claim_delay`).
+  hashing of the (runtime, session) pair weighted by capacity over load,
+  with bounded loads), and how long another one waits before it claims as a
+  backup (:func:`claim_delay`).
 
 Views differ for a moment while awareness travels; nothing here has to be
 exact for correctness: the claim protocol (coordinator.py) keeps every run
@@ -40,6 +40,8 @@ MAX_NAME_CHARS = 128
 MAX_VERSION_CHARS = 32
 MAX_CAPACITY = 10_000
 MAX_DOCUMENTS = 10_000
+MAX_AT = 1 << 53          # a publication time in ms, as JavaScript numbers hold it
+MAX_HISTORY = 64          # states kept per member (loads_as_of)
 
 #: A backup monitor waits this long per monitor ranked before it.
 CLAIM_STEP = 0.5
@@ -47,6 +49,15 @@ CLAIM_STEP = 0.5
 #: Every member's share of the documents stays within these factors of an
 #: even split (bounded-load rendezvous, see :func:`_cap`).
 BALANCE = (0.75, 1.25)
+
+#: A run's preferred monitor is the first in its rendezvous order whose busy
+#: count stays within ``1 + LOAD_SLACK`` times its share (:func:`over_bound`).
+LOAD_SLACK = 0.2
+
+#: Loads are taken as published this long before the request was made
+#: (:func:`loads_as_of`), and states are kept this long for it.
+LOADS_BEFORE_MS = 200
+HISTORY_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,7 @@ class Member:
     busy: int = 0
     version: str = ""
     name: str = ""
+    at: int = 0   # when it published this state (ms, its wall clock); 0: not said
 
     @property
     def free(self) -> int:
@@ -71,8 +83,11 @@ def new_member_id(name: str) -> str:
 
 def member_state(member: Member) -> dict:
     """What a monitor puts under :data:`STATE_KEY` in its awareness state."""
-    return {"id": member.id, "capacity": int(member.capacity), "busy": int(member.busy),
-            "version": member.version}
+    state = {"id": member.id, "capacity": int(member.capacity), "busy": int(member.busy),
+             "version": member.version}
+    if member.at:
+        state["at"] = int(member.at)
+    return state
 
 
 def _count(value, limit) -> Optional[int]:
@@ -106,7 +121,8 @@ def parse_member(state) -> Optional[Member]:
         return None
     version = _short_text(info.get("version"), MAX_VERSION_CHARS) or ""
     name = _short_text(state.get("name"), MAX_NAME_CHARS) or ""
-    return Member(id=member_id, capacity=capacity, busy=busy, version=version, name=name)
+    at = _count(info.get("at"), MAX_AT) or 0
+    return Member(id=member_id, capacity=capacity, busy=busy, version=version, name=name, at=at)
 
 
 def members_from_states(states: Mapping, alive=None) -> Optional[Tuple[Member, ...]]:
@@ -218,6 +234,55 @@ def followed(docs: Iterable[str], members: Optional[Sequence[Member]], me: str,
     return [d for d in docs if me in plan.get(d, ())]
 
 
+# -- loads as of a moment ----------------------------------------------------------
+
+def remember(history: Mapping[str, Tuple[Member, ...]], members: Optional[Sequence[Member]],
+             keep_ms: int = HISTORY_MS) -> Dict[str, Tuple[Member, ...]]:
+    """The states each live member published lately, oldest first: ``history``
+    with ``members``' current states added. A member no longer listed is
+    dropped; states older than ``keep_ms`` before a member's newest go, except
+    the newest of them (the one in force then). None (a flood): nothing is
+    kept, and the order falls back to the members' own states."""
+    if members is None:
+        return {}
+    out = {}
+    for member in members:
+        states = list(history.get(member.id, ()))
+        if not states or member.at > states[-1].at or (member.at == states[-1].at
+                                                        and member != states[-1]):
+            states = [s for s in states if s.at < member.at] + [member]
+        cutoff = states[-1].at - keep_ms
+        old = [s for s in states if s.at <= cutoff]
+        states = old[-1:] + [s for s in states if s.at > cutoff]
+        out[member.id] = tuple(states[-MAX_HISTORY:])
+    return out
+
+
+def loads_as_of(history: Mapping[str, Tuple[Member, ...]], when_ms) -> Tuple[Member, ...]:
+    """Each member's state as published at ``when_ms`` (its newest state then,
+    or its oldest known one when it published nothing before), sorted by id.
+
+    Monitors take a request's loads as of a moment before it was made: states
+    that old have reached every monitor, so each of them answers "who claims
+    this first" the same way, however late it looks at the request and
+    however the loads moved since (loads as of the moment each one looks made
+    monitors under load disagree: several claimed at once, or all waited)."""
+    out = []
+    for key in sorted(history):
+        states = history[key]
+        if not states:
+            continue
+        pick = states[0]
+        if when_ms is not None:
+            for state in states:
+                if state.at <= when_ms:
+                    pick = state
+        else:
+            pick = states[-1]
+        out.append(pick)
+    return tuple(out)
+
+
 # -- claims ----------------------------------------------------------------------
 
 def run_key(runtime_url: str, session) -> str:
@@ -226,30 +291,54 @@ def run_key(runtime_url: str, session) -> str:
     return "%s\0%s" % ((runtime_url or "").rstrip("/"), session or "")
 
 
-def claim_order(runtime_url: str, session, members: Sequence[Member]) -> List[Member]:
-    """Who should claim this run, first to last: members with room, then the
-    ones published as full, each group ranked by rendezvous of the (runtime,
-    session) pair weighted by capacity. Every monitor computes the same order
-    from the same published states. Load moves it only through the "full"
-    flag of the last renewal: busy counts published as they changed made
-    monitors under load disagree on who was first (several claimed at once,
-    which the claim protocol only survives within --claim-settle, or all of
-    them waited), and their traffic slowed every sync thread."""
+def claim_order(runtime_url: str, session, members: Sequence[Member],
+                loads: Optional[Sequence[Member]] = None,
+                slack: float = LOAD_SLACK) -> List[Member]:
+    """Who should claim this run, first to last: rendezvous hashing of the
+    (runtime, session) pair, each member weighted by its capacity over its
+    load (``capacity / (1 + busy)``: a busy or full monitor is first for
+    fewer pairs, an idle one for more), and bounded loads: a member whose
+    busy count would pass ``1 + slack`` times its share of the cluster's
+    (:func:`over_bound`) goes after the ones within it. While loads hold, a
+    pair keeps its monitor, which keeps a notebook's cells in one queue.
+
+    Weights, not a hard "full last" rule: loads are seen late (published
+    every LOAD_PUBLISH_INTERVAL, taken as of before the request), and the one
+    monitor shown with room while the others were full then got every new
+    pair until its load caught up.
+
+    ``members`` are the monitors that can claim here (present in the
+    document); ``loads``, when given, the whole cluster's published states
+    (the control document's), which replace the counts of the same ids in
+    ``members`` and make up the mean. Every monitor computes the same order
+    from the same published states."""
     key = run_key(runtime_url, session)
-    by_capacity = lambda m: m.capacity  # noqa: E731
-    return (ranking(key, [m for m in members if m.free > 0], weight=by_capacity)
-            + ranking(key, [m for m in members if m.free <= 0], weight=by_capacity))
+    fresh = {m.id: m for m in loads or ()}
+    here = [fresh.get(m.id, m) for m in members]
+    cluster = list(fresh.values()) + [m for m in here if m.id not in fresh]
+    ranked = ranking(key, here, weight=lambda m: m.capacity / (1.0 + m.busy))
+    return sorted(ranked, key=lambda m: over_bound(m, cluster, slack))
+
+
+def over_bound(member: Member, cluster: Sequence[Member], slack: float = LOAD_SLACK) -> bool:
+    """Would one more run put ``member`` past ``1 + slack`` times its share
+    (by capacity) of the cluster's busy count, that run included? At least
+    one member of the cluster is always within its bound."""
+    total = sum(m.busy for m in cluster) + 1
+    capacity = sum(m.capacity for m in cluster) or 1
+    return member.busy + 1 > math.ceil((1.0 + slack) * total * member.capacity / capacity)
 
 
 def claim_delay(runtime_url: str, session, members: Optional[Sequence[Member]], me: str,
-                step: float = CLAIM_STEP) -> float:
+                step: float = CLAIM_STEP, loads: Optional[Sequence[Member]] = None) -> float:
     """Seconds monitor ``me`` waits before claiming this run: ``step`` per
     member ranked before it (0 for the preferred monitor, or with no other
-    member in sight). Two monitors never get the same delay. A backup still
-    claims when the preferred one is gone, full or does not claim in time."""
+    member in sight). Two monitors never get the same delay from the same
+    view. A backup still claims when the preferred one is gone, busy or does
+    not claim in time."""
     if members is None or len(members) <= 1:
         return 0.0
-    order = [m.id for m in claim_order(runtime_url, session, members)]
+    order = [m.id for m in claim_order(runtime_url, session, members, loads)]
     if me not in order:
         return 0.0  # we do not see ourselves: behave as before, alone
     return order.index(me) * step

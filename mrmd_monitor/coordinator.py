@@ -51,13 +51,13 @@ def wall_ms():
 
 class Coordinator:
     def __init__(self, doc, *, me, pool, post, config, port, doc_name="", metrics=None,
-                 clock=time.monotonic, now_ms=wall_ms):
+                 clock=time.monotonic, now_ms=wall_ms, latencies=None):
         self.doc = doc
         self.entries = doc.get("executions", type=Map)
         self.me = me
         self.pool = pool
         self.post = post
-        self.claims = Claims(me, port, config, doc_name=doc_name)
+        self.claims = Claims(me, port, config, doc_name=doc_name, latencies=latencies)
         self.config = config
         self.doc_name = doc_name
         # Every line about this document carries its name; a run's adds its exec_id.
@@ -106,8 +106,8 @@ class Coordinator:
             self._index(keys)
             self._expire_stale()
         self.claims.reset(self.runs.values())
-        self.on_entries_changed(keys)
-        self.claims.probe(self.runs.values())
+        self.on_entries_changed(keys, fresh=False)
+        self.claims.probe(self.runs.values(), self.clock())
 
     def _expire_stale(self):
         """Requests left from long ago are not run by surprise when we start."""
@@ -117,13 +117,14 @@ class Coordinator:
             self._write_entry(key, {"status": p.ERROR, "completedAt": now,
                                     "error": p.error_value("Expired", msg)})
 
-    def on_entries_changed(self, keys):
-        """Entries changed by a remote peer."""
+    def on_entries_changed(self, keys, fresh=True):
+        """Entries changed by a remote peer (``fresh``: just now, not the
+        whole map after a sync, where a claim may be old news)."""
         self.order.changed()
         to_claim = []
         for key in keys:
             try:
-                entry = self._on_entry_changed(key)
+                entry = self._on_entry_changed(key, fresh)
             except Exception:  # noqa: BLE001 - one peer's entry must not stop the others
                 self.log.bind(exec_id=key).exception("cannot handle entry %r: skipping it", key)
                 continue
@@ -144,7 +145,7 @@ class Coordinator:
         for entry in to_claim:
             self._claim(entry)
         if to_claim:
-            self.claims.probe(self.runs.values())
+            self.claims.probe(self.runs.values(), self.clock())
 
     def _index(self, keys):
         for key in keys:
@@ -162,11 +163,13 @@ class Coordinator:
             self.entries_index[key] = entry
         return entry
 
-    def _on_entry_changed(self, key):
+    def _on_entry_changed(self, key, fresh=True):
         """Look at one changed entry; return it when it is a request to claim."""
         value = self.entries.get(key)
         entry = self._reindex(key, value)
         run = self.runs.get(key)
+        if fresh and entry is not None:
+            self.claims.observe(entry, self.now_ms())
         if entry is not None and entry.problem is not None:
             held = self.claims.lease_holder(entry.claimed_by)
             if not entry.final and (run is not None or not held):
@@ -245,6 +248,8 @@ class Coordinator:
                                                   SWEEP_INTERVAL, RETENTION_SWEEP_INTERVAL)
             self._next_sweep = None if interval is None else now + interval
         later = self._claim_deferred(now) if self.claims.deferring() else None
+        if any(self.claims.due(run, now) for run in self.runs.values()):
+            self._catch_up()  # a concurrent claim already on the socket decides before we run
         for run in list(self.runs.values()):
             if self.claims.due(run, now):
                 self._confirm(run, now)
@@ -269,11 +274,14 @@ class Coordinator:
         Returns the seconds until the next is due."""
         due, nxt = self.claims.deferred_due(now)
         if due:
-            catch_up = getattr(self.claims.port, "catch_up", None)
-            if catch_up is not None:
-                catch_up()  # the preferred monitor's claim may be waiting on the socket
-            self.on_entries_changed(due)
+            self._catch_up()  # the preferred monitor's claim may be waiting on the socket
+            self.on_entries_changed(due, fresh=False)
         return nxt
+
+    def _catch_up(self):
+        catch_up = getattr(self.claims.port, "catch_up", None)
+        if catch_up is not None:
+            catch_up()
 
     # -- claims ----------------------------------------------------------------
 
@@ -316,7 +324,7 @@ class Coordinator:
             run = self.runs.get(entry.exec_id)
             if run is not None:
                 run.block_ready = entry.output_block_ready
-                self.claims.probe(self.runs.values())
+                self.claims.probe(self.runs.values(), self.clock())
 
     def _claim(self, entry):
         if entry.problem is not None:

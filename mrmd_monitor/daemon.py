@@ -25,6 +25,7 @@ import time
 from . import __version__, cluster, statuspage
 from . import messages as m
 from .assets import AssetStore
+from .claims import Latencies
 from .config import OPTION_FIELDS, load_config, shown
 from .discovery import Discovery, plan
 from .display import DisplayConverter
@@ -55,6 +56,11 @@ _JOIN_RESERVE = 1.5
 # already going on it have finished: its owner finishes them, up to this long.
 # A stop of the monitor shortens it to the stop deadline.
 MOVED_GRACE = 7 * 24 * 3600.0
+
+# While runs come and go, our busy count goes to the control document at most
+# this often (cluster.claim_order bounds each monitor's load by it); idle, the
+# main loop keeps its 1 s wake-up.
+LOAD_PUBLISH_INTERVAL = 0.1
 
 SIGNAL_EVENTS = {signal.SIGTERM: "term", signal.SIGINT: "int", signal.SIGHUP: "hup"}
 
@@ -95,6 +101,10 @@ class Daemon:
         self._control_synced = False
         self._sharded = False   # an assignment has been applied once
         self._listed = None
+        self._load_history = {}    # member id -> its recent states (cluster.remember)
+        self.latencies = Latencies()  # round trips and claim delays, all documents
+        self._load_sent = 0        # the busy count last published in the control document
+        self._load_sent_at = 0.0
 
     # -- signals ---------------------------------------------------------------
 
@@ -131,7 +141,8 @@ class Daemon:
             log.info("mrmd-monitor started as %r: %s, document(s) %s", self.config.name,
                      self.config.sync_url, ", ".join(self.config.docs))
         else:
-            self._attach_control()
+            if self.config.replicas:
+                self._attach_control()
             self.discovery = Discovery(lambda: self.config, report=self._on_discovered,
                                        fail=self._on_discovery_failed)
             self.discovery.start()
@@ -155,7 +166,9 @@ class Daemon:
     def _attach(self, name):
         sync = SyncThread(config=self.config, doc_name=name, pool=self.pool,
                           on_synced=self._on_synced, on_exit=self._on_sync_exit,
-                          metrics=self.metrics, member_id=self.member_id)
+                          metrics=self.metrics, member_id=self.member_id,
+                          cluster_loads=self._cluster_loads, on_members=self._on_doc_members,
+                          latencies=self.latencies)
         self.syncs.append(sync)
         sync.start()
         self.metrics.set("mrmd_monitor_documents_attached", len(self.syncs))
@@ -211,7 +224,7 @@ class Daemon:
             log.info("every document the server lists is followed again (--max-docs %d)",
                      self.config.max_docs)
         self._capped = bool(left_out)
-        if not self._announced and not self.syncs and (self._sharded or self.control is None):
+        if not self._announced and not self.syncs and (self._sharded or not self._sharding()):
             self._announce()
 
     def _announce(self):
@@ -244,6 +257,7 @@ class Daemon:
             except queue.Empty:
                 kind, value = "tick", None
             getattr(self, "handle_" + kind.replace("-", "_"))(value)
+            self._cluster_upkeep()
             if self._stopping and not any(s.is_alive() for s in self._all_syncs()):
                 break
             if self._stopping and self._remaining() <= _JOIN_RESERVE:
@@ -265,7 +279,7 @@ class Daemon:
 
     def _wait_time(self):
         if self._stop_deadline is None:
-            return 1.0
+            return LOAD_PUBLISH_INTERVAL if self._load_moving() else 1.0
         return max(0.0, min(1.0, self._remaining() - _JOIN_RESERVE))
 
     def _remaining(self, default=2.0):
@@ -307,6 +321,11 @@ class Daemon:
             if not self._announced and self.syncs and self._all_ready():
                 self._announce()  # the last one we waited for moved away
 
+    def handle_others(self, _):
+        """Another monitor shows in one of our documents (--replicas all)."""
+        if self.control is None and not self._stopping and not self.config.docs:
+            self._attach_control()
+
     def handle_members(self, members):
         """The monitors in the control document changed (or it synced: None)."""
         if members is None:
@@ -322,8 +341,12 @@ class Daemon:
             log.info("monitors in the cluster: %d (%s)", len(members),
                      ", ".join(mb.id for mb in members))
         self._members = members
+        self._load_history = cluster.remember(self._load_history, members)
+        if not self._announced and self.syncs and self._all_ready():
+            self._announce()  # the control document was the last one we waited for
         self.metrics.set("mrmd_monitor_cluster_members", len(members or ()))
-        if (changed or not self._sharded) and self._listed is not None and not self._stopping:
+        if ((changed or not self._sharded) and self._listed is not None and not self._stopping
+                and self._sharding()):
             self._follow(self._listed)
 
     def handle_term(self, signum):
@@ -357,16 +380,24 @@ class Daemon:
 
     def _all_ready(self):
         # A document being left (moved, closed) may never sync: not waited for.
-        return all(s.leaving or s.doc_name in self._ready_docs for s in self.syncs)
+        # A control document joined is waited for: the loads come from it.
+        return (all(s.leaving or s.doc_name in self._ready_docs for s in self.syncs)
+                and (self.control is None or self._control_synced))
 
     def _all_syncs(self):
         return self.syncs + ([self.control] if self.control is not None else [])
 
+    def _sharding(self):
+        return self.control is not None and bool(self.config.replicas)
+
     def _attach_control(self):
-        """With --replicas R, join the control document, where the monitors
-        following /stats see each other. Runs asked for there are not claimed."""
+        """Join the control document, where the monitors following /stats see
+        each other (with --replicas R, from the start; with all, once another
+        monitor shows in one of our documents): their members and busy counts
+        there share the documents and bound each one's load. Runs asked for
+        there are not claimed."""
         name = self.config.control_doc
-        if not name or not self.config.replicas:
+        if not name or self.control is not None:
             return
         self.control = SyncThread(
             config=self.config, doc_name=name, pool=self.pool, metrics=self.metrics,
@@ -377,10 +408,46 @@ class Daemon:
         self.control.start()
         log.info("joined the control document %s as %s", name, self.member_id)
 
+    def _cluster_loads(self, entry):
+        """The cluster's members as published in the control document a moment
+        before ``entry`` was requested (cluster.loads_as_of), or None without
+        a control document. Called on sync threads: the history is replaced
+        whole, never mutated."""
+        history = self._load_history
+        if self.control is None or not history:
+            return None
+        when = entry.requested_at - cluster.LOADS_BEFORE_MS if entry.requested_at else None
+        return cluster.loads_as_of(history, when)
+
+    def _busy(self):
+        return int(self.metrics.get("mrmd_monitor_active_runs")
+                   + self.metrics.get("mrmd_monitor_queued_runs"))
+
+    def _load_moving(self):
+        return self.control is not None and (self._load_sent or self._busy() != self._load_sent)
+
+    def _on_doc_members(self, _sync, members):
+        """A document's members changed (its sync thread): with --replicas all,
+        the first other monitor seen makes us join the control document (a
+        lone monitor opens no more than its documents)."""
+        if self.control is None and members and len(members) > 1:
+            self._events.put(("others", None))
+
+    def _cluster_upkeep(self):
+        """Our busy count to the control document as it changes (at most every
+        LOAD_PUBLISH_INTERVAL)."""
+        if self._stopping or self.control is None:
+            return
+        now = time.monotonic()
+        busy = self._busy()
+        if busy != self._load_sent and now - self._load_sent_at >= LOAD_PUBLISH_INTERVAL:
+            self._load_sent, self._load_sent_at = busy, now
+            self.control.post(m.Call(lambda s: s._publish_member()))  # noqa: SLF001
+
     def _assigned(self, names):
         """The documents this monitor follows among those the server lists."""
         names = [n for n in names if n != self.config.control_doc]
-        if self.control is None:
+        if not self._sharding():
             return names
         if not self._control_synced:
             return []  # the others are not known yet: attaching everything would churn

@@ -273,8 +273,10 @@ OPTIONS = (
     Option("reconnect-max", seconds_above_zero, 30.0,
            "cap of the backoff between reconnects to mrmd-sync", metavar=S),
     Option("claim-settle", seconds_at_least_zero, 0.3, "after a claim has made a round trip "
-           "through the server, wait this long for a concurrent claim by another monitor before "
-           "running (only when another monitor is present)", metavar=S),
+           "through the server, wait at least this long for a concurrent claim by another "
+           "monitor before running (only when another monitor is present; longer while round "
+           "trips are slow: twice the slowest of the last 16 round trips and claim delays, at "
+           "most 5 s; 0: no wait)", metavar=S),
     Option("orphan-timeout", seconds_above_zero, 20.0, "a monitor missing from awareness this "
            "long has lost its claims: not-started runs are taken over, running ones marked error",
            metavar=S),

@@ -90,7 +90,8 @@ def doc_url(sync_url, doc_name):
 
 class SyncThread(threading.Thread):
     def __init__(self, *, config, doc_name, pool, on_synced=None, on_exit=None, client_id=None,
-                 metrics=None, connect=None, member_id=None, on_members=None):
+                 metrics=None, connect=None, member_id=None, on_members=None,
+                 cluster_loads=None, latencies=None):
         super().__init__(name="sync:%s" % doc_name, daemon=True)
         self.config = config
         self.doc_name = doc_name
@@ -109,7 +110,7 @@ class SyncThread(threading.Thread):
         # This thread is the coordinator's port to the document (claims.DocPort).
         self.coordinator = Coordinator(self.doc, me=self.client_id, pool=pool, post=self.post,
                                        config=config, port=self, doc_name=doc_name,
-                                       metrics=self.metrics)
+                                       metrics=self.metrics, latencies=latencies)
         self._on_synced = on_synced
         self._on_exit = on_exit
         self.leaving = False   # set by the daemon when the document is being detached
@@ -157,6 +158,10 @@ class SyncThread(threading.Thread):
         self.member_id = member_id or cluster.new_member_id(config.name)
         self.members = ()
         self._on_members = on_members
+        # (entry) -> the cluster's members as published in the control document
+        # just before the entry was requested (busy counts as they change), or
+        # None: claim_delay's loads.
+        self._cluster_loads = cluster_loads
         self._publish_member()
 
     # -- the only thread-safe entry point ------------------------------------
@@ -232,12 +237,15 @@ class SyncThread(threading.Thread):
         busy = (self.metrics.get("mrmd_monitor_active_runs")
                 + self.metrics.get("mrmd_monitor_queued_runs"))
         return cluster.Member(id=self.member_id, capacity=self.config.max_workers,
-                              busy=max(0, int(busy)), version=__version__, name=self.config.name)
+                              busy=max(0, int(busy)), version=__version__, name=self.config.name,
+                              at=int(time.time() * 1000))
 
     def _publish_member(self):
-        """Our id, capacity and busy count in awareness. The busy count goes
-        only with the renewal (every AWARENESS_RENEW): published as it changed,
-        it made monitors under load disagree on who claims first. A document
+        """Our id, capacity and busy count in awareness. In a document the busy
+        count goes only with the renewal (every AWARENESS_RENEW): published as
+        it changed in every document, its traffic slowed every sync thread. The
+        daemon also calls this on the control document as it changes, where
+        each monitor reads it as of before a request (cluster.loads_as_of). A document
         being left claims nothing more: it stops being a member here, so the
         others claim at once instead of waiting for it."""
         state = cluster.member_state(self._me()) if self._stop_deadline is None else None
@@ -246,7 +254,9 @@ class SyncThread(threading.Thread):
     def claim_delay(self, entry):
         """Seconds we let the monitor preferred for this run claim it first
         (claims.DocPort); 0 when we are preferred or see no other monitor."""
-        return cluster.claim_delay(entry.runtime_url, entry.session, self.members, self.member_id)
+        loads = self._cluster_loads(entry) if self._cluster_loads is not None else None
+        return cluster.claim_delay(entry.runtime_url, entry.session, self.members, self.member_id,
+                                   loads=loads)
 
     def catch_up(self):
         """Before a backup claim: apply what already waits on the socket (the

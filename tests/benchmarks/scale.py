@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/benchmarks/scale.py [--monitors 4] [--docs 64] [--runs 256]
                                                [--browsers 4] [--replicas all,2] [--json PATH]
+    .venv/bin/python tests/benchmarks/scale.py --kill [--orphan-timeout 4] [--replicas 2]
 
 For each ``--replicas`` value: the npm y-websocket server with a proxy in front
 that lists the documents at /stats (tests/support/sync_proxy.py, standing in
@@ -18,6 +19,16 @@ ask for the runs. Measured, against the issue's targets:
 - with ``--replicas R``: each document followed by exactly R monitors (the
   monitors' /status.json, synced documents), all of them with ``all``.
 
+With ``--kill``, one round per ``--replicas`` value (default 2) with
+``--orphan-timeout`` small: in the middle of the load, once the victim holds
+runs both running and not started, one monitor is killed with ``kill -9``.
+Measured: the time from the kill until each document it followed is followed
+again by R live monitors (the survivors' /status.json; target: within
+--orphan-timeout + 5 s); its runs not started completed by others (taken
+over), its running ones ended ``error`` (``MonitorLost``) with their output
+kept; 0 lost (every entry final, none ``requested``) and 0 doubled (each
+execution id reached the runtime at most once).
+
 Not part of the test suite; everything on 127.0.0.1.
 """
 
@@ -26,6 +37,7 @@ import collections
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -64,8 +76,15 @@ class LedgerRuntime:
                     ledger[body.get("execId")] += 1
                 super()._stream(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                # A monitor killed with kill -9 (--kill) resets its streams: expected.
+                if not isinstance(sys.exc_info()[1], (ConnectionError, OSError)):
+                    super().handle_error(request, client_address)
+
+        self.server = Server(("127.0.0.1", 0), Counting)
         self.thread = threading.Thread(target=self.server.serve_forever, name="ledger-runtime",
                                        daemon=True)
 
@@ -116,9 +135,66 @@ def followers(ports, monitors):
     return count
 
 
+def metric(port, name):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+        text = r.read().decode()
+    found = re.search(r"^%s (\d+(?:\.\d+)?)" % re.escape(name), text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def held_at_kill(victim):
+    """Runs the killed monitor held (claimed and not finished, not lost) by
+    its own log, and which of them it had started."""
+    held, running = set(), set()
+    for line in victim.lines("stderr"):
+        m = re.search(r"coordinator: claimed (\S+) \(", line)
+        if m:
+            held.add(m.group(1))
+            continue
+        m = re.search(r"coordinator: (\S+) running$", line)
+        if m:
+            running.add(m.group(1))
+            continue
+        m = re.search(r"coordinator: (?:(\S+) (?:completed|error|cancelled|handed back)"
+                      r"|lost the claim on (\S+)|claim on (\S+) not confirmed)", line)
+        if m:
+            done = next(g for g in m.groups() if g)
+            held.discard(done)
+            running.discard(done)
+    return held, running & held
+
+
+def kill_in_the_middle(args, monitors, ports, want, out):
+    """Kill -9 one monitor once it holds runs both running and waiting, then
+    time until every document it followed is followed by ``want`` survivors."""
+    victim_i = args.kill_index % len(monitors)
+    victim, vport = monitors[victim_i], ports[victim_i]
+    wait_until(lambda: metric(vport, "mrmd_monitor_active_runs") >= 1
+               and metric(vport, "mrmd_monitor_queued_runs") >= 1,
+               timeout=120, interval=0.05, message="the victim holds running and waiting runs")
+    its_docs = followed_by(vport, victim)
+    victim.send_signal(signal.SIGKILL)
+    t_kill = time.monotonic()
+    victim.wait(10)
+    survivors = [(p, m) for i, (p, m) in enumerate(zip(ports, monitors)) if i != victim_i]
+    restored_at = None
+    while time.monotonic() - t_kill < args.orphan_timeout + 60:
+        count = collections.Counter()
+        for port, mon in survivors:
+            count.update(followed_by(port, mon) & its_docs)
+        if all(count[d] >= want for d in its_docs):
+            restored_at = time.monotonic()
+            break
+        time.sleep(0.1)  # polling other processes' status pages: no event to wait on
+    out["kill"] = {"victim": "mon%d" % victim_i, "its_documents": len(its_docs),
+                   "restored_s": None if restored_at is None else round(restored_at - t_kill, 2),
+                   "target_s": args.orphan_timeout + 5}
+    return victim, survivors
+
+
 def one_round(args, replicas, workdir):
     label = "all" if replicas == 0 else str(replicas)
-    logs = workdir / ("replicas-" + label)
+    logs = workdir / ("replicas-" + label + ("-kill" if args.kill else ""))
     docs = ["bench/nb-%03d.md" % i for i in range(args.docs)]
     runs_per_doc = args.runs // args.docs
     server = SyncServer(log_path=logs / "sync-server.log").start()
@@ -132,6 +208,7 @@ def one_round(args, replicas, workdir):
             mon = MonitorProcess(proxy.url, [], name="mon%d" % i, log_path=logs / ("mon%d.log" % i),
                                  extra_args=["--replicas", label, "--discover-interval", "0.5",
                                              "--block-wait", "0.2", "--name", "mon%d" % i,
+                                             "--orphan-timeout", str(args.orphan_timeout),
                                              "--log-level", os.environ.get("SCALE_LOG_LEVEL", "info"),
                                              "--status-addr", "127.0.0.1:%d" % port])
             if args.monitor_src:  # another build of the monitor, for a side-by-side figure
@@ -159,6 +236,9 @@ def one_round(args, replicas, workdir):
              "--interval-ms", str(args.interval_ms), "--timeout-s", "600"],
             cwd=JS_DIR, stdout=subprocess.PIPE, stderr=open(logs / ("browser%d.log" % i), "w"),
             text=True) for i, part in enumerate(per_browser)]
+        victim = None
+        if args.kill:
+            victim, survivors = kill_in_the_middle(args, monitors, ports, want, out)
         results, elapsed = [], []
         for p in procs:
             line, _ = p.communicate(timeout=900)
@@ -174,6 +254,8 @@ def one_round(args, replicas, workdir):
         out["runtime_once"] = sum(n == 1 for n in asked)
         out["runtime_twice_or_more"] = sum(n > 1 for n in asked)
         out["runtime_never"] = sum(n == 0 for n in asked)
+        if victim is not None:
+            return kill_results(out, victim, survivors, results, asked, runtime)
         shares, counters = [], []
         for port in ports:
             done, c = completed_runs(port)
@@ -197,19 +279,75 @@ def one_round(args, replicas, workdir):
         server.stop()
 
 
+def kill_results(out, victim, survivors, results, asked, runtime):
+    """What became of the killed monitor's runs, and of every run."""
+    held, running = held_at_kill(victim)
+    waiting = held - running
+    by_id = {r["execId"]: r for r in results}
+    took_over = set()
+    for _, mon in survivors:
+        for line in mon.lines("stderr"):
+            m = re.search(r"holding (\S+) \((?:claimed|ready)\) is gone: taking the run over",
+                          line)
+            if m:
+                took_over.add(m.group(1))
+    k = out["kill"]
+    k["held_running"] = len(running)
+    k["held_waiting"] = len(waiting)
+    k["running_marked_lost"] = sum(by_id[x]["status"] == "error"
+                                   and by_id[x]["errorType"] == "MonitorLost"
+                                   and by_id[x]["blocks"] == 1 for x in running if x in by_id)
+    k["waiting_completed_by_others"] = sum(by_id[x]["status"] == "completed"
+                                           and by_id[x]["outputOk"] for x in waiting if x in by_id)
+    k["taken_over"] = len(took_over)
+    k["monitor_lost_total"] = sum(r["errorType"] == "MonitorLost" for r in results)
+    out["final"] = sum(r["status"] in ("completed", "error", "cancelled") for r in results)
+    out["lost"] = len(results) - out["final"]
+    out["doubled"] = sum(n > 1 for n in asked)
+    doubled = [r["execId"] for r, n in zip(results, asked) if n > 1]
+    # A run the victim had sent to the runtime but not yet marked running in
+    # the document is, to everyone else, a run not started: taken over, it
+    # reaches the runtime a second time.
+    k["doubled_ids"] = doubled
+    k["doubled_taken_over"] = sum(x in took_over for x in doubled)
+    out["other_errors"] = sum(r["status"] == "error" and r["errorType"] != "MonitorLost"
+                              for r in results)
+    ok_runs = [r for r in results if r["execId"] not in running]
+    out["others_exactly_once"] = sum(r["status"] == "completed" and r["blocks"] == 1
+                                     and r["outputOk"] and runtime.ledger.get(r["execId"]) == 1
+                                     for r in ok_runs)
+    out["others"] = len(ok_runs)
+    out["pass_kill"] = (k["restored_s"] is not None and k["restored_s"] <= k["target_s"]
+                        and k["running_marked_lost"] == len(running)
+                        and k["waiting_completed_by_others"] == len(waiting)
+                        and out["lost"] == 0 and out["doubled"] == 0
+                        and out["others_exactly_once"] == out["others"])
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--monitors", type=int, default=4)
     parser.add_argument("--docs", type=int, default=64)
     parser.add_argument("--runs", type=int, default=256)
     parser.add_argument("--browsers", type=int, default=4)
-    parser.add_argument("--replicas", default="all,2", help="comma list: all or a number")
+    parser.add_argument("--replicas", default=None,
+                        help="comma list: all or a number (default all,2; with --kill, 2)")
+    parser.add_argument("--kill", action="store_true",
+                        help="kill -9 one monitor in the middle of the load (see above)")
+    parser.add_argument("--kill-index", type=int, default=1, help="which monitor --kill kills")
+    parser.add_argument("--orphan-timeout", type=float, default=None,
+                        help="the monitors' --orphan-timeout (default 20, or 4 with --kill)")
     parser.add_argument("--interval-ms", type=int, default=40,
                         help="each browser asks for a run this often")
     parser.add_argument("--json", default=str(RESULTS_DIR / "scale.json"))
     parser.add_argument("--monitor-src", help="run the monitors from this source tree "
                         "(e.g. `git archive <commit>` unpacked), with --replicas all only")
     args = parser.parse_args(argv)
+    if args.replicas is None:
+        args.replicas = "2" if args.kill else "all,2"
+    if args.orphan_timeout is None:
+        args.orphan_timeout = 4.0 if args.kill else 20.0
     workdir = RESULTS_DIR / "scale-logs"
     workdir.mkdir(parents=True, exist_ok=True)
     rounds = []
@@ -220,6 +358,8 @@ def main(argv=None):
         print(json.dumps(result), flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"args": vars(args), "rounds": rounds}, indent=2))
+    if args.kill:
+        return report_kill(rounds)
     print("\n%-9s %-6s %-10s %-22s %-14s %-22s %s" % ("replicas", "runs", "exactly 1x",
                                                        "share (x even)", "followers/doc",
                                                        "docs per monitor", "time"))
@@ -229,6 +369,22 @@ def main(argv=None):
             "%.2f-%.2f %s" % (r["share_ratio_min"], r["share_ratio_max"], r["share_per_monitor"]),
             r["followers_per_document"], r["documents_per_monitor"], r["elapsed_s"]))
     ok = all(r["pass_exactly_once"] and r["pass_share"] and r["pass_followers"] for r in rounds)
+    print("\nresult: %s" % ("pass" if ok else "FAIL"))
+    return 0 if ok else 1
+
+
+def report_kill(rounds):
+    print("\n%-9s %-6s %-16s %-14s %-16s %-6s %-8s %s" % (
+        "replicas", "runs", "refollowed", "running->lost", "waiting->others", "lost",
+        "doubled", "others exactly 1x"))
+    for r in rounds:
+        k = r["kill"]
+        print("%-9s %-6d %-16s %-14s %-16s %-6d %-8d %d/%d" % (
+            r["replicas"], r["runs"], "%ss (<= %gs)" % (k["restored_s"], k["target_s"]),
+            "%d/%d" % (k["running_marked_lost"], k["held_running"]),
+            "%d/%d" % (k["waiting_completed_by_others"], k["held_waiting"]),
+            r["lost"], r["doubled"], r["others_exactly_once"], r["others"]))
+    ok = all(r["pass_kill"] for r in rounds)
     print("\nresult: %s" % ("pass" if ok else "FAIL"))
     return 0 if ok else 1
 

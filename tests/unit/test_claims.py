@@ -1,6 +1,8 @@
 """Claims over a fake document port: leases, probes and settle, orphans,
 retention and stale requests, with the clock passed in."""
 
+import pytest
+
 from mrmd_monitor import protocol as p
 from mrmd_monitor.claims import Claims
 from mrmd_monitor.config import Config
@@ -129,3 +131,61 @@ def test_sweep_is_due_only_while_something_can_come_due():
     assert c.sweep_interval({"m": entry("m", status="claimed", claimedBy=ME)}, {}, 1.0, 30.0) is None
     c0, _ = claims(retention=0.0)
     assert c0.sweep_interval(done, {}, 1.0, 30.0) is None                  # retention off
+
+
+def test_settle_window_follows_the_slowest_recent_round_trip():
+    from mrmd_monitor.claims import settle_window
+    assert settle_window(0.3, []) == 0.3                       # nothing measured yet
+    assert settle_window(0.3, [0.01, 0.05]) == 0.3             # fast round trips: the option
+    assert settle_window(0.3, [0.05, 0.9, 0.2]) == pytest.approx(1.8)        # twice the slowest
+    assert settle_window(0.3, [40.0]) == 5.0                   # capped
+    assert settle_window(0.0, [2.0]) == 0.0                    # an operator turned it off
+
+
+def test_a_slow_probe_round_trip_lengthens_the_settle():
+    c, port = claims()
+    port.others = True
+    a, b = run("a"), run("b")
+    c.probe([a], now=10.0)
+    c.acked([a], 1, now=11.2)                                  # 1.2 s round trip under load
+    assert a.confirm_at == pytest.approx(11.2 + 2.4)
+    c.probe([b], now=20.0)
+    c.acked([b], 2, now=20.01)                                 # the slow one is still recent
+    assert b.confirm_at == pytest.approx(20.01 + 2.4)
+    for i in range(16):                                        # until it ages out
+        d = run("d%d" % i)
+        c.probe([d], now=30.0 + i)
+        c.acked([d], port.seq, now=30.0 + i + 0.01)
+    assert c.settle() == 0.3
+
+
+def test_backups_wait_longer_while_round_trips_are_slow():
+    from mrmd_monitor.claims import backup_delay
+    assert backup_delay(0.0, [3.0]) == 0.0                      # the preferred: at once
+    assert backup_delay(0.5, []) == 0.5
+    assert backup_delay(1.0, [0.1, 0.2]) == 1.0                 # fast: the nominal steps
+    assert backup_delay(1.0, [1.0]) == pytest.approx(4.0)       # each 0.5 s step -> 2 round trips
+    c, port = claims()
+    port.claim_delay = lambda entry: 0.5
+    c.rtts.extend([0.75])
+    assert c.claim_delay(entry("x")) == pytest.approx(1.5)
+
+
+def test_another_monitors_late_claim_lengthens_the_settle_in_every_document():
+    """How late other monitors' claims reach us counts like a round trip, and
+    the samples are the process's: a document with no runs of its own yet
+    settles as long as the others measured."""
+    from mrmd_monitor.claims import Latencies
+    shared = Latencies()
+    config = Config(sync_url="ws://127.0.0.1:1", claim_settle=0.3, orphan_timeout=5.0)
+    one, other = Claims(ME, Port(), config, latencies=shared), Claims(ME, Port(), config,
+                                                                    latencies=shared)
+    late = p.parse_entry("x", {"status": "claimed", "claimedBy": 42, "claimedAt": 10_000})
+    one.observe(late, now_ms=11_500)                           # arrived 1.5 s after it was made
+    assert other.settle() == pytest.approx(3.0)
+    ours = p.parse_entry("y", {"status": "claimed", "claimedBy": ME, "claimedAt": 0})
+    running = p.parse_entry("z", {"status": "running", "claimedBy": 42, "claimedAt": 0})
+    skewed = p.parse_entry("w", {"status": "claimed", "claimedBy": 42, "claimedAt": 20_000})
+    for e in (ours, running, skewed):                          # not a fresh claim of another
+        one.observe(e, now_ms=12_000)
+    assert shared.snapshot() == (1.5,)

@@ -2,6 +2,7 @@
 
 import collections
 import math
+import time
 
 import pytest
 
@@ -178,7 +179,7 @@ def test_alone_or_unseen_claims_at_once():
     assert c.claim_delay("u", "s", members("b", "c"), "a") == 0.0
 
 
-def test_a_monitor_published_full_goes_after_every_monitor_with_room():
+def test_a_monitor_published_full_and_past_its_bound_goes_after_the_others():
     full = Member(id="full", capacity=2, busy=2)
     for i in range(200):
         ms = (full,) + members("x", "y")
@@ -196,12 +197,63 @@ def test_all_full_still_has_a_preferred_monitor_and_delays_never_tie():
         assert sorted(delays) == [0.0, 0.5, 1.0, 1.5]
 
 
-def test_the_order_ignores_how_busy_a_monitor_with_room_is():
+def test_equal_loads_keep_the_rendezvous_order_and_a_busier_monitor_is_first_less():
     calm = members("a", "b", "c", "d")
-    busy = tuple(Member(id=m.id, capacity=8, busy=i * 2) for i, m in enumerate(calm))
+    same = tuple(Member(id=m.id, capacity=8, busy=3) for m in calm)
     for i in range(100):
         assert [m.id for m in c.claim_order("u", "s%d" % i, calm)] == \
-            [m.id for m in c.claim_order("u", "s%d" % i, busy)]
+            [m.id for m in c.claim_order("u", "s%d" % i, same)]
+    # within the bound (4, 5, 5, 5 of 19: ceil(1.2 * 20 / 4) = 6), the busier
+    # is first for fewer pairs, in proportion to 1 / (1 + busy)
+    ms = (Member(id="a", capacity=8, busy=5),) + tuple(
+        Member(id=x, capacity=8, busy=4 + (x != "b")) for x in "bcd")
+    assert not any(c.over_bound(m, ms) for m in ms)
+    firsts = collections.Counter(c.claim_order("u", "s%d" % i, ms)[0].id for i in range(4000))
+    assert firsts["b"] / 4000 == pytest.approx((1 / 5) / (1 / 5 + 3 / 6), abs=0.04)
+    # loads this close move few pairs from where the plain hash puts them
+    moved = sum(c.claim_order("u", "s%d" % i, calm)[0].id
+                != c.claim_order("u", "s%d" % i, ms)[0].id for i in range(4000))
+    assert moved < 4000 * 0.2
+
+
+def test_a_monitor_past_its_bound_goes_after_the_ones_within_it():
+    loaded = (Member(id="a", capacity=8, busy=6),) + tuple(
+        Member(id=x, capacity=8, busy=1) for x in "bcd")
+    assert c.over_bound(loaded[0], loaded) and not c.over_bound(loaded[1], loaded)
+    for i in range(200):
+        order = [m.id for m in c.claim_order("u", "s%d" % i, loaded)]
+        assert order[-1] == "a"
+        calm = [m.id for m in c.claim_order("u", "s%d" % i, members("a", "b", "c", "d"))]
+        assert order[:3] == [x for x in calm if x != "a"]   # the others keep their order
+
+
+def test_bounded_loads_even_out_a_lumpy_hash():
+    """64 pairs placed one after another (each a run that stays busy): the
+    first choices alone are lumpy, bounded loads keep every monitor within
+    1.2x of even."""
+    ids = ["mon%d" % i for i in range(4)]
+    plain = collections.Counter(c.claim_order("u", "s-%d" % k, members(*ids))[0].id
+                                for k in range(64))
+    assert max(plain.values()) / 16 > 1.25 or min(plain.values()) / 16 < 0.75  # the problem
+    busy = dict.fromkeys(ids, 0)
+    for k in range(64):
+        ms = tuple(Member(id=i, capacity=8, busy=busy[i]) for i in ids)
+        busy[c.claim_order("u", "s-%d" % k, ms)[0].id] += 1
+    assert max(busy.values()) <= 1.2 * 16 + 1 and min(busy.values()) >= 0.75 * 16, busy
+
+
+def test_cluster_loads_replace_stale_counts_and_make_up_the_mean():
+    # This document is followed by a and b (--replicas 2); the cluster has four.
+    here = (Member(id="a", capacity=8, busy=0), Member(id="b", capacity=8, busy=0))
+    loads = (Member(id="a", capacity=8, busy=9), Member(id="b", capacity=8, busy=2),
+             Member(id="c", capacity=8, busy=2), Member(id="d", capacity=8, busy=2))
+    for i in range(100):
+        assert [m.id for m in c.claim_order("u", "s%d" % i, here, loads)] == ["b", "a"]
+        assert c.claim_delay("u", "s%d" % i, here, "b", step=0.5, loads=loads) == 0.0
+        assert c.claim_delay("u", "s%d" % i, here, "a", step=0.5, loads=loads) == 0.5
+    # a member of the document missing from the cluster's view keeps its own count
+    assert [m.id for m in c.claim_order("u", "s", here + (Member(id="e", busy=0),),
+                                        loads)][-1] == "a"
 
 
 def test_one_runtime_and_session_goes_to_one_monitor_and_pairs_spread():
@@ -210,6 +262,43 @@ def test_one_runtime_and_session_goes_to_one_monitor_and_pairs_spread():
                                  for i in range(4000))
     assert all(abs(n / 1000 - 1) < 0.12 for n in firsts.values()), firsts
     assert c.claim_order("http://h/mrp/v1/", "s", ms) == c.claim_order("http://h/mrp/v1", "s", ms)
+
+
+def test_loads_as_of_a_moment_are_the_same_whenever_one_looks():
+    """Each monitor takes a request's loads as published before it was made:
+    the answer does not move as newer states arrive, so two monitors looking
+    at different times agree on who claims first."""
+    h = {}
+    h = c.remember(h, (Member(id="a", busy=1, at=1000), Member(id="b", busy=0, at=1000)))
+    h = c.remember(h, (Member(id="a", busy=5, at=1200), Member(id="b", busy=0, at=1000)))
+    early = c.loads_as_of(h, 1100)
+    assert [(m.id, m.busy) for m in early] == [("a", 1), ("b", 0)]
+    h = c.remember(h, (Member(id="a", busy=9, at=1400), Member(id="b", busy=2, at=1350)))
+    assert c.loads_as_of(h, 1100) == early                 # a later look, the same answer
+    assert [(m.id, m.busy) for m in c.loads_as_of(h, 1300)] == [("a", 5), ("b", 0)]
+    assert [(m.id, m.busy) for m in c.loads_as_of(h, None)] == [("a", 9), ("b", 2)]
+    assert [(m.id, m.busy) for m in c.loads_as_of(h, 10)] == [("a", 1), ("b", 0)]  # oldest
+
+
+def test_the_history_forgets_members_gone_and_old_states_but_the_one_in_force():
+    h = {}
+    for t in range(0, 20_000, 100):
+        h = c.remember(h, (Member(id="a", busy=t // 100, at=t), Member(id="b", at=5)),
+                       keep_ms=1000)
+    assert len(h["a"]) <= c.MAX_HISTORY and h["a"][-1].at == 19_900
+    assert h["a"][0].at <= 19_900 - 1000                   # the state in force at the cutoff
+    assert c.loads_as_of(h, 19_000)[0].busy == 190
+    assert len(h["b"]) == 1                                # the same state, kept once
+    assert set(c.remember(h, (Member(id="b", at=6),))) == {"b"}
+    assert c.remember(h, None) == {}                       # a flood: nothing trusted
+
+
+def test_a_published_time_round_trips_and_is_bounded():
+    m = Member(id="a", capacity=3, busy=2, at=1_795_000_000_000)
+    assert c.parse_member({"monitor": c.member_state(m)}) == m
+    for bad in (-1, 1.5, "1", float("inf"), 2 ** 60):
+        state = {"monitor": dict(c.member_state(m), at=bad)}
+        assert c.parse_member(state).at == 0               # ignored, the member kept
 
 
 def test_capacity_weights_the_share_of_pairs():
@@ -470,10 +559,13 @@ def test_a_sync_thread_publishes_itself_and_stops_being_a_member_when_leaving():
     from mrmd_monitor.sync import SyncThread
     cfg = Config(sync_url="ws://127.0.0.1:9", docs=("doc",), max_workers=3, name="alpha")
     sync = SyncThread(config=cfg, doc_name="doc", pool=None, member_id="alpha-1")
+    before = int(time.time() * 1000)
     state = sync.awareness.get_local_state()
     assert state["type"] == "monitor"
-    assert c.parse_member(state) == Member(id="alpha-1", capacity=3, busy=0,
-                                           version=__version__, name="alpha")
+    got = c.parse_member(state)
+    assert got == Member(id="alpha-1", capacity=3, busy=0, version=__version__, name="alpha",
+                         at=got.at)
+    assert before - 5000 <= got.at <= time.time() * 1000     # when it was published
     sync._stop_deadline = 0.0     # as _begin_stop sets it
     sync._publish_member()
     state = sync.awareness.get_local_state()
