@@ -108,6 +108,10 @@ class Coordinator:
         self.claims.reset(self.runs.values())
         self.on_entries_changed(keys, fresh=False)
         self.claims.probe(self.runs.values(), self.clock())
+        # Probes sent before the reconnect are never answered: ask again.
+        for run in self.runs.values():
+            if run.dispatch_gate is not None:
+                run.dispatch_probe = self.claims.port.probe()
 
     def _expire_stale(self):
         """Requests left from long ago are not run by surprise when we start."""
@@ -193,6 +197,12 @@ class Coordinator:
 
     def on_probe_acked(self, seq):
         self.claims.acked(self.runs.values(), seq, self.clock())
+        for run in self.runs.values():
+            if run.dispatch_gate is not None and run.dispatch_probe is not None \
+                    and run.dispatch_probe <= seq:
+                run.log.debug("%s: the server has its dispatch mark", run.exec_id)
+                run.dispatch_gate.set()
+                run.dispatch_gate = run.dispatch_probe = None
 
     def on_message(self, msg):
         run = self.runs.get(getattr(msg, "exec_id", None))
@@ -223,6 +233,8 @@ class Coordinator:
                                               CAPPED_FLUSH_INTERVAL))
             else:
                 self._on_output(run, msg.buffer.take())
+        elif isinstance(msg, m.Dispatching):
+            self._on_dispatching(run, msg)
         elif isinstance(msg, m.RunStarted):
             self._on_started(run)
         elif isinstance(msg, m.StdinRequested):
@@ -307,10 +319,16 @@ class Coordinator:
         if entry.problem is not None:
             self._refuse(entry.exec_id, entry.raw, entry.problem)
             return
-        if entry.status == p.RUNNING:
+        if entry.status == p.RUNNING or entry.dispatched_at is not None:
             # A client that is no monitor (a browser's forged claim) ends here too.
-            msg = ("the monitor running this cell (client %s) was lost; the output up to that "
-                   "point is kept (a runtime stream cannot be resumed). Run the cell again." % who)
+            if entry.status == p.RUNNING:
+                msg = ("the monitor running this cell (client %s) was lost; the output up to "
+                       "that point is kept (a runtime stream cannot be resumed). Run the cell "
+                       "again." % who)
+            else:   # sent, not yet seen to start: running it again could run it twice
+                msg = ("the monitor that sent this cell to its runtime (client %s) was lost "
+                       "before the runtime answered; the cell may have run. Run it again if it "
+                       "did not." % who)
             entry_log.warning("%s: %s", entry.exec_id, msg)
             self.blocks.append_notice(entry.exec_id, "[mrmd-monitor: %s]" % msg)
             self._write_entry(entry.exec_id, {"status": p.ERROR, "completedAt": self.now_ms(),
@@ -477,7 +495,16 @@ class Coordinator:
     def _job(self, run):
         return RunJob(exec_id=run.exec_id, runtime_url=run.runtime_url, session=run.session,
                       code=run.code, post=self.post, doc=self.doc_name,
-                      max_run_time=self.config.max_run_time)
+                      max_run_time=self.config.max_run_time, confirm_dispatch=True)
+
+    def _on_dispatching(self, run, msg):
+        """Mark the run as sent before it is: the mark must reach the server
+        first (a probe answered after it), so that a monitor taking over after
+        our death knows the run may have started and does not run it again."""
+        self._write(run, {"dispatchedAt": self.now_ms()})
+        run.dispatched = True
+        run.dispatch_gate = msg.gate
+        run.dispatch_probe = self.claims.port.probe()   # None: offline, asked again at sync
 
     def _on_started(self, run):
         self.metrics.inc("mrmd_monitor_queued_runs", -1)
@@ -621,7 +648,7 @@ class Coordinator:
         """Runs that have not started go back to ``requested``, unclaimed, so
         the next monitor can take them."""
         for run in list(self.runs.values()):
-            if run.phase not in UNSTARTED:
+            if run.phase not in UNSTARTED or run.dispatched:   # it may be running already
                 continue
             self.pool.cancel(run.exec_id, interrupt=True)
             if self._ours(run):

@@ -13,6 +13,17 @@ from .output import PendingOutput
 
 
 @dataclass(frozen=True)
+class Dispatching:
+    """The worker is about to send the run to its runtime. The sync thread
+    marks the entry (``dispatchedAt``) and sets ``gate`` once the server has
+    the mark: a monitor that dies after that leaves a run others must not
+    start again (it may have run), and one that dies before it, a run that
+    never reached the runtime."""
+    exec_id: str
+    gate: threading.Event
+
+
+@dataclass(frozen=True)
 class RunStarted:
     """The runtime accepted the request; the stream is open."""
     exec_id: str

@@ -126,6 +126,9 @@ class Entry:
     requested_at: Optional[int]
     requested_by: Optional[int]
     claimed_by: Optional[int]
+    # When the claimant sent the run to its runtime (ms; the mark reached the
+    # server before the request did): from then on the run may have started.
+    dispatched_at: Optional[int]
     output_block_ready: bool
     stdin_response_text: Optional[str]
     # Set when the entry breaks a limit (depth, size): such an entry is never
@@ -164,6 +167,7 @@ def parse_entry(exec_id, value) -> Optional[Entry]:
         requested_at=as_int(value.get("requestedAt")),
         requested_by=as_int(value.get("requestedBy")),
         claimed_by=as_int(value.get("claimedBy")),
+        dispatched_at=as_int(value.get("dispatchedAt")),
         output_block_ready=value.get("outputBlockReady") is True,
         stdin_response_text=text if isinstance(text, str) else None,
         problem=("the entry is %s" % problem) if problem else None,

@@ -6,6 +6,7 @@ its events mean. Nothing here touches a document: everything is posted.
 """
 
 import logging
+import threading
 
 from . import messages as m
 from .display import DisplayConverter
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 
 #: The text the coordinator has always written for a run over --max-run-time.
 MAX_RUN_TIME_MESSAGE = "the run took longer than --max-run-time (%.0fs) and was stopped"
+#: How often a run waiting for its dispatch mark looks whether it was stopped.
+DISPATCH_POLL = 0.1
 #: Longest runtime warning shown in a block.
 MAX_WARNING_CHARS = 500
 
@@ -78,6 +81,8 @@ class Runner:
         def on_busy(reason):
             post(m.RuntimeBusy(exec_id, reason))
 
+        if getattr(job, "confirm_dispatch", False) and not self._dispatch(job, token):
+            return m.RunFinished(exec_id, cancelled=True, output=output)
         run_log.debug("starting %s on %s", exec_id, job.runtime_url)
         try:
             self.client.execute_stream(job.runtime_url, code=job.code, session=job.session,
@@ -109,6 +114,19 @@ class Runner:
                                                    e.get("traceback") or [])
         return m.RunFinished(exec_id, result=slim_result(outcome["result"]),
                              error=outcome["error"], output=output)
+
+    @staticmethod
+    def _dispatch(job, token) -> bool:
+        """Wait until the document's server has the run's dispatch mark; False
+        if the run was stopped first (it never reached the runtime then)."""
+        gate = threading.Event()
+        job.post(m.Dispatching(job.exec_id, gate))
+        # Normally one round trip to the sync server; as long as an outage
+        # lasts otherwise (the run waits, unsent, for the document to be back).
+        while not gate.wait(DISPATCH_POLL):
+            if token.stopped:
+                return False
+        return not token.stopped
 
     def send_input(self, exec_id, runtime_url, text, post, doc=None):
         """Forward a stdin answer (blocking: run it on a control thread).

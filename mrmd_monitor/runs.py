@@ -52,6 +52,11 @@ class Run:
     # Claim confirmation: the probe that carries the claim, then a settle delay.
     probe: Optional[int] = None
     confirm_at: Optional[float] = None
+    # The worker waits for this gate before it sends the run (messages.Dispatching):
+    # set once the probe sent after the dispatch mark is answered.
+    dispatch_gate: Optional[Any] = None
+    dispatch_probe: Optional[int] = None
+    dispatched: bool = False   # marked as sent: it may reach the runtime any moment
     block_ready: bool = False            # a browser made the output block
     block_deadline: float = float("inf")  # past it, the monitor makes the block itself
     # Output

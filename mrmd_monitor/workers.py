@@ -39,6 +39,9 @@ class RunJob:
     post: Callable[[Any], None]
     doc: str = ""   # the document the run belongs to: its share of the workers
     max_run_time: float = 0.0   # seconds from the POST; 0: no limit
+    # Send the run only once its document's server has the dispatch mark
+    # (messages.Dispatching); the coordinator's jobs all do.
+    confirm_dispatch: bool = False
 
 
 class _Slot:

@@ -95,6 +95,30 @@ def test_killed_monitor_orphans_are_recovered(sync_server, own_runtime, doc_name
     assert "taking the run over" in second.log_text()
 
 
+def test_a_run_sent_before_the_kill_is_not_sent_again(faults, sync_server, doc_name, peer_factory,
+                                                      monitor_factory):
+    """kill -9 after the run reached the runtime, before the runtime answered: the cell
+    may be running, so the next monitor marks it lost instead of sending it again."""
+    first = monitor_factory(sync_server.url, doc_name, extra_args=monitor_args(orphan_timeout=3))
+    b = peer_factory(sync_server.url, doc_name)
+    code = json.dumps({"fault": "wedge", "count": 5, "headers_after": 30})
+    b.set_text(cell(code) + "\n")
+    exec_id = start_cell(b, code, faults.url, prefix="sent")
+    wait_until(lambda: faults.wedged_by == exec_id, timeout=30,
+               message="the runtime to receive the run")
+    assert b.entry(exec_id)["status"] == "ready"      # nothing came back from the runtime yet
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    faults.release_headers.set()                      # its answer finds nobody
+    second = monitor_factory(sync_server.url, doc_name, extra_args=monitor_args(orphan_timeout=3))
+    lost = b.wait_entry(exec_id, FINAL, timeout=30)
+    assert lost["status"] == "error" and lost["error"]["type"] == "MonitorLost", lost
+    assert "the cell may have run" in lost["error"]["message"]
+    sent = [body for path, body in faults.requests if path.endswith("/execute/stream")]
+    assert [body["execId"] for body in sent] == [exec_id]
+    assert "may have run" in second.log_text()
+
+
 # -- 3. stale requests ---------------------------------------------------------
 
 def test_stale_requests_expire_at_start(sync_server, runtime, doc_name, peer_factory,

@@ -2,6 +2,7 @@
 the browser and a recording stand-in for the worker pool (the pool and the
 runtime are tested for real in the end-to-end tests)."""
 
+import threading
 import pytest
 from pycrdt import Doc, Map, Text
 
@@ -819,3 +820,49 @@ def test_past_the_cap_output_waits_in_the_worker_buffer_until_the_flush():
     assert head == lines[:len(head)] and tail == lines[-len(tail):]
     left = len(lines) - len(head) - len(tail)
     assert "; %d lines (" % left in block[notice[0]]
+
+
+def test_a_run_is_sent_only_once_the_server_has_its_dispatch_mark(w):
+    w.request("d1")
+    w.clock.t += 2
+    w.co.tick()
+    gate = threading.Event()
+    w.port.auto_ack = False
+    w.co.on_message(m.Dispatching("d1", gate))
+    assert w.entry("d1")["dispatchedAt"] == 1_700_000_000_123
+    assert not gate.is_set()                   # written, not yet known to be at the server
+    w.co.on_synced()                           # a reconnect: the probe is asked again
+    assert not gate.is_set()
+    w.port.acked = w.port.seq - 1              # an earlier probe's answer is not enough
+    w.co.on_probe_acked(w.port.acked)
+    assert not gate.is_set()
+    w.co.on_probe_acked(w.port.seq)
+    assert gate.is_set()
+
+
+def test_a_sent_run_is_not_handed_back_at_stop_and_an_orphan_sent_run_is_lost():
+    world = World(orphan_timeout=5.0)
+    world.br_text += CELL
+    world.to_monitor()
+    world.request("sent1")
+    world.clock.t += 2
+    world.co.tick()
+    world.co.on_message(m.Dispatching("sent1", threading.Event()))
+    world.co.release_unstarted("stopping")
+    assert world.entry("sent1")["status"] == "ready"    # it may be running: not handed back
+    assert "sent1" in world.co.runs
+    # Another monitor's run, sent before that monitor died, is not run again.
+    world.port.monitors = {ME}
+    base = {"code": "print('hi')", "runtimeUrl": "http://127.0.0.1:9", "claimedBy": 99,
+            "requestedAt": 1_700_000_000_000, "outputBlockReady": True}
+    world.br_map["other"] = {**base, "id": "other", "status": "ready",
+                             "dispatchedAt": 1_700_000_000_050}
+    world.to_monitor()
+    world.clock.t += 1.1
+    world.tick()
+    world.clock.t += 6
+    world.tick()
+    lost = world.entry("other")
+    assert lost["status"] == "error" and lost["error"]["type"] == "MonitorLost"
+    assert "the cell may have run" in lost["error"]["message"]
+    assert "other" not in world.pool.names("submit")
