@@ -14,7 +14,6 @@ to the pool; worker messages reach ``on_message`` and end in
 ``blocks.write`` and ``_write``; ``_finish`` writes the final status.
 """
 
-import itertools
 import logging
 import time
 from typing import Dict
@@ -27,7 +26,7 @@ from .blocks import Blocks
 from .claims import BACKUP, WAIT, Claims
 from .logs import context
 from .metrics import Metrics
-from .order import RunOrder, request_order
+from .order import RunOrder, request_order, run_order
 from .output import RunOutput
 from .runs import (UNSTARTED, Phase, Run, add_display, next_deadline,
                    show_error, transition)
@@ -73,7 +72,6 @@ class Coordinator:
         # Every entry, parsed once per change (remote or ours).
         self.entries_index: Dict[str, p.Entry] = {}
         self.accepting = True
-        self._seq = itertools.count()
         self._next_sweep = 0.0
         self._first_sync = True
 
@@ -145,9 +143,10 @@ class Coordinator:
 
     def _claim_all(self, to_claim):
         # Claim in request order: a runtime runs its cells in that order.
-        to_claim.sort(key=request_order(to_claim, lambda: str(self.blocks.text)))
+        order = request_order(to_claim, lambda: str(self.blocks.text))
+        to_claim.sort(key=order)
         for entry in to_claim:
-            self._claim(entry)
+            self._claim(entry, order(entry))
         if to_claim:
             self.claims.probe(self.runs.values(), self.clock())
 
@@ -344,7 +343,9 @@ class Coordinator:
                 run.block_ready = entry.output_block_ready
                 self.claims.probe(self.runs.values(), self.clock())
 
-    def _claim(self, entry):
+    def _claim(self, entry, order=None):
+        """Claim ``entry``; ``order``: its place among the runs of its runtime
+        and session (order.run_order; a run taken over keeps the one it has)."""
         if entry.problem is not None:
             self._refuse(entry.exec_id, entry.raw, entry.problem)
             return
@@ -367,7 +368,7 @@ class Coordinator:
         run = Run(exec_id=entry.exec_id, runtime_url=entry.runtime_url.rstrip("/"),
                   session=entry.session, code=entry.code, language=entry.language,
                   cell_id=entry.cell_id, requested_at=entry.requested_at or 0,
-                  order=(entry.requested_at or 0, next(self._seq)), doc=self.doc_name,
+                  order=order or run_order(entry), doc=self.doc_name,
                   since=now, block_deadline=now + self.config.block_wait,
                   log=self.log.bind(exec_id=entry.exec_id),
                   output=RunOutput(self.config.max_output_bytes,
@@ -377,7 +378,8 @@ class Coordinator:
         self.metrics.inc("mrmd_monitor_claims_total")
         self.metrics.inc("mrmd_monitor_queued_runs")
         self.metrics.inc("mrmd_monitor_queue_depth", runtime=run.runtime_url)
-        self._write(run, {"status": p.CLAIMED, "claimedBy": self.me, "claimedAt": self.now_ms()})
+        self._write(run, {"status": p.CLAIMED, "claimedBy": self.me, "claimedAt": self.now_ms(),
+                          "notebookOrder": run.order[1]})
         run.log.info("claimed %s (runtime %s, session %s)", run.exec_id, run.runtime_url,
                      run.session)
 

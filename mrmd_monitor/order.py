@@ -10,7 +10,7 @@ what it is given.
 Pure: no threads, sockets or clocks.
 """
 
-from typing import Callable, Dict, Iterable, List, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from . import protocol as p
 from .document import find_cell
@@ -36,13 +36,15 @@ class RunOrder:
 
     def ahead(self, run: Run, runs: Iterable[Run], entries: Dict[str, p.Entry]) -> List[str]:
         """Ids of the unfinished runs that go before ``run`` on its runtime and
-        session: ours claimed earlier, and other monitors' requested earlier."""
+        session, ours and other monitors', in the one order every monitor
+        uses (``run_order``): two orders, one for ours and one for theirs,
+        let two monitors each wait for the other's run."""
         mine = [(r.order, r.exec_id) for r in runs
                 if r is not run and r.key == run.key and r.phase is not Phase.DONE
                 and r.order < run.order]
-        theirs = [key for order, key in self._foreign_runs(entries).get(run.key, ())
-                  if order < (run.requested_at, run.exec_id)]
-        return [key for _, key in sorted(mine)] + theirs
+        theirs = [(order, key) for order, key in self._foreign_runs(entries).get(run.key, ())
+                  if order < run.order]
+        return [key for _, key in sorted(mine + theirs)]
 
     def _foreign_runs(self, entries):
         """Other monitors' unfinished runs by (runtime, session), in request
@@ -54,7 +56,7 @@ class RunOrder:
                         or e.claimed_by in (None, self.me) or not e.runtime_url
                         or not self.lease_holder(e.claimed_by)):
                     continue
-                index.setdefault(entry_key(e), []).append(((e.requested_at or 0, key), key))
+                index.setdefault(entry_key(e), []).append((run_order(e), key))
             for queue in index.values():
                 queue.sort()
             self._foreign = index
@@ -62,17 +64,25 @@ class RunOrder:
         return self._foreign
 
 
+def run_order(entry: p.Entry, notebook_order: Optional[int] = None) -> Tuple[int, int, str]:
+    """The place of a run among the runs of its runtime and session, the same
+    on every monitor: requested first, then (same millisecond) higher in the
+    notebook as its claimant saw it (``notebookOrder``), then the id."""
+    if notebook_order is None:
+        notebook_order = entry.notebook_order
+    return entry.requested_at or 0, notebook_order, entry.exec_id
+
+
 def request_order(entries, read_text: Callable[[], str]):
-    """Sort key for requests that arrived together. Milliseconds tie when a
-    browser runs several cells at once; the cells' order in the notebook (top
-    to bottom, as "run all" asks them) decides then (the text is read only
-    then)."""
-    times = [e.requested_at or 0 for e in entries]
-    if len(set(times)) == len(times):
-        return lambda e: (e.requested_at or 0, 0, e.exec_id)
-    text = read_text()
+    """Sort key for requests claimed together: ``run_order``, with each cell's
+    place in the notebook as this monitor sees it now (written into the claim
+    as ``notebookOrder``). Milliseconds tie when a browser runs several cells
+    at once ("run all"): their order in the notebook, top to bottom, decides
+    then. An entry that already has its place (a run taken over) keeps it."""
+    missing = [e for e in entries if not e.notebook_order]
+    text = read_text() if missing else ""
     where = {}
-    for e in entries:
+    for e in missing:
         cell = find_cell(text, e.code or "", e.language, e.cell_id)
         where[e.exec_id] = cell.start if cell is not None else len(text)
-    return lambda e: (e.requested_at or 0, where[e.exec_id], e.exec_id)
+    return lambda e: run_order(e, e.notebook_order or where[e.exec_id])

@@ -44,8 +44,9 @@ class Run:
     language: str
     cell_id: Optional[str]
     requested_at: int = 0
-    # The notebook's order on a runtime: (requestedAt, claim sequence).
-    order: Tuple[int, int] = (0, 0)
+    # Its place among the runs of its runtime and session, the same on every
+    # monitor (order.run_order): (requestedAt, notebookOrder, exec_id).
+    order: Tuple[int, int, str] = (0, 0, "")
     doc: str = ""
     phase: Phase = Phase.CLAIMED
     since: float = 0.0
