@@ -53,7 +53,15 @@ log = logging.getLogger(__name__)
 # any --orphan-timeout) or it has a run. A peer that never sets a state of its
 # own does not see a silent monitor. The control document always renews:
 # a monitor joining the cluster must see the others as it syncs.
+#
+# Exactly-once (claims.Claims.acked) needs every monitor that could claim
+# concurrently with us to be in sight when our claim is confirmed. A silent
+# monitor announces itself before anything it writes (_send_outbox), and when
+# it sees us arrive (we announce on connecting); until that answer can have
+# come back, for AWARENESS_SETTLE seconds after we synced, we count a monitor
+# as present (other_monitors_present), so our claims wait --claim-settle.
 AWARENESS_RENEW = (20.0, 24.0)
+AWARENESS_SETTLE = 5.0
 # A peer whose state has not been renewed for this long is gone (peer_alive),
 # even if no removal arrived: three renewals missed by a peer renewing at
 # 15 s, almost two by us.
@@ -166,6 +174,7 @@ class SyncThread(threading.Thread):
         self._awareness_due = 0.0
         self._awareness_sent = None   # the last awareness message we sent, to know its echo
         self._renew_alone = renew_alone   # the control document: see AWARENESS_RENEW
+        self._synced_at = -AWARENESS_SETTLE
         self._stop_deadline = None
         self._failures = 0
         self.reconnects = 0
@@ -261,7 +270,11 @@ class SyncThread(threading.Thread):
         return self.peer_alive(client_id)
 
     def other_monitors_present(self):
-        """Does awareness show any other monitor on this document?"""
+        """Does awareness show any other monitor on this document? Also true
+        in our first AWARENESS_SETTLE seconds on it: a silent one may not
+        have answered our arrival yet."""
+        if time.monotonic() - self._synced_at < AWARENESS_SETTLE:
+            return True
         return any(cid != self.client_id and isinstance(state, dict)
                    and state.get("type") == "monitor"
                    for cid, state in self.awareness.states.items())
@@ -533,6 +546,8 @@ class SyncThread(threading.Thread):
             self._send(_sync_message(subtype, piece))
 
     def _send_outbox(self):
+        if self._outbox and self._ws is not None and self._awareness_due == _SILENT:
+            self._publish_member()   # seen before anything we write (AWARENESS_RENEW)
         while self._outbox and self._ws is not None:
             self._send_update(self._outbox.pop(0))
 
@@ -652,6 +667,7 @@ class SyncThread(threading.Thread):
             self.coordinator.on_probe_acked(seq)
         if sub == YSyncMessageType.SYNC_STEP2 and not self._synced:
             self._synced = True
+            self._synced_at = time.monotonic()
             self.metrics.set("mrmd_monitor_document_connected", 1, doc=self.doc_name)
             self._failures = 0
             self._backoff.reset()
