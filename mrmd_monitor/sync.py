@@ -120,7 +120,10 @@ class Backoff:
         self.attempt = 0
 
 
-_SILENT = float("inf")   # _awareness_due while nobody needs a renewal
+# _awareness_due while nobody needs a renewal: due at once, and checked on
+# every pass of the loop (a peer may have appeared, a run started); never a
+# poll timeout.
+_SILENT = float("-inf")
 
 
 def renewal_delay(rng=random.random):
@@ -358,7 +361,8 @@ class SyncThread(threading.Thread):
             if self._ws is None:
                 waits.append(self._next_connect - now)
             else:
-                waits.append(self._awareness_due - now)
+                if self._awareness_due != _SILENT:
+                    waits.append(self._awareness_due - now)
                 waits.append(max(self._last_sent, self._last_heard) + KEEPALIVE - now)
                 waits.append(self._last_heard + DEAD_AFTER - now)
             if self._stop_deadline is not None:
@@ -392,15 +396,14 @@ class SyncThread(threading.Thread):
     def _timers(self, now):
         if self._ws is None:
             return
-        if now >= self._awareness_due or self._awareness_due == _SILENT:
+        if now >= self._awareness_due:    # always, while silent
             if self._renewing():
                 # A renewal (or an announcement after silence), with our busy
                 # count now; it refreshes the members too, which drops those
                 # whose renewals stopped.
                 self._publish_member()
-            elif self._awareness_due != _SILENT:
+            else:
                 self._awareness_due = _SILENT
-                self.log.debug("alone with nothing to run: awareness renewals stop")
         if now - self._last_heard >= DEAD_AFTER:
             self._disconnect("nothing heard from the server for %ds" % DEAD_AFTER)
         elif now - max(self._last_sent, self._last_heard) >= KEEPALIVE:
@@ -748,7 +751,7 @@ class SyncThread(threading.Thread):
         if self._ws is None:
             return
         self._set_awareness()
-        self._awareness_due = time.monotonic() + renewal_delay()
+        self._awareness_due = time.monotonic() + renewal_delay() if self._renewing() else _SILENT
         self._awareness_sent = create_awareness_message(
             self.awareness.encode_awareness_update([self.client_id]))
         self._send(self._awareness_sent)

@@ -524,7 +524,7 @@ def test_alone_the_monitor_falls_silent_and_announces_itself_when_a_peer_appears
     connector = Connector()
     sync = make_sync(connector)
     wait_until(lambda: sync.synced, timeout=10)
-    wait_until(lambda: call(sync, lambda s: s._awareness_due) == float("inf"), timeout=10,
+    wait_until(lambda: call(sync, lambda s: s._awareness_due) == float("-inf"), timeout=10,
                message="still renewing while alone")
     sent = len(_awareness_sent(connector.server))
     assert sent >= 1     # the announcement on connecting
@@ -534,7 +534,7 @@ def test_alone_the_monitor_falls_silent_and_announces_itself_when_a_peer_appears
     last = _awareness_sent(connector.server)[-1]
     assert b'"type":"monitor"' in last
     connector.server.send(_peer_awareness(999_999_999, 2, None))       # the browser leaves
-    wait_until(lambda: call(sync, lambda s: s._awareness_due) == float("inf"), timeout=10,
+    wait_until(lambda: call(sync, lambda s: s._awareness_due) == float("-inf"), timeout=10,
                message="still renewing after the peer left")
 
 
@@ -544,7 +544,7 @@ def test_a_silent_monitor_announces_itself_before_anything_it_writes(make_sync, 
     connector = Connector()
     sync = make_sync(connector)
     wait_until(lambda: sync.synced, timeout=10)
-    wait_until(lambda: call(sync, lambda s: s._awareness_due) == float("inf"), timeout=10)
+    wait_until(lambda: call(sync, lambda s: s._awareness_due) == float("-inf"), timeout=10)
     silent_at = len(connector.server.received)
     insert(sync, "written while alone\n")
     wait_until(lambda: connector.server.text() == "written while alone\n", timeout=10)
