@@ -401,7 +401,7 @@ class Daemon:
             return
         self.control = SyncThread(
             config=self.config, doc_name=name, pool=self.pool, metrics=self.metrics,
-            member_id=self.member_id,
+            member_id=self.member_id, renew_alone=True,
             on_synced=lambda s: self._events.put(("members", None)),
             on_members=lambda s, members: self._events.put(("members", members)))
         self.control.coordinator.stop_claiming()

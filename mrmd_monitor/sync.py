@@ -32,8 +32,45 @@ from .updates import (MAX_VALUE_DEPTH, client_clocks, decode_state_vector, encod
 
 log = logging.getLogger(__name__)
 
-AWARENESS_RENEW = 15.0      # y-protocols drops a peer after 30 s without a renewal
-KEEPALIVE = 20.0            # websocket ping when the line has been quiet this long
+# Our awareness state is renewed at a random point 20 to 24 s after the last
+# time it was sent. y-protocols peers (browsers, and the sync server itself,
+# which serves the states it holds to every peer that joins) drop a state not
+# renewed for 30 s, checking every 3 s; they renew their own at 15 s. The 6 s
+# left at the latest point cover our thread's delay under load and the
+# server's delivery: a renewal lands long before the 30 s as long as neither
+# stalls for 6 s (attaching 1,000 documents takes about 5 s in all). Later
+# than y-protocols' 15 s because every renewal costs each document two
+# wake-ups (sending it, and the server's echo of it to every connection of
+# the room, ours included): one every 22 s on average instead of 15 s is a
+# third fewer. The random point spreads a thousand documents' renewals
+# instead of sending them in bursts (they connect within a few seconds of
+# each other).
+#
+# Nobody needs the renewals of a monitor alone in a document with nothing to
+# run: they only keep our state in the server's copy. So then the monitor
+# falls silent (the server drops its state after 30 s) and announces itself
+# again as soon as a peer appears (every y-websocket client announces its own
+# state when it connects, so it sees ours one round trip later, long before
+# any --orphan-timeout) or it has a run. A peer that never sets a state of its
+# own does not see a silent monitor. The control document always renews:
+# a monitor joining the cluster must see the others as it syncs.
+#
+# Exactly-once (claims.Claims.acked) needs every monitor that could claim
+# concurrently with us to be in sight when our claim is confirmed. A silent
+# monitor announces itself before anything it writes (_send_outbox), and when
+# it sees us arrive (we announce on connecting); until that answer can have
+# come back, for AWARENESS_SETTLE seconds after we synced, we count a monitor
+# as present (other_monitors_present), so our claims wait --claim-settle.
+AWARENESS_RENEW = (20.0, 24.0)
+AWARENESS_SETTLE = 5.0
+# A peer whose state has not been renewed for this long is gone (peer_alive),
+# even if no removal arrived: three renewals missed by a peer renewing at
+# 15 s, almost two by us.
+PEER_GONE_AFTER = 45.0
+# A websocket ping when the line has been quiet both ways this long: the
+# servers we know ping every 30 s (and pongs go out at once), so it is only
+# for one that does not.
+KEEPALIVE = 40.0
 DEAD_AFTER = 65.0           # nothing heard (the server pings every 30 s): reconnect
 MSG_QUERY_AWARENESS = 3
 MSG_AUTH = 2
@@ -84,6 +121,19 @@ class Backoff:
         self.attempt = 0
 
 
+# _awareness_due while nobody needs a renewal: due at once, and checked on
+# every pass of the loop (a peer may have appeared, a run started); never a
+# poll timeout.
+_SILENT = float("-inf")
+
+
+def renewal_delay(rng=random.random):
+    """Seconds from sending our awareness state to renewing it: a random
+    point of AWARENESS_RENEW."""
+    low, high = AWARENESS_RENEW
+    return low + (high - low) * rng()
+
+
 def doc_url(sync_url, doc_name):
     return "%s/%s" % (sync_url.rstrip("/"), quote(doc_name, safe="/"))
 
@@ -91,7 +141,7 @@ def doc_url(sync_url, doc_name):
 class SyncThread(threading.Thread):
     def __init__(self, *, config, doc_name, pool, on_synced=None, on_exit=None, client_id=None,
                  metrics=None, connect=None, member_id=None, on_members=None,
-                 cluster_loads=None, latencies=None):
+                 cluster_loads=None, latencies=None, renew_alone=False):
         super().__init__(name="sync:%s" % doc_name, daemon=True)
         self.config = config
         self.doc_name = doc_name
@@ -127,6 +177,9 @@ class SyncThread(threading.Thread):
         self._last_heard = 0.0
         self._last_sent = 0.0
         self._awareness_due = 0.0
+        self._awareness_sent = None   # the last awareness message we sent, to know its echo
+        self._renew_alone = renew_alone   # the control document: see AWARENESS_RENEW
+        self._synced_at = -AWARENESS_SETTLE
         self._stop_deadline = None
         self._failures = 0
         self.reconnects = 0
@@ -213,7 +266,7 @@ class SyncThread(threading.Thread):
             return False
         meta = self.awareness.meta.get(client_id) or {}
         last = meta.get("lastUpdated", 0)
-        return time.time() * 1000 - last < 2 * AWARENESS_RENEW * 1000 + 15000
+        return time.time() * 1000 - last < PEER_GONE_AFTER * 1000
 
     def is_monitor(self, client_id):
         """Is ``client_id`` a monitor present in awareness (recently renewed)?
@@ -226,7 +279,11 @@ class SyncThread(threading.Thread):
         return self.peer_alive(client_id)
 
     def other_monitors_present(self):
-        """Does awareness show any other monitor on this document?"""
+        """Does awareness show any other monitor on this document? Also true
+        in our first AWARENESS_SETTLE seconds on it: a silent one may not
+        have answered our arrival yet."""
+        if time.monotonic() - self._synced_at < AWARENESS_SETTLE:
+            return True
         return any(cid != self.client_id and isinstance(state, dict)
                    and state.get("type") == "monitor"
                    for cid, state in self.awareness.states.items())
@@ -315,8 +372,9 @@ class SyncThread(threading.Thread):
             if self._ws is None:
                 waits.append(self._next_connect - now)
             else:
-                waits.append(self._awareness_due - now)
-                waits.append(self._last_sent + KEEPALIVE - now)
+                if self._awareness_due != _SILENT:
+                    waits.append(self._awareness_due - now)
+                waits.append(max(self._last_sent, self._last_heard) + KEEPALIVE - now)
                 waits.append(self._last_heard + DEAD_AFTER - now)
             if self._stop_deadline is not None:
                 waits.append(self._stop_deadline - now)
@@ -349,13 +407,23 @@ class SyncThread(threading.Thread):
     def _timers(self, now):
         if self._ws is None:
             return
-        if now >= self._awareness_due:
-            self._publish_member()    # a renewal, with our busy count now
-            self._refresh_members()   # drops members whose renewals stopped
+        if now >= self._awareness_due:    # always, while silent
+            if self._renewing():
+                # A renewal (or an announcement after silence), with our busy
+                # count now; it refreshes the members too, which drops those
+                # whose renewals stopped.
+                self._publish_member()
+            else:
+                self._awareness_due = _SILENT
         if now - self._last_heard >= DEAD_AFTER:
             self._disconnect("nothing heard from the server for %ds" % DEAD_AFTER)
-        elif now - self._last_sent >= KEEPALIVE:
+        elif now - max(self._last_sent, self._last_heard) >= KEEPALIVE:
             self._guard(self._ws.ping)
+
+    def _renewing(self):
+        """Does anyone need our awareness renewed (AWARENESS_RENEW)?"""
+        return (self._renew_alone or self.coordinator.active() > 0
+                or any(cid != self.client_id for cid in self.awareness.states))
 
     # -- connection ------------------------------------------------------------
 
@@ -492,6 +560,8 @@ class SyncThread(threading.Thread):
             self._send(_sync_message(subtype, piece))
 
     def _send_outbox(self):
+        if self._outbox and self._ws is not None and self._awareness_due == _SILENT:
+            self._publish_member()   # seen before anything we write (AWARENESS_RENEW)
         while self._outbox and self._ws is not None:
             self._send_update(self._outbox.pop(0))
 
@@ -543,6 +613,11 @@ class SyncThread(threading.Thread):
         if kind == YMessageType.SYNC:
             self._handle_sync(data)
         elif kind == YMessageType.AWARENESS:
+            if data == self._awareness_sent:
+                # Our own state as we sent it: the server sends every awareness
+                # update to all the connections of the room, the sender's too.
+                # Applying it would change nothing (same clock).
+                return
             try:
                 self.awareness.apply_awareness_update(read_message(data[1:]), "remote")
             except Exception as exc:  # noqa: BLE001 - a peer's garbage must not kill us
@@ -606,6 +681,7 @@ class SyncThread(threading.Thread):
             self.coordinator.on_probe_acked(seq)
         if sub == YSyncMessageType.SYNC_STEP2 and not self._synced:
             self._synced = True
+            self._synced_at = time.monotonic()
             self.metrics.set("mrmd_monitor_document_connected", 1, doc=self.doc_name)
             self._failures = 0
             self._backoff.reset()
@@ -669,20 +745,27 @@ class SyncThread(threading.Thread):
                 self._awareness_fields.pop(key, None)
             else:
                 self._awareness_fields[key] = value
-        self._set_awareness()
+        if self._ws is None:
+            self._set_awareness()
+            return
         self._send_awareness()
+        # Our own member may have changed (its busy count, or gone when
+        # leaving); the server's echo of it is not applied (_handle).
+        self._refresh_members()
 
     def _set_awareness(self):
         self.awareness.set_local_state(self.awareness_state())
 
     def _send_awareness(self):
+        """Set our state and send it. The clock moves on even when the state
+        is the same: this is also the renewal."""
         if self._ws is None:
             return
-        state = self.awareness.get_local_state()
-        if state is not None:
-            self.awareness.set_local_state(state)  # bumps the clock: a renewal
-        self._awareness_due = time.monotonic() + AWARENESS_RENEW
-        self._send(create_awareness_message(self.awareness.encode_awareness_update([self.client_id])))
+        self._set_awareness()
+        self._awareness_due = time.monotonic() + renewal_delay() if self._renewing() else _SILENT
+        self._awareness_sent = create_awareness_message(
+            self.awareness.encode_awareness_update([self.client_id]))
+        self._send(self._awareness_sent)
 
     # -- stopping --------------------------------------------------------------
 

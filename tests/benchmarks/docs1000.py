@@ -16,7 +16,10 @@ last document. Measured, against the issue's goals:
 - RSS of the monitor (``VmRSS`` in /proc/<pid>/status) right after ready and
   after the idle window (goal < 400 MB), its threads and open descriptors;
 - idle CPU: the monitor's utime + stime (/proc/<pid>/stat) over the idle
-  window, after a 2 s settle, in % of one core (goal < 1 %), and the context
+  window, after ``--settle`` seconds (2 by default; 40 to measure only the
+  steady state, after every document's first renewal, when the monitor,
+  alone in each document, has fallen silent), in % of one core (goal
+  < 1 %), and the context
   switches of its threads per second over the same window (how often it wakes);
 - the start of a run in the last document: ``--runs`` runs one after
   another, each a one-line print on the fake runtime in its own cell; the
@@ -24,14 +27,24 @@ last document. Measured, against the issue's goals:
   the peer sees the entry's ``status: "running"`` (the peer's own clock for
   both), p50 and p95 (goal p95 < 100 ms).
 
-The sync server's RSS and CPU are recorded too (information only). Not part
-of the test suite. Every process it starts is stopped at the end.
+The sync server's RSS and CPU are recorded too (information only).
+
+``--reference REV``: the monitor of another commit (its ``mrmd_monitor/``
+taken with ``git archive``, run with the same interpreter) is attached too,
+to the same documents on a second server, and idles over the same window:
+its idle CPU and context switches are reported next to ours, with the
+ratio (the machine is shared: only figures from one window compare). It
+is stopped before the runs.
+
+Not part of the test suite. Every process it starts is stopped at the end.
 """
 
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,6 +90,14 @@ def wakeups(pid):
     return total
 
 
+def export_tree(rev, into):
+    """The ``mrmd_monitor`` package as of commit ``rev``, unpacked under ``into``."""
+    archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", rev, "mrmd_monitor"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
 def write_config(path, docs):
     path.write_text("[mrmd-monitor]\ndoc =\n" + "".join("    %s\n" % d for d in docs))
     return path
@@ -90,10 +111,21 @@ def measure(args, logs):
     docs = ["bench/doc-%04d" % i for i in range(args.docs)]
     out = {"docs": args.docs}
     server = SyncServer(log_path=logs / "sync-server.log").start()
-    runtime = mon = peer = None
+    runtime = mon = peer = ref = ref_server = None
+    tmp = tempfile.TemporaryDirectory(prefix="docs1000-ref-")
     try:
         runtime = FakeRuntimeProcess(log_path=logs / "fake-runtime.log").start()
         config = write_config(logs / "monitor.ini", docs)
+        if args.reference:
+            # Attached first, so that our attach time is measured as without it.
+            ref_server = SyncServer(log_path=logs / "sync-server-ref.log").start()
+            ref = MonitorProcess(ref_server.url, [], name="reference", log_path=logs / "reference.log",
+                                 cwd=export_tree(args.reference, tmp.name),
+                                 extra_args=["-c", str(config), "--log-level", "info",
+                                             *args.monitor_args.split()])
+            ref.start(wait_ready=False)
+            ref.wait_for_line(MonitorProcess.READY_PHRASE, timeout=args.attach_timeout)
+            out["reference"] = {"rev": args.reference}
         mon = MonitorProcess(server.url, [], name="monitor", log_path=logs / "monitor.log",
                              extra_args=["-c", str(config), "--log-level", "info",
                                          *args.monitor_args.split()])
@@ -107,12 +139,20 @@ def measure(args, logs):
         print("attached %d documents in %.2f s: %s" % (args.docs, out["attach_s"], out["after_attach"]),
               flush=True)
 
-        time.sleep(2.0)  # let the connections settle (deliberate: a fixed warm-up)
+        time.sleep(args.settle)  # let the connections settle (deliberate: a fixed warm-up)
         w0 = wakeups(mon.pid)
+        if ref is not None:
+            rw0, rc0 = wakeups(ref.pid), proc_cpu_seconds(ref.pid)
         c0, s0, t0 = proc_cpu_seconds(mon.pid), proc_cpu_seconds(server.pid), time.monotonic()
         time.sleep(args.idle)  # the measurement window itself
         c1, s1, t1 = proc_cpu_seconds(mon.pid), proc_cpu_seconds(server.pid), time.monotonic()
         w1 = wakeups(mon.pid)
+        if ref is not None:
+            rc1, rw1 = proc_cpu_seconds(ref.pid), wakeups(ref.pid)
+            out["reference"].update(idle_cpu_pct=round(100.0 * (rc1 - rc0) / (t1 - t0), 3),
+                                    idle_switches_per_s=round((rw1 - rw0) / (t1 - t0), 1))
+            ref.stop(timeout=30)
+            ref_server.stop()
         out["idle_switches_per_s"] = round((w1 - w0) / (t1 - t0), 1)
         out["idle_window_s"] = round(t1 - t0, 2)
         out["idle_cpu_pct"] = round(100.0 * (c1 - c0) / (t1 - t0), 3)
@@ -122,6 +162,10 @@ def measure(args, logs):
         print("idle %.0f s: CPU %.3f %% of a core, %.0f context switches/s, %s; server %s, CPU %.3f %%" % (
             t1 - t0, out["idle_cpu_pct"], out["idle_switches_per_s"], out["after_idle"], out["server"],
             out["server_idle_cpu_pct"]), flush=True)
+        if ref is not None:
+            print("reference %s over the same window: CPU %.3f %% of a core, %.0f context switches/s"
+                  % (args.reference, out["reference"]["idle_cpu_pct"],
+                     out["reference"]["idle_switches_per_s"]), flush=True)
 
         last = docs[-1]
         peer = BrowserPeer(server.url, last, name="browser", log_path=logs / "browser.log")
@@ -162,9 +206,11 @@ def measure(args, logs):
             peer.close()
         if mon is not None:
             mon.stop(timeout=30)
-        if runtime is not None:
-            runtime.stop()
+        for proc in (ref, ref_server, runtime):
+            if proc is not None:
+                proc.stop()
         server.stop()
+        tmp.cleanup()
 
 
 def table(out, info):
@@ -183,6 +229,15 @@ def table(out, info):
          "p95 < %.0f ms" % START_P95_GOAL_MS,
          "pass" if out["start_p95_ms"] < START_P95_GOAL_MS and out["runs_completed"] == len(out["runs"])
          else "MISS"),
+    ]
+    if "reference" in out:
+        r = out["reference"]
+        rows.append(("idle CPU of %s, same window" % r["rev"],
+                     "%.2f %% (%.0f context switches/s); ours / its: %.2f" % (
+                         r["idle_cpu_pct"], r["idle_switches_per_s"],
+                         out["idle_cpu_pct"] / r["idle_cpu_pct"] if r["idle_cpu_pct"] else float("nan")),
+                     "(reference)", ""))
+    rows += [
         ("threads / open descriptors", "%d / %d" % (out["after_idle"]["threads"], out["after_idle"]["fds"]),
          "(info)", ""),
     ]
@@ -200,9 +255,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=1000)
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of the idle window")
+    parser.add_argument("--settle", type=float, default=2.0,
+                        help="seconds from ready to the idle window (40: after the first "
+                             "awareness renewals, when a lone monitor has fallen silent)")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--attach-timeout", type=float, default=600.0)
     parser.add_argument("--monitor-args", default="", help="more options for the monitor")
+    parser.add_argument("--reference", default=None, metavar="REV",
+                        help="also idle the monitor of this commit, over the same window")
     parser.add_argument("--json", default=None, help="default: results/docs<N>.json")
     args = parser.parse_args(argv)
     logs = RESULTS_DIR / ("docs%d-logs" % args.docs)

@@ -261,6 +261,29 @@ def test_awareness_announces_monitor(setup):
     assert states[0]["name"] == "mrmd-monitor" and states[0]["color"]
 
 
+@on_stacks(("npm+py042",))
+def test_a_monitor_alone_falls_silent_and_a_browser_arriving_later_sees_it(
+        stack, doc_name, peer_factory, monitor_factory):
+    """Alone with nothing to run (a watcher without a state of its own does not
+    count), the monitor stops renewing and the server drops its state after
+    30 s; a browser that arrives then sees the monitor as it connects."""
+    def monitors(peer):
+        return [s for _, s in peer.awareness() if isinstance(s, dict) and s.get("type") == "monitor"]
+
+    watcher = peer_factory(stack.server.url, doc_name, name="watcher")
+    watcher.set_awareness(None)
+    monitor_factory(stack.server.url, doc_name)
+    wait_until(lambda: monitors(watcher), timeout=10, message="the monitor never announced itself")
+    wait_until(lambda: not monitors(watcher), timeout=45,
+               message="the monitor kept renewing while alone")
+    browser = peer_factory(stack.server.url, doc_name, name="browser")
+    wait_until(lambda: monitors(browser), timeout=5, message="the late browser does not see the monitor")
+    code = "print('after the silence')"
+    browser.set_text(cell(code) + "\n")
+    _, entry = run_cell(browser, code, stack.runtime.url)
+    assert entry["status"] == "completed"
+
+
 @on_stacks(SERVERS)
 def test_sigterm_leaves_nothing_running(stack, doc_name, peer_factory, monitor_factory):
     own_runtime = stack.new_runtime()

@@ -576,7 +576,9 @@ class MonitorProcess(ManagedProcess):
     ready_timeout = 30.0
     READY_PHRASE = "monitor ready"
 
-    def __init__(self, sync_url, docs, extra_args=(), log_path=None, env=None, name=None):
+    def __init__(self, sync_url, docs, extra_args=(), log_path=None, env=None, name=None, cwd=None):
+        """``cwd``: where ``python -m mrmd_monitor`` finds the package (default:
+        this checkout; a benchmark passes another commit's tree)."""
         if isinstance(docs, str):
             docs = [docs]
         argv = [sys.executable, "-m", "mrmd_monitor", "--log-level", "debug"]
@@ -590,7 +592,7 @@ class MonitorProcess(ManagedProcess):
             full_env.update(env)
         self.sync_url = sync_url
         self.docs = list(docs)
-        super().__init__(argv, cwd=REPO_ROOT, env=full_env, log_path=log_path, name=name)
+        super().__init__(argv, cwd=cwd or REPO_ROOT, env=full_env, log_path=log_path, name=name)
 
     def is_ready(self):
         return any(self.READY_PHRASE in line for line in self.lines("stderr"))

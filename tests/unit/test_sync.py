@@ -22,7 +22,8 @@ from pycrdt import Doc, Map, Text
 from mrmd_monitor import messages as m
 from mrmd_monitor.config import Config
 from mrmd_monitor.errors import SyncAuthRefused
-from mrmd_monitor.sync import SyncThread, _mask_url, _open_websocket, _redact
+from mrmd_monitor import sync as sync_module
+from mrmd_monitor.sync import SyncThread, _mask_url, _open_websocket, _redact, renewal_delay
 from mrmd_monitor.updates import MAX_VALUE_DEPTH, write_varuint
 from tests.support.waiting import wait_until
 
@@ -215,12 +216,12 @@ class NoPool:
 def make_sync():
     started = []
 
-    def make(connector, **config):
+    def make(connector, sync_options=None, **config):
         cfg = Config(sync_url="ws://127.0.0.1:9", docs=("doc",), reconnect_max=0.2, grace=5.0,
                      **config)
         exited = threading.Event()
         sync = SyncThread(config=cfg, doc_name="doc", pool=NoPool(), connect=connector,
-                          on_exit=lambda s: exited.set())
+                          on_exit=lambda s: exited.set(), **(sync_options or {}))
         sync.exited = exited
         started.append((sync, connector))
         sync.start()
@@ -473,6 +474,119 @@ def test_awareness_state_is_extensible(make_sync):
     assert state["type"] == "monitor" and state["capacity"] == 3
     call(sync, lambda s: s.set_awareness_fields(capacity=None))
     assert "capacity" not in call(sync, lambda s: s.awareness.get_local_state())
+
+
+# -- awareness renewals ----------------------------------------------------------
+
+def _awareness_sent(server):
+    return [d for op, d in server.received if op == 0x2 and d and d[0] == 1]
+
+
+def _peer_awareness(client_id, clock, state):
+    """A y-websocket awareness message for one peer (``state`` None: it left)."""
+    body = bytearray()
+    write_varuint(body, 1)
+    write_varuint(body, client_id)
+    write_varuint(body, clock)
+    text = json.dumps(state).encode()
+    write_varuint(body, len(text))
+    body += text
+    out = bytearray([1])
+    write_varuint(out, len(body))
+    return bytes(out + body)
+
+
+def test_a_renewal_comes_20_to_24_s_after_the_last_one():
+    """6 s of margin before y-protocols peers (and the server) drop a state at 30 s."""
+    assert renewal_delay(rng=lambda: 0.0) == 20.0
+    assert renewal_delay(rng=lambda: 0.999999) < 24.0
+    assert 30.0 - sync_module.AWARENESS_RENEW[1] >= 6.0
+    assert sync_module.KEEPALIVE > sync_module.AWARENESS_RENEW[1]
+
+
+def test_who_needs_our_renewals():
+    """Another peer in awareness, a run of ours, or the control document."""
+    cfg = Config(sync_url="ws://127.0.0.1:9", docs=("doc",))
+    alone = SyncThread(config=cfg, doc_name="doc", pool=NoPool())
+    assert not alone._renewing()
+    alone.coordinator.runs["x"] = object()
+    assert alone._renewing()
+    other = SyncThread(config=cfg, doc_name="doc", pool=NoPool())
+    other.awareness.apply_awareness_update(_peer_awareness(999_999_999, 1, {"name": "b"})[2:],
+                                           "remote")
+    assert other._renewing()
+    assert SyncThread(config=cfg, doc_name="doc", pool=NoPool(), renew_alone=True)._renewing()
+
+
+def test_alone_the_monitor_falls_silent_and_announces_itself_when_a_peer_appears(make_sync,
+                                                                                monkeypatch):
+    monkeypatch.setattr(sync_module, "AWARENESS_RENEW", (0.1, 0.2))
+    connector = Connector()
+    sync = make_sync(connector)
+    wait_until(lambda: sync.synced, timeout=10)
+    wait_until(lambda: call(sync, lambda s: s._awareness_due) == float("-inf"), timeout=10,
+               message="still renewing while alone")
+    sent = len(_awareness_sent(connector.server))
+    assert sent >= 1     # the announcement on connecting
+    connector.server.send(_peer_awareness(999_999_999, 1, {"name": "browser"}))
+    wait_until(lambda: len(_awareness_sent(connector.server)) >= sent + 3, timeout=10,
+               message="no announcement and renewals once a peer appeared")
+    last = _awareness_sent(connector.server)[-1]
+    assert b'"type":"monitor"' in last
+    connector.server.send(_peer_awareness(999_999_999, 2, None))       # the browser leaves
+    wait_until(lambda: call(sync, lambda s: s._awareness_due) == float("-inf"), timeout=10,
+               message="still renewing after the peer left")
+
+
+def test_a_silent_monitor_announces_itself_before_anything_it_writes(make_sync, monkeypatch):
+    """Presence before claims, on the same ordered connection (claims.Claims.acked)."""
+    monkeypatch.setattr(sync_module, "AWARENESS_RENEW", (0.1, 0.2))
+    connector = Connector()
+    sync = make_sync(connector)
+    wait_until(lambda: sync.synced, timeout=10)
+    wait_until(lambda: call(sync, lambda s: s._awareness_due) == float("-inf"), timeout=10)
+    silent_at = len(connector.server.received)
+    insert(sync, "written while alone\n")
+    wait_until(lambda: connector.server.text() == "written while alone\n", timeout=10)
+    after = [d[0] for op, d in connector.server.received[silent_at:] if op == 0x2 and d]
+    assert after[0] == 1, after    # awareness first, then the update
+
+
+def test_a_monitor_just_synced_counts_a_silent_one_as_present(make_sync, monkeypatch):
+    """Until a silent monitor can have answered our arrival, our claims settle."""
+    monkeypatch.setattr(sync_module, "AWARENESS_SETTLE", 3.0)
+    connector = Connector()
+    sync = make_sync(connector)
+    wait_until(lambda: sync.synced, timeout=10)
+    assert call(sync, lambda s: s.other_monitors_present())
+    wait_until(lambda: not call(sync, lambda s: s.other_monitors_present()), timeout=10)
+
+
+def test_the_control_document_renews_even_alone(make_sync, monkeypatch):
+    monkeypatch.setattr(sync_module, "AWARENESS_RENEW", (0.1, 0.2))
+    connector = Connector()
+    sync = make_sync(connector, sync_options={"renew_alone": True})
+    wait_until(lambda: sync.synced, timeout=10)
+    wait_until(lambda: len(_awareness_sent(connector.server)) >= 4, timeout=10,
+               message="the control document stopped renewing")
+
+
+def test_the_servers_echo_of_our_own_state_is_not_applied(make_sync, monkeypatch):
+    """The server sends every awareness update to the whole room, ours back to us."""
+    connector = Connector()
+    sync = make_sync(connector)
+    wait_until(lambda: sync.synced and _awareness_sent(connector.server), timeout=10)
+    applied = []
+
+    def spy(s):
+        real = s.awareness.apply_awareness_update
+        s.awareness.apply_awareness_update = lambda update, origin: (applied.append(update),
+                                                                    real(update, origin))
+    call(sync, spy)
+    connector.server.send(_awareness_sent(connector.server)[-1])    # the echo
+    connector.server.send(_peer_awareness(999_999_999, 1, {"name": "browser"}))
+    wait_until(lambda: call(sync, lambda s: 999_999_999 in s.awareness.states), timeout=10)
+    assert len(applied) == 1      # the browser's, not the echo
 
 
 def _open_fds():
