@@ -282,8 +282,14 @@ def one_round(args, replicas, workdir):
 def kill_results(out, victim, survivors, results, asked, runtime):
     """What became of the killed monitor's runs, and of every run."""
     held, running = held_at_kill(victim)
-    waiting = held - running
     by_id = {r["execId"]: r for r in results}
+    # Sent to the runtime (its dispatchedAt had reached the server) but not yet
+    # seen to start: it may have run, so it is marked lost like a running one,
+    # never sent again (at most once: the run may also have died unsent).
+    sent = {x for x in held - running if x in by_id and by_id[x].get("dispatchedAt")
+            and by_id[x]["errorType"] == "MonitorLost"}
+    running = running | sent
+    waiting = held - running
     took_over = set()
     for _, mon in survivors:
         for line in mon.lines("stderr"):
@@ -293,6 +299,8 @@ def kill_results(out, victim, survivors, results, asked, runtime):
                 took_over.add(m.group(1))
     k = out["kill"]
     k["held_running"] = len(running)
+    k["held_sent_not_started"] = len(sent)
+    k["sent_never_reached_runtime"] = sum(runtime.ledger.get(x, 0) == 0 for x in sent)
     k["held_waiting"] = len(waiting)
     k["running_marked_lost"] = sum(by_id[x]["status"] == "error"
                                    and by_id[x]["errorType"] == "MonitorLost"
@@ -305,9 +313,6 @@ def kill_results(out, victim, survivors, results, asked, runtime):
     out["lost"] = len(results) - out["final"]
     out["doubled"] = sum(n > 1 for n in asked)
     doubled = [r["execId"] for r, n in zip(results, asked) if n > 1]
-    # A run the victim had sent to the runtime but not yet marked running in
-    # the document is, to everyone else, a run not started: taken over, it
-    # reaches the runtime a second time.
     k["doubled_ids"] = doubled
     k["doubled_taken_over"] = sum(x in took_over for x in doubled)
     out["other_errors"] = sum(r["status"] == "error" and r["errorType"] != "MonitorLost"
@@ -374,14 +379,15 @@ def main(argv=None):
 
 
 def report_kill(rounds):
-    print("\n%-9s %-6s %-16s %-14s %-16s %-6s %-8s %s" % (
-        "replicas", "runs", "refollowed", "running->lost", "waiting->others", "lost",
+    print("\n%-9s %-6s %-16s %-20s %-16s %-6s %-8s %s" % (
+        "replicas", "runs", "refollowed", "running(sent)->lost", "waiting->others", "lost",
         "doubled", "others exactly 1x"))
     for r in rounds:
         k = r["kill"]
-        print("%-9s %-6d %-16s %-14s %-16s %-6d %-8d %d/%d" % (
+        print("%-9s %-6d %-16s %-20s %-16s %-6d %-8d %d/%d" % (
             r["replicas"], r["runs"], "%ss (<= %gs)" % (k["restored_s"], k["target_s"]),
-            "%d/%d" % (k["running_marked_lost"], k["held_running"]),
+            "%d/%d (%d)" % (k["running_marked_lost"], k["held_running"],
+                            k["held_sent_not_started"]),
             "%d/%d" % (k["waiting_completed_by_others"], k["held_waiting"]),
             r["lost"], r["doubled"], r["others_exactly_once"], r["others"]))
     ok = all(r["pass_kill"] for r in rounds)

@@ -93,7 +93,7 @@ for (const d of docs) {
     const at = text.indexOf(fence)
     const blocks = text.split(fence).length - 1
     const content = at < 0 ? null : text.slice(at + fence.length, text.indexOf('```', at + fence.length))
-    results.push({ doc: d.name, execId, status: e.status || null, claimedBy: e.claimedBy || null, errorType: (e.error && e.error.type) || null, blocks, outputOk: content === expected })
+    results.push({ doc: d.name, execId, status: e.status || null, claimedBy: e.claimedBy || null, errorType: (e.error && e.error.type) || null, dispatchedAt: e.dispatchedAt || null, blocks, outputOk: content === expected })
   }
 }
 process.stdout.write(JSON.stringify({ elapsed, results }) + '\n')
