@@ -613,7 +613,10 @@ class Bench:
         mon = obs = None
         sampler = None
         try:
-            mon = self.monitor(docs, extra=["--max-workers", str(n)], name="monitor-concurrency")
+            # Every run is on the one fake runtime: --worker-share (0.5 by default) would
+            # hold half of them back until the first half is done.
+            mon = self.monitor(docs, extra=["--max-workers", str(n), "--worker-share", "1"],
+                               name="monitor-concurrency")
             obs = Observer(self.server.url, docs, editor=True, log_path=self.logs / "observer-conc.log")
             for d in docs:
                 obs.call("setText", doc=d, text="\n\n".join(cell(c) for dd, _, c in runs if dd == d) + "\n")
