@@ -44,7 +44,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -53,6 +52,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from tests.benchmarks.fake_runtime import PREFIX, Handler  # noqa: E402
+from tests.support.local_http import LocalServer  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.procs import JS_DIR, MonitorProcess, SyncServer, node_executable  # noqa: E402
 from tests.support.sync_proxy import SyncProxy  # noqa: E402
@@ -62,8 +62,9 @@ BROWSER = HERE / "scale_browser.mjs"
 RESULTS_DIR = HERE / "results"
 
 
-class LedgerRuntime:
-    """fake_runtime.py's runtime in a thread, counting the executions asked of it."""
+class LedgerRuntime(LocalServer):
+    """fake_runtime.py's runtime in a thread, counting the executions asked of it
+    (a monitor killed with kill -9, --kill, resets its streams: expected)."""
 
     def __init__(self):
         self.ledger = collections.Counter()
@@ -76,30 +77,8 @@ class LedgerRuntime:
                     ledger[body.get("execId")] += 1
                 super()._stream(body)
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request, client_address):
-                # A monitor killed with kill -9 (--kill) resets its streams: expected.
-                if not isinstance(sys.exc_info()[1], (ConnectionError, OSError)):
-                    super().handle_error(request, client_address)
-
-        self.server = Server(("127.0.0.1", 0), Counting)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="ledger-runtime",
-                                       daemon=True)
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d%s" % (self.server.server_address[1], PREFIX)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(Counting, "ledger-runtime", resets_expected=True)
+        self.url = self.base + PREFIX
 
 
 def get_json(port, path="/status.json"):

@@ -6,6 +6,7 @@ fault_runtime.py and a few tests' own); the real runtimes are used for
 everything they do right."""
 
 import json
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -59,13 +60,23 @@ class QuietHandler(BaseHTTPRequestHandler):
         self.send_raw(sse_event(kind, data))
 
 
+class _ResetsExpected(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A client killed with kill -9 resets its connections: no traceback for that.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
 class LocalServer:
     """``handler`` served on ``host`` (a free port) by a thread of its own:
     ``with LocalServer(H) as s:`` or ``start()`` / ``stop()``. With
-    ``join_handlers`` the stop waits for every handler thread too."""
+    ``join_handlers`` the stop waits for every handler thread too; with
+    ``resets_expected`` a client's reset connection prints no traceback."""
 
-    def __init__(self, handler, name="local-http", host="127.0.0.1", join_handlers=False):
-        self.server = ThreadingHTTPServer((host, 0), handler)
+    def __init__(self, handler, name="local-http", host="127.0.0.1", join_handlers=False,
+                 resets_expected=False):
+        server_class = _ResetsExpected if resets_expected else ThreadingHTTPServer
+        self.server = server_class((host, 0), handler)
         self.server.daemon_threads = not join_handlers
         self.port = self.server.server_address[1]
         self.base = "http://%s:%d" % (host, self.port)
