@@ -69,7 +69,7 @@ def run_order(entry: p.Entry, notebook_order: Optional[int] = None) -> Tuple[int
     on every monitor: requested first, then (same millisecond) higher in the
     notebook as its claimant saw it (``notebookOrder``), then the id."""
     if notebook_order is None:
-        notebook_order = entry.notebook_order
+        notebook_order = entry.notebook_order or 0
     return entry.requested_at or 0, notebook_order, entry.exec_id
 
 
@@ -79,10 +79,10 @@ def request_order(entries, read_text: Callable[[], str]):
     as ``notebookOrder``). Milliseconds tie when a browser runs several cells
     at once ("run all"): their order in the notebook, top to bottom, decides
     then. An entry that already has its place (a run taken over) keeps it."""
-    missing = [e for e in entries if not e.notebook_order]
+    missing = [e for e in entries if e.notebook_order is None]
     text = read_text() if missing else ""
     where = {}
     for e in missing:
         cell = find_cell(text, e.code or "", e.language, e.cell_id)
         where[e.exec_id] = cell.start if cell is not None else len(text)
-    return lambda e: run_order(e, e.notebook_order or where[e.exec_id])
+    return lambda e: run_order(e, where.get(e.exec_id))

@@ -131,7 +131,8 @@ class Entry:
     dispatched_at: Optional[int]
     # The cell's place in the notebook when it was claimed (its claimant wrote
     # it): with requestedAt and the id, the one order of runs every monitor uses.
-    notebook_order: int
+    # None until a claim wrote it.
+    notebook_order: Optional[int]
     output_block_ready: bool
     stdin_response_text: Optional[str]
     # Set when the entry breaks a limit (depth, size): such an entry is never
@@ -171,7 +172,7 @@ def parse_entry(exec_id, value) -> Optional[Entry]:
         requested_by=as_int(value.get("requestedBy")),
         claimed_by=as_int(value.get("claimedBy")),
         dispatched_at=as_int(value.get("dispatchedAt")),
-        notebook_order=as_int(value.get("notebookOrder")) or 0,
+        notebook_order=as_int(value.get("notebookOrder")),
         output_block_ready=value.get("outputBlockReady") is True,
         stdin_response_text=text if isinstance(text, str) else None,
         problem=("the entry is %s" % problem) if problem else None,

@@ -59,3 +59,14 @@ def test_two_monitors_never_wait_for_each_other():
                 for k in ("x045", "x043", "x044") if claimant[k] == me]   # in claim order
         waits.update({r.exec_id: order.ahead(r, runs, entries) for r in runs})
     assert waits == {"x043": [], "x044": ["x043"], "x045": ["x043", "x044"]}
+
+
+def test_a_run_taken_over_keeps_the_place_its_claimant_wrote():
+    from mrmd_monitor.order import request_order
+    t = 1_700_000_000_000
+    kept = entry("kept", status="ready", claimedBy=42, requestedAt=t, notebookOrder=0)
+    new = entry("new", status="requested", requestedAt=t)
+    text = "intro\n\n```python\nx\n```\n"      # the cell of both is at offset 7
+    order = request_order([kept, new], lambda: text)
+    assert order(kept) == (t, 0, "kept")        # 0 as written, not looked up again
+    assert order(new) == (t, 7, "new")
