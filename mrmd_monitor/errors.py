@@ -22,6 +22,10 @@ class ProtocolError(SyncError):
     """The sync server sent bytes we cannot decode."""
 
 
+class FrameError(ProtocolError):
+    """The sync server's bytes are not websocket frames we accept (wsframes.py)."""
+
+
 class MrpError(MonitorError):
     """A call to an MRP runtime failed.
 

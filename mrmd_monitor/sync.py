@@ -10,8 +10,10 @@ was away is sent on the next handshake.
 
 import collections
 import logging
+import os
 import random
 import select
+import ssl
 import threading
 import time
 from urllib.parse import quote, quote_plus, unquote, urlsplit
@@ -20,10 +22,10 @@ import websocket
 from pycrdt import (Awareness, Doc, Map, Text, YMessageType, YSyncMessageType,
                     create_awareness_message, read_message)
 
-from . import __version__, cluster
+from . import __version__, cluster, wsframes
 from . import messages as m
 from .coordinator import Coordinator
-from .errors import ProtocolError, SyncAuthRefused, SyncReadOnly, UpdateFormatError
+from .errors import FrameError, ProtocolError, SyncAuthRefused, SyncReadOnly, UpdateFormatError
 from .logs import context
 from .mailbox import Mailbox
 from .metrics import Metrics
@@ -72,6 +74,20 @@ PEER_GONE_AFTER = 45.0
 # for one that does not.
 KEEPALIVE = 40.0
 DEAD_AFTER = 65.0           # nothing heard (the server pings every 30 s): reconnect
+# Reading the socket: first RECEIVE_FIRST bytes (a ping, an awareness update:
+# a buffer this small comes from the heap, where one of RECEIVE_BYTES would be
+# mapped and unmapped by malloc at every wake-up), then RECEIVE_BYTES at a time
+# while more is waiting, at most RECEIVE_READS reads per wake-up so that the
+# mailbox is looked at between them.
+RECEIVE_FIRST = 4096
+RECEIVE_BYTES = 256 << 10
+RECEIVE_READS = 16
+# The largest message accepted from the sync server. Peers' updates are relayed
+# whole (the npm server takes up to 100 MiB, mrmd-sync 1 MiB), and the first
+# step 2 holds the whole document; a larger one ends the connection with one
+# log line, since a message cannot be skipped without losing the document's
+# history.
+MAX_RECEIVED_MESSAGE_BYTES = 256 << 20
 MSG_QUERY_AWARENESS = 3
 MSG_AUTH = 2
 
@@ -165,6 +181,13 @@ class SyncThread(threading.Thread):
         self._on_exit = on_exit
         self.leaving = False   # set by the daemon when the document is being detached
         self._ws = None
+        # poll(), unlike select(), takes descriptors numbered 1024 and above and
+        # costs no descriptor of its own (epoll would: one more per document).
+        # One poll object for the thread's life: the mailbox, and the socket
+        # while connected.
+        self._poller = select.poll()
+        self._sock_fd = None
+        self._frames = None
         self._synced = False
         self._ever_synced = False
         self._applying_remote = False
@@ -363,38 +386,53 @@ class SyncThread(threading.Thread):
 
     def _loop(self):
         self._set_awareness()
+        self._poller.register(self.mailbox.fileno(), select.POLLIN)
         while True:
             now = time.monotonic()
             if self._ws is None and now >= self._next_connect and not self._stop_due(now):
                 self._connect()
-            waits = [self.coordinator.tick()]
+            nxt = self.coordinator.tick()
             now = time.monotonic()
-            if self._ws is None:
-                waits.append(self._next_connect - now)
-            else:
-                if self._awareness_due != _SILENT:
-                    waits.append(self._awareness_due - now)
-                waits.append(max(self._last_sent, self._last_heard) + KEEPALIVE - now)
-                waits.append(self._last_heard + DEAD_AFTER - now)
-            if self._stop_deadline is not None:
-                waits.append(self._stop_deadline - now)
-            timeout = max(0.0, min(w for w in waits if w is not None))
-            sock = self._ws.sock if self._ws is not None else None
-            if sock is not None and _pending(sock):
-                ready = {sock.fileno()}
-            else:
-                ready = _poll([self.mailbox.fileno()] + ([sock.fileno()] if sock is not None else []),
-                              timeout)
-            if sock is not None and self._ws is not None and sock.fileno() in ready:
-                self._receive_all()
-            if self.mailbox.fileno() in ready:
-                for msg in self.mailbox.drain(500):
-                    self._dispatch(msg)
-            self.coordinator.tick()
-            self._timers(time.monotonic())
+            self._timers(now)
             self._send_outbox()
             if self._stop_deadline is not None and self._finish_stop():
                 return
+            wake = [now + nxt if nxt is not None else None, self._stop_deadline]
+            if self._ws is None:
+                wake.append(self._next_connect)
+            elif self._awareness_due != _SILENT:
+                wake.append(self._awareness_due)
+            if self._wait(min((w for w in wake if w is not None), default=now + 3600.0)):
+                for msg in self.mailbox.drain(500):
+                    self._dispatch(msg)
+
+    def _wait(self, until):
+        """Wait until ``until`` (monotonic), a message from the server
+        (applied here) or mail; True for mail. The server's pings are answered
+        without returning: a thousand idle documents wake for little else, and
+        the loop's round (coordinator, timers, outbox) has nothing to do then."""
+        while True:
+            sock = self._ws.sock if self._ws is not None else None
+            deadline = until
+            if sock is not None:
+                deadline = min(until, max(self._last_sent, self._last_heard) + KEEPALIVE,
+                               self._last_heard + DEAD_AFTER)
+            if sock is not None and _pending(sock):
+                ready = (sock.fileno(),)
+            else:
+                timeout = max(0.0, deadline - time.monotonic())
+                try:
+                    ready = [fd for fd, _ in self._poller.poll(int(timeout * 1000 + 0.999))]
+                except InterruptedError:
+                    ready = ()
+            if not ready:
+                return False
+            if self.mailbox.fileno() in ready:
+                if sock is not None and sock.fileno() in ready:
+                    self._receive_all()
+                return True
+            if self._receive_all() or time.monotonic() >= deadline:
+                return False
 
     def _dispatch(self, msg):
         if isinstance(msg, m.Stop):
@@ -447,6 +485,9 @@ class SyncThread(threading.Thread):
             return
         ws.settimeout(self.config.connect_timeout)
         self._ws = ws
+        self._frames = wsframes.FrameReader(MAX_RECEIVED_MESSAGE_BYTES)
+        self._sock_fd = ws.sock.fileno()
+        self._poller.register(self._sock_fd, select.POLLIN)
         now = time.monotonic()
         self._last_heard = now
         self._my_clock_sent = None
@@ -514,6 +555,10 @@ class SyncThread(threading.Thread):
     def _close(self, send_goodbye):
         ws, self._ws = self._ws, None
         self._outbox.clear()  # recovered from the state vectors on the next handshake
+        if self._sock_fd is not None:
+            # Before the socket closes: its number may be reused by another document's.
+            self._poller.unregister(self._sock_fd)
+            self._sock_fd = None
         if ws is None:
             return
         if send_goodbye:
@@ -567,28 +612,57 @@ class SyncThread(threading.Thread):
 
     # -- incoming --------------------------------------------------------------
 
-    def _receive_all(self, limit=200):
-        """Apply every frame already waiting, then let the coordinator look at
-        the entries that changed: a claim is never decided on a view older
-        than what has already arrived (another monitor's claim included)."""
-        for _ in range(limit):
-            self._receive()
-            if self._ws is None or not _readable(self._ws.sock):
+    def _receive_all(self, reads=RECEIVE_READS):
+        """Apply every message already waiting (at most ``reads`` reads), then
+        let the coordinator look at the entries that changed: a claim is never
+        decided on a view older than what has already arrived (another
+        monitor's claim included). True when a message came or the connection
+        ended, False for control frames only."""
+        woke = False
+        size = RECEIVE_FIRST
+        for _ in range(reads):
+            sock = self._ws.sock
+            try:
+                data = sock.recv(size)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
                 break
+            except (OSError, ValueError) as exc:
+                self._disconnect(str(exc) or type(exc).__name__)
+                return True
+            if not data:
+                self._disconnect("the server closed the connection without a close frame")
+                return True
+            self._last_heard = time.monotonic()
+            self.last_heard_wall = time.time()
+            try:
+                frames = self._frames.feed(data)
+            except FrameError as exc:
+                self.log.error("refused what %s sent: %s", self.shown_url, exc)
+                self._disconnect("unreadable frames")
+                return True
+            for opcode, payload in frames:
+                woke = self._on_frame(opcode, payload) or woke
+                if self._ws is None:
+                    return True
+            if len(data) < size and not _pending(sock):
+                break
+            if not _readable(sock):
+                break
+            size = RECEIVE_BYTES
         if self._synced and self._changed:
             keys, self._changed = list(self._changed), set()
             self.coordinator.on_entries_changed(keys)
+        return woke
 
-    def _receive(self):
-        try:
-            opcode, frame = self._ws.recv_data_frame(True)
-        except (OSError, websocket.WebSocketException) as exc:
-            self._disconnect(str(exc) or type(exc).__name__)
-            return
-        self._last_heard = time.monotonic()
-        self.last_heard_wall = time.time()
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            code, reason = _close_status(frame.data)
+    def _on_frame(self, opcode, payload):
+        """One frame or message from the server; True unless it was a ping or pong."""
+        if opcode == wsframes.OP_PING:
+            self._guard(self._ws.sock.sendall, wsframes.pong(payload, os.urandom(4)))
+            return False
+        if opcode == wsframes.OP_PONG:
+            return False
+        if opcode == wsframes.OP_CLOSE:
+            code, reason = _close_status(payload)
             if code == _CLOSE_POLICY:
                 self._close(send_goodbye=False)
                 raise SyncAuthRefused(
@@ -597,14 +671,12 @@ class SyncThread(threading.Thread):
                     doc=self.doc_name, url=self.shown_url)
             self._disconnect("the server closed the connection" +
                              (" (%d %s)" % (code, self._redact(reason)) if code else ""))
-            return
-        if opcode not in (websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_TEXT):
-            return
-        data = frame.data if isinstance(frame.data, bytes) else bytes(frame.data)
+            return True
         try:
-            self._handle(data)
+            self._handle(payload)
         except ProtocolError as exc:
             self.log.error("undecodable message from %s: %s", self.shown_url, exc)
+        return True
 
     def _handle(self, data):
         if not data:

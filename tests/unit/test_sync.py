@@ -640,3 +640,63 @@ def test_secrets_stay_out_of_the_log_when_connecting_fails(make_sync, caplog):
     assert "cannot connect to ws://user:***@127.0.0.1:9/doc" in caplog.text
     for form in (token, "t0k%2F%2B%26%3Den", "t0k/%2B&=en", "p%40ss", "p@ss"):
         assert form not in caplog.text, form
+
+
+# -- frames from the server (wsframes.py) --------------------------------------
+
+def test_the_servers_pings_are_answered_with_their_payload(make_sync):
+    connector = Connector()
+    sync = make_sync(connector)
+    wait_until(lambda: sync.synced, timeout=10)
+    for payload in (b"", b"are you there?"):
+        connector.server.send(payload, opcode=0x9)
+        wait_until(lambda: (0xA, payload) in connector.server.received, timeout=10,
+                   message="no pong for %r" % payload)
+    assert sync.synced and len(connector.servers) == 1
+
+
+def test_a_message_in_fragments_with_a_ping_between_them_is_applied(make_sync):
+    connector = Connector()
+    sync = make_sync(connector)
+    wait_until(lambda: sync.synced, timeout=10)
+    other = Doc()
+    other.get("content", type=Text).insert(0, "in three pieces ü\n")
+    message = _sync_msg(2, other.get_update())
+    a, b, c = message[:5], message[5:9], message[9:]
+    server = connector.server
+    with server._lock:
+        server.sock.sendall(bytes([0x02, len(a)]) + a + bytes([0x89, 1]) + b"p"
+                            + bytes([0x00, len(b)]) + b + _frame(c, opcode=0x0))
+    wait_until(lambda: text_of(sync) == "in three pieces ü\n", timeout=10)
+    assert (0xA, b"p") in server.received
+
+
+def test_a_message_over_the_limit_ends_the_connection_at_its_header(make_sync, caplog):
+    """A frame declaring 2**40 bytes is refused as soon as its header is in,
+    with one log line; the monitor reconnects. (websocket-client waited for the
+    payload until --connect-timeout, holding whatever came.)"""
+    connector = Connector()
+    with caplog.at_level(logging.INFO, logger="mrmd_monitor.sync"):
+        sync = make_sync(connector, connect_timeout=60.0)
+        wait_until(lambda: sync.synced, timeout=10)
+        first = connector.server
+        with first._lock:
+            first.sock.sendall(bytes([0x82, 127]) + (1 << 40).to_bytes(8, "big") + b"\0" * 1000)
+        wait_until(lambda: len(connector.servers) == 2 and sync.synced, timeout=10,
+                   message="the monitor did not drop the connection and come back")
+    refused = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(refused) == 1
+    assert ("a message of more than %d bytes" % sync_module.MAX_RECEIVED_MESSAGE_BYTES
+            in refused[0].getMessage())
+    assert not sync.crashed
+
+
+def test_a_masked_frame_from_the_server_is_refused(make_sync, caplog):
+    connector = Connector()
+    with caplog.at_level(logging.ERROR, logger="mrmd_monitor.sync"):
+        sync = make_sync(connector)
+        wait_until(lambda: sync.synced, timeout=10)
+        with connector.server._lock:
+            connector.server.sock.sendall(bytes([0x82, 0x81]) + b"\1\2\3\4" + b"x")
+        wait_until(lambda: len(connector.servers) == 2 and sync.synced, timeout=10)
+    assert "a masked frame" in caplog.text
