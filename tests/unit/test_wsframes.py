@@ -68,7 +68,8 @@ def test_a_close_frame_carries_its_code_and_reason():
     (server_frame(b"x", OP_CONTINUATION), "continuation frame outside a message"),
     (server_frame(b"a", OP_BINARY, fin=0) + server_frame(b"b", OP_TEXT),
      "a new message inside a fragmented one"),
-])
+], ids=["masked", "rsv1", "rsv3", "op3", "op11", "long-ping", "fragmented-ping",
+        "lone-continuation", "message-in-message"])
 def test_what_a_server_must_not_send_is_refused(wire, why):
     with pytest.raises(FrameError) as info:
         FrameReader(1 << 20).feed(wire)
@@ -99,7 +100,8 @@ def test_incomplete_frames_wait_for_the_rest():
     assert reader.feed(frame[50_000:]) == [(OP_BINARY, b"z" * 70_000)]
 
 
-@pytest.mark.parametrize("payload", [b"", b"a", b"abcd", b"hello, server", os.urandom(125)])
+@pytest.mark.parametrize("payload", [b"", b"a", b"abcd", b"hello, server", bytes(range(125))],
+                         ids=["0", "1", "4", "13", "125"])
 def test_a_pong_is_the_frame_websocket_client_makes(payload):
     mask = os.urandom(4)
     theirs = ABNF.create_frame(payload, ABNF.OPCODE_PONG)
