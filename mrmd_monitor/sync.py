@@ -402,15 +402,15 @@ class SyncThread(threading.Thread):
                 wake.append(self._next_connect)
             elif self._awareness_due != _SILENT:
                 wake.append(self._awareness_due)
-            if self._wait(min((w for w in wake if w is not None), default=now + 3600.0)):
-                for msg in self.mailbox.drain(500):
-                    self._dispatch(msg)
+            self._wait(min((w for w in wake if w is not None), default=now + 3600.0))
 
     def _wait(self, until):
-        """Wait until ``until`` (monotonic), a message from the server
-        (applied here) or mail; True for mail. The server's pings are answered
-        without returning: a thousand idle documents wake for little else, and
-        the loop's round (coordinator, timers, outbox) has nothing to do then."""
+        """Wait until ``until`` (monotonic) for mail or a message from the
+        server, and handle what came: the mail first (a new configuration or a
+        stop posted before a request arrived applies to it), then the socket.
+        The server's pings are answered without returning: a thousand idle
+        documents wake for little else, and the loop's round (coordinator,
+        timers, outbox) has nothing to do then."""
         while True:
             sock = self._ws.sock if self._ws is not None else None
             deadline = until
@@ -426,13 +426,16 @@ class SyncThread(threading.Thread):
                 except InterruptedError:
                     ready = ()
             if not ready:
-                return False
-            if self.mailbox.fileno() in ready:
-                if sock is not None and sock.fileno() in ready:
-                    self._receive_all()
-                return True
-            if self._receive_all() or time.monotonic() >= deadline:
-                return False
+                return
+            mail = self.mailbox.fileno() in ready
+            if mail:
+                for msg in self.mailbox.drain(500):
+                    self._dispatch(msg)
+            if sock is not None and sock.fileno() in ready and self._ws is not None \
+                    and self._ws.sock is sock and self._receive_all():
+                return
+            if mail or time.monotonic() >= deadline:
+                return
 
     def _dispatch(self, msg):
         if isinstance(msg, m.Stop):

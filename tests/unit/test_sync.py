@@ -11,6 +11,7 @@ import logging
 import os
 import queue
 import resource
+import select
 import socket
 import threading
 import time
@@ -700,3 +701,28 @@ def test_a_masked_frame_from_the_server_is_refused(make_sync, caplog):
             connector.server.sock.sendall(bytes([0x82, 0x81]) + b"\1\2\3\4" + b"x")
         wait_until(lambda: len(connector.servers) == 2 and sync.synced, timeout=10)
     assert "a masked frame" in caplog.text
+
+
+def test_mail_posted_before_a_message_arrives_is_handled_first(make_sync):
+    """A reloaded configuration (HUP) posted before a browser's request
+    arrives applies to that request: when both wait, the mail goes first."""
+    connector = Connector()
+    sync = make_sync(connector)
+    wait_until(lambda: sync.synced, timeout=10)
+    holding, release, seen = threading.Event(), threading.Event(), queue.Queue()
+
+    def hold(s):
+        holding.set()
+        release.wait(10)
+    sync.post(m.Call(hold))
+    assert holding.wait(10)
+    # While the thread is busy: first the mail, then the server's message.
+    sync.post(m.Call(lambda s: seen.put(str(s.doc.get("content", type=Text)))))
+    other = Doc()
+    other.get("content", type=Text).insert(0, "a request\n")
+    connector.server.send(_sync_msg(2, other.get_update()))
+    ours = connector._pairs[-1][0]
+    wait_until(lambda: select.select([ours], [], [], 0)[0], timeout=10)   # it waits on our socket
+    release.set()
+    assert seen.get(timeout=10) == ""
+    wait_until(lambda: text_of(sync) == "a request\n", timeout=10)
