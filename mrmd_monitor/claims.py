@@ -126,13 +126,14 @@ class DocPort(Protocol):
 class _Deferred:
     """A request we let another monitor claim first."""
 
-    __slots__ = ("first", "entry", "probe", "checked")
+    __slots__ = ("first", "entry", "probe", "checked", "backup")
 
     def __init__(self, first, entry):
         self.first = first        # when we first saw it (clock)
         self.entry = entry
         self.probe = None         # the probe sent once the delay passed
         self.checked = False      # that probe is answered: decide on what came back
+        self.backup = False       # another monitor was preferred at some look
 
 
 class Claims:
@@ -185,6 +186,9 @@ class Claims:
                     "another monitor is preferred for %s: claiming it only as a backup, "
                     "in %.1fs", entry.exec_id, delay)
         wait.entry = entry
+        # A monitor preferred all along that only looked at the server first
+        # (it saw the request late) claims as itself, not as a backup.
+        wait.backup = wait.backup or delay > 0
         # Once its probe is answered the delay has passed: a delay stretched
         # since (a slow round trip) does not send it back to waiting.
         if not wait.checked and now < wait.first + delay:
@@ -196,7 +200,7 @@ class Claims:
         if (late or seen_late) and not wait.checked and self._backups_possible():
             return WAIT
         del self._deferred[entry.exec_id]
-        return BACKUP if late else CLAIM
+        return BACKUP if wait.backup else CLAIM
 
     def _backups_possible(self) -> bool:
         """Other cluster members publish themselves here (SyncThread.members):

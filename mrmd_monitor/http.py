@@ -235,9 +235,12 @@ class CancelToken:
                 first = not self._cancelled
                 self._cancelled = True
                 if first and self._drain > 0 and self._sock is not None:
-                    self._event.set()
+                    # Draining before stopped: the reader checks stopped, then
+                    # draining, without the lock, and one that saw only stopped
+                    # closed the stream it was to drain.
                     self._drain_handle = DEADLINES.call_at(time.monotonic() + self._drain,
                                                            self._end_drain)
+                    self._event.set()
                     return
             elif not self._cancelled and self._expired is None:
                 self._expired = reason

@@ -130,7 +130,10 @@ def test_cancel_printing_loop(abandon):
     setup.monitor.wait_for_line("%s was cancelled" % exec_id, timeout=10)
     # The monitor's updates reach us in the order it sent them: once the
     # output of a run it started after seeing the cancel is here, so is
-    # everything it wrote for the cancelled run.
+    # everything it wrote for the cancelled run. On MRP 0.3.0 the marker waits for
+    # the loop's end (about 10 s, as steady under CPU load): that runtime refuses to
+    # interrupt the first run after its kernel starts (this fresh runtime's), and the
+    # monitor reads the cancelled stream to its end so that the runtime is free again.
     run_cell(b, marker, setup.runtime.url)
     text = b.wait_text("marker after cancel\n")
     entry = b.entry(exec_id)

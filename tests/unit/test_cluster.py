@@ -543,6 +543,20 @@ def test_a_request_first_seen_late_is_claimed_after_a_probe_even_by_the_preferre
     assert w.co.metrics.get("mrmd_monitor_claims_backed_up_total") == 0
 
 
+def test_the_preferred_monitor_claiming_after_its_own_probe_is_no_backup():
+    """Seen late, the preferred monitor probes before it claims: a claim made
+    once that probe is answered is still its own, not a backup's."""
+    w = _cluster_world({})
+    w.port.auto_ack = False
+    w.request("old", requestedAt=1_700_000_000_123 - 2_000)
+    assert not w.co.runs
+    w.clock.t += 0.2          # the probe's round trip
+    w.co.on_probe_acked(w.port.seq)
+    w.tick()
+    assert list(w.co.runs) == ["old"]
+    assert w.co.metrics.get("mrmd_monitor_claims_backed_up_total") == 0
+
+
 def test_alone_in_the_cluster_nothing_waits():
     w = _cluster_world({})
     w.port.members = ("us",)

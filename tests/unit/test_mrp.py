@@ -572,6 +572,33 @@ def test_cancel_on_an_mrp3_runtime_lets_it_finish_the_execution(client, faults):
     assert run_code(client, faults.url, {"fault": "wedge", "count": 1})[-1].kind == "done"
 
 
+def test_a_chunk_read_while_a_cancel_arms_its_drain_is_drained_too(client, faults, monkeypatch):
+    """The reader must never see a cancel that will drain as one that cuts: a
+    tick read while cancel() was still arming the drain closed the stream, and
+    MRP 0.3.0 stayed busy for good (the end-to-end cancel test then waited for
+    a 409 to clear, about one run in thirty under load)."""
+    from mrmd_monitor import http
+    faults.capabilities = dict(faults.capabilities, protocolVersion="0.3.0")
+    run = StreamRunner(client, faults.url, json.dumps({"fault": "wedge", "count": 300}))
+    wait_until(lambda: run.kinds().count("stdout") >= 2, timeout=10, message="two ticks")
+    real_call_at = http.DEADLINES.call_at
+
+    def call_at(when, fn):
+        if fn == run.cancel._end_drain:
+            # The cancelling thread held up right here (deliberate: ticks come
+            # every 0.1 s, the reader handles a few meanwhile).
+            time.sleep(0.3)
+        return real_call_at(when, fn)
+
+    monkeypatch.setattr(http.DEADLINES, "call_at", call_at)
+    run.cancel.cancel()
+    assert client.interrupt(faults.url, "default", run.exec_id) is True
+    run.join(10)
+    assert isinstance(run.error, Cancelled), repr(run.error)
+    wait_until(lambda: faults.wedged_by is None, timeout=10,
+               message="the runtime stayed busy: the cancelled stream was cut, not drained")
+
+
 def test_a_cancel_while_the_stream_opens_still_lets_an_mrp3_runtime_finish(client, faults):
     """The runtime begins the execution before its response headers reach us: a cancel
     in that window must drain the stream as well, not close it (MRP 0.3.0 would stay
