@@ -31,8 +31,9 @@ PROMPT = re.compile(r"^\S+@\S+:.*[#$] ?$")
 
 def _cell_lines(content, first):
     """The block's lines from ``first`` on; before it only the runtime's noise
-    may stand (nothing, an empty line, its prompt line, the tail of its end marker), and after the cell's
-    last line at most its prompt line again."""
+    may stand (nothing, an empty line, its prompt line, the tail of its end marker or the
+    head of its wrapper command), and after the cell's last line at most its prompt line
+    again."""
     lines = content.split("\n")
     assert lines[-1] == "", "the block does not end with a whole line: %r" % content
     lines = lines[:-1]
@@ -41,8 +42,8 @@ def _cell_lines(content, first):
     assert first in lines, "%r is not a line of the block: %r" % (first, content)
     i = lines.index(first)
     noise = lines[:i]
-    assert len(noise) <= 2 and all(l == "" or PROMPT.match(l) or _marker_tail(l) for l in noise), \
-        content
+    assert len(noise) <= 2 and all(l == "" or PROMPT.match(l) or _marker_tail(l) or _wrapper_head(l)
+                                   for l in noise), content
     return lines[i:]
 
 
@@ -57,6 +58,13 @@ def _marker_tail(line):
     m = _MARKER_TAIL.fullmatch(line)
     return bool(line) and m is not None and any(
         (marker + "_").endswith(m.group(1)) for marker in ("__MRMD_END_MARKER__", "__MRMD_EXIT_CODE__"))
+
+
+def _wrapper_head(line):
+    """True for the head of mrmd-bash's echoed wrapper command (``__exit_code__=0; eval ...``)
+    cut by the same 4096-byte reads: it drops echoed lines that start with ``__exit_code__=``,
+    so a cut before the ``=`` leaks what came before it ("__exit_code_")."""
+    return bool(line) and "__exit_code__=".startswith(line) and line != "__exit_code__="
 
 
 def test_bash_cell_streams(on_bash):

@@ -669,7 +669,7 @@ def test_a_message_in_fragments_with_a_ping_between_them_is_applied(make_sync):
         server.sock.sendall(bytes([0x02, len(a)]) + a + bytes([0x89, 1]) + b"p"
                             + bytes([0x00, len(b)]) + b + _frame(c, opcode=0x0))
     wait_until(lambda: text_of(sync) == "in three pieces ü\n", timeout=10)
-    assert (0xA, b"p") in server.received
+    wait_until(lambda: (0xA, b"p") in server.received, timeout=10, message="no pong")
 
 
 def test_a_message_over_the_limit_ends_the_connection_at_its_header(make_sync, caplog):
