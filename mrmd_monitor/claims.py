@@ -66,16 +66,9 @@ class Latencies:
         with self._lock:
             self._recent.append(max(0.0, float(seconds)))
 
-    def extend(self, values: Iterable[float]):
-        for value in values:
-            self.add(value)
-
     def snapshot(self) -> Tuple[float, ...]:
         with self._lock:
             return tuple(self._recent)
-
-    def __iter__(self):
-        return iter(self.snapshot())
 
 
 def settle_window(base: float, rtts: Sequence[float], factor: float = RTT_FACTOR,

@@ -81,7 +81,7 @@ class Runner:
         def on_busy(reason):
             post(m.RuntimeBusy(exec_id, reason))
 
-        if getattr(job, "confirm_dispatch", False) and not self._dispatch(job, token):
+        if job.confirm_dispatch and not self._dispatch(job, token):
             return m.RunFinished(exec_id, cancelled=True, output=output)
         run_log.debug("starting %s on %s", exec_id, job.runtime_url)
         try:

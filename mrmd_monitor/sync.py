@@ -880,25 +880,14 @@ class SyncThread(threading.Thread):
         return True
 
 
-def _poll(fds, timeout):
-    """The descriptors of ``fds`` that are readable (or closed) within ``timeout``
-    seconds. poll(), unlike select(), takes descriptors numbered 1024 and above,
-    and costs no descriptor of its own (epoll would: one more per document)."""
-    poller = select.poll()
-    for fd in fds:
-        poller.register(fd, select.POLLIN | select.POLLPRI)
-    try:
-        events = poller.poll(max(0, int(timeout * 1000 + 0.999)))
-    except InterruptedError:
-        return set()
-    return {fd for fd, _ in events}
-
-
 def _readable(sock):
+    """Bytes wait on ``sock``, in its TLS buffer or the kernel's."""
     if _pending(sock):
         return True
+    poller = select.poll()
     try:
-        return bool(_poll([sock.fileno()], 0))
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return False
 

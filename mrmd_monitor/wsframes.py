@@ -24,6 +24,9 @@ OP_PONG = 0xA
 _DATA = (OP_TEXT, OP_BINARY)
 _CONTROL = (OP_CLOSE, OP_PING, OP_PONG)
 _MAX_CONTROL = 125
+# Fragments of one message: empty ones add nothing to its size, so they are
+# counted too. Servers we know never fragment what they send.
+MAX_FRAGMENTS = 1 << 12
 
 
 class FrameReader:
@@ -66,9 +69,7 @@ class FrameReader:
                     break
                 payload = bytes(view[pos + head:stop])
                 pos = stop
-                if opcode >= 0x8:
-                    out.append((opcode, payload))
-                elif fin and opcode != OP_CONTINUATION:
+                if opcode >= 0x8 or (fin and opcode != OP_CONTINUATION):
                     out.append((opcode, payload))
                 else:
                     if opcode != OP_CONTINUATION:
@@ -94,6 +95,8 @@ class FrameReader:
         if opcode == OP_CONTINUATION:
             if self._opcode is None:
                 raise FrameError("a continuation frame outside a message")
+            if len(self._parts) >= MAX_FRAGMENTS:
+                raise FrameError("a message in more than %d fragments" % MAX_FRAGMENTS)
         elif opcode in _DATA:
             if self._opcode is not None:
                 raise FrameError("a new message inside a fragmented one")

@@ -167,7 +167,7 @@ def test_backups_wait_longer_while_round_trips_are_slow():
     assert backup_delay(1.0, [1.0]) == pytest.approx(4.0)       # each 0.5 s step -> 2 round trips
     c, port = claims()
     port.claim_delay = lambda entry: 0.5
-    c.rtts.extend([0.75])
+    c.rtts.add(0.75)
     assert c.claim_delay(entry("x")) == pytest.approx(1.5)
 
 

@@ -585,9 +585,11 @@ def test_a_chunk_read_while_a_cancel_arms_its_drain_is_drained_too(client, fault
 
     def call_at(when, fn):
         if fn == run.cancel._end_drain:
-            # The cancelling thread held up right here (deliberate: ticks come
-            # every 0.1 s, the reader handles a few meanwhile).
-            time.sleep(0.3)
+            # The cancelling thread held up right here while the reader takes
+            # two more ticks (they come every 0.1 s).
+            seen = run.kinds().count("stdout")
+            wait_until(lambda: run.kinds().count("stdout") >= seen + 2, timeout=10,
+                       message="the reader stopped reading while the cancel was arming its drain")
         return real_call_at(when, fn)
 
     monkeypatch.setattr(http.DEADLINES, "call_at", call_at)

@@ -91,6 +91,21 @@ def test_a_message_over_the_limit_is_refused_before_its_payload_is_held():
     assert FrameReader(1000).feed(server_frame(b"y" * 1000)) == [(OP_BINARY, b"y" * 1000)]
 
 
+def test_a_message_in_too_many_fragments_is_refused():
+    """Empty fragments add no bytes: without a count, a server could grow the
+    list of pieces for ever."""
+    reader = FrameReader(1 << 20)
+    piece = server_frame(b"", OP_CONTINUATION, fin=0)
+    reader.feed(server_frame(b"", OP_BINARY, fin=0) + piece * (wsframes.MAX_FRAGMENTS - 2))
+    with pytest.raises(FrameError, match="more than %d fragments" % wsframes.MAX_FRAGMENTS):
+        reader.feed(piece * 2)
+    # At the limit is fine.
+    reader = FrameReader(1 << 20)
+    wire = (server_frame(b"a", OP_BINARY, fin=0) + piece * (wsframes.MAX_FRAGMENTS - 2)
+            + server_frame(b"z", OP_CONTINUATION))
+    assert reader.feed(wire) == [(OP_BINARY, b"az")]
+
+
 def test_incomplete_frames_wait_for_the_rest():
     reader = FrameReader(1 << 20)
     frame = server_frame(b"z" * 70_000)
