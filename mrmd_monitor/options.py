@@ -8,9 +8,10 @@ secret and whether a HUP applies it to a running monitor. The parser
 HUP reload and the check that ``contrib/monitor.ini`` lists every option are
 all driven by :data:`OPTIONS`.
 
-To add an option: add one row to :data:`OPTIONS`, a commented line to
-``contrib/monitor.ini`` (a test checks it is there with the same default) and a
-row to the README's option table. Its value is then ``config.<field>``.
+To add an option: add one row to :data:`OPTIONS` and a commented line to
+``contrib/monitor.ini`` (a test checks it is there with the same default); a
+main option also gets a row in the README's table. Its value is then
+``config.<field>``.
 
 Nothing here touches sockets, threads or the clock.
 """

@@ -5,7 +5,8 @@ websocket-client still opens the connection and sends our messages; reading
 is ours because an idle document wakes for little else than the server's ping
 every 30 s, and websocket-client spends two or three system calls and a few
 dozen Python calls on each frame and its pong: with a thousand documents that
-was most of the monitor's idle CPU (README, "A thousand documents").
+was most of the monitor's idle CPU (tests/benchmarks/README.md, "A thousand
+documents").
 
 Server frames are never masked and no extension is agreed (RFC 6455 5.1,
 5.2): anything else is refused, as is a message larger than the limit, before

@@ -403,7 +403,7 @@ class Runtime(ManagedProcess):
     name = "mrmd-python"
     ready_timeout = 90.0
 
-    #: what the suite calls this runtime in test ids and the README's "Works with"
+    #: what the suite calls this runtime in test ids and tests/README.md
     kind = "mrmd-python-0.4.2"
 
     def __init__(self, workdir=None, port=None, log_path=None, env=None, executable=None):

@@ -370,13 +370,6 @@ def test_sample_lists_every_option_with_its_default():
             assert shown[option.name] == str(option.default), option.name
 
 
-def test_readme_option_table_lists_every_option():
-    readme = (SAMPLE.parents[1] / "README.md").read_text()
-    table = readme[readme.index("## Options"):readme.index("## Guarantees")]
-    for option in OPTIONS:
-        assert "`--%s " % option.name in table or "`%s`" % option.name in table, option.name
-
-
 def sample_comments():
     """key -> the comment block just above its '#key =' line in contrib/monitor.ini."""
     found, block = {}, []
