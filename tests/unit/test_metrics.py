@@ -6,22 +6,16 @@ import re
 from mrmd_monitor.metrics import FLUSH_BUCKETS, Metrics
 
 
-def series(text):
-    """``name{labels}`` -> value, from the exposition format."""
-    found = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, value = line.rsplit(" ", 1)
-            found[key] = float(value)
-    return found
+def values(text):
+    """The exposition's sample lines, without HELP and TYPE."""
+    return [line for line in text.splitlines() if not line.startswith("#")]
 
 
 def test_counters_add_per_label_set_and_gauges_are_set():
     m = Metrics()
-    m.inc("mrmd_monitor_executions_total", status="completed")
-    m.inc("mrmd_monitor_executions_total", status="completed")
-    m.inc("mrmd_monitor_executions_total", status="error")
     m.set("mrmd_monitor_active_runs", 3)
+    for status in ("completed", "error", "completed"):
+        m.inc("mrmd_monitor_executions_total", status=status)
     m.inc("mrmd_monitor_active_runs", -1)
     assert m.get("mrmd_monitor_executions_total", status="completed") == 2
     assert m.get("mrmd_monitor_executions_total", status="error") == 1
@@ -46,8 +40,8 @@ def test_removing_a_document_forgets_only_its_series():
     m.remove(doc="a.md")
     text = m.render_prometheus()
     assert 'doc="a.md"' not in text
-    assert series(text) == {'mrmd_monitor_document_connected{doc="b.md"}': 1,
-                            "mrmd_monitor_claims_total": 1}
+    assert sorted(values(text)) == ["mrmd_monitor_claims_total 1",
+                                    'mrmd_monitor_document_connected{doc="b.md"} 1']
 
 
 def test_exposition_has_help_and_type_once_per_family_and_integers_as_integers():
@@ -75,7 +69,7 @@ def test_label_values_from_outside_are_escaped():
     m.set("mrmd_monitor_document_connected", 1, doc='we"ird\\na\nme')
     text = m.render_prometheus()
     assert 'mrmd_monitor_document_connected{doc="we\\"ird\\\\na\\nme"} 1' in text
-    assert len([l for l in text.splitlines() if not l.startswith("#")]) == 1
+    assert len(values(text)) == 1
 
 
 def test_the_flush_histogram_is_cumulative_with_every_bucket_in_order():
@@ -84,20 +78,18 @@ def test_the_flush_histogram_is_cumulative_with_every_bucket_in_order():
         m.observe("mrmd_monitor_flush_latency_seconds", value)
     text = m.render_prometheus()
     assert text.count("# TYPE mrmd_monitor_flush_latency_seconds histogram") == 1
-    got = series(text)
-    buckets = [(k, v) for k, v in got.items() if "_bucket" in k]
-    bounds = [re.search(r'le="([^"]+)"', k).group(1) for k, _ in buckets]
-    assert len(bounds) == len(FLUSH_BUCKETS) + 1 and bounds[-1] == "+Inf"
-    assert [float(b) for b in bounds[:-1]] == sorted(FLUSH_BUCKETS)
-    by_bound = dict(zip(bounds, (v for _, v in buckets)))
-    assert by_bound["0.001"] == 0 and by_bound["0.005"] == 1 and by_bound["0.05"] == 3
-    assert by_bound["5.0"] == 3 and by_bound["+Inf"] == 4
-    counts = [v for _, v in buckets]
-    assert counts == sorted(counts)   # cumulative
-    assert got["mrmd_monitor_flush_latency_seconds_count"] == 4
-    assert abs(got["mrmd_monitor_flush_latency_seconds_sum"] - 7.083) < 1e-9
-    # _bucket lines come first, then _sum and _count.
-    names = [l.split("{")[0].split(" ")[0] for l in text.splitlines() if not l.startswith("#")]
-    assert names[-2:] == ["mrmd_monitor_flush_latency_seconds_sum",
-                          "mrmd_monitor_flush_latency_seconds_count"]
+    lines = values(text)
+    buckets = [re.fullmatch(r'mrmd_monitor_flush_latency_seconds_bucket\{le="([^"]+)"\} (\d+)',
+                            line).groups() for line in lines[:-2]]
+    bounds = [bound for bound, _ in buckets]
+    assert bounds[-1] == "+Inf" and [float(b) for b in bounds[:-1]] == list(FLUSH_BUCKETS)
+    counts = dict((bound, int(count)) for bound, count in buckets)
+    assert (counts["0.001"], counts["0.005"], counts["0.05"], counts["5.0"]) == (0, 1, 3, 3)
+    assert counts["+Inf"] == 4
+    assert [c for _, c in sorted((float(b), c) for b, c in counts.items())] == \
+        sorted(counts.values())   # cumulative
+    total, count = lines[-2:]   # after the buckets: _sum, then _count
+    assert total.startswith("mrmd_monitor_flush_latency_seconds_sum ")
+    assert abs(float(total.split()[1]) - 7.083) < 1e-9
+    assert count == "mrmd_monitor_flush_latency_seconds_count 4"
 
