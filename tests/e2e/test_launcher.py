@@ -1,7 +1,7 @@
 """The monitor under the launchers mrmd users run: ``mrmd`` 0.10.1 and
 ``mrmd-orchestrator`` 0.2.0 from PyPI (tests/setup.sh installs them in
-tests/.work/mrmd and tests/.work/mrmd-orchestrator), each with a throwaway HOME and every other service it would
-start turned off or pointed at ours.
+tests/.work/mrmd and tests/.work/mrmd-orchestrator), each with a throwaway
+HOME and every other service it would start turned off or pointed at ours.
 
 How they run a monitor (their ``orchestrator.py`` and ``processes.py``):
 ``mrmd`` runs ``~/.mrmd/node_modules/.bin/mrmd-monitor --doc DOC ws://localhost:S``,

@@ -39,7 +39,8 @@ def monitor_command(tmp_path_factory):
 
 def _installed_from_here():
     """Whether the interpreter, run outside this checkout, imports this checkout's package."""
-    found = subprocess.run([sys.executable, "-c", "import mrmd_monitor; print(mrmd_monitor.__file__)"],
+    found = subprocess.run([sys.executable, "-c",
+                            "import mrmd_monitor; print(mrmd_monitor.__file__)"],
                            cwd="/", capture_output=True, text=True, timeout=60,
                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     where = Path(found.stdout.strip() or "/").resolve()
