@@ -23,6 +23,24 @@ log = logging.getLogger(__name__)
 EXIT_USAGE = 2
 
 
+#: The exact text the mrmd launchers wait for on a monitor's stdout (stderr
+#: merged), case included: ``mrmd`` 0.10.1 waits 30 s for it, mrmd-orchestrator
+#: 0.2.0 10 s. Printed whatever the log level, and wherever the log goes.
+READY_LINE = "Monitor ready"
+
+
+def tell_launcher(stream=None):
+    """READY_LINE on ``stream`` (default: stdout)."""
+    stream = sys.stdout if stream is None else stream
+    if stream is None:   # started without a stdout (a closed descriptor)
+        return
+    try:
+        stream.write(READY_LINE + "\n")
+        stream.flush()
+    except (OSError, ValueError):   # a reader that went away must not stop the monitor
+        pass
+
+
 def _status(argv):
     from .statuspage import status_command  # a running monitor's status as a table
     return status_command(argv)
@@ -61,7 +79,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from .daemon import Daemon  # imported here: the CLI must work without it for --help
 
-    status = Daemon(config, argv=argv).run()  # argv: a HUP loads the configuration again
+    # argv: a HUP loads the configuration again.
+    status = Daemon(config, argv=argv, on_ready=tell_launcher).run()
     return 0 if status is None else int(status)
 
 

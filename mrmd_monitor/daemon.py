@@ -77,8 +77,9 @@ class Daemon:
     """``argv`` (and ``env``, default os.environ) are what ``config`` was loaded
     from; a HUP loads them again. Without ``argv`` a HUP only reopens the logs."""
 
-    def __init__(self, config, argv=None, env=None):
+    def __init__(self, config, argv=None, env=None, on_ready=None):
         self.config = config
+        self._on_ready = on_ready   # called once every document has synced
         self._argv = list(argv) if argv is not None else None
         self._env = env
         self._events = queue.SimpleQueue()
@@ -230,6 +231,8 @@ class Daemon:
     def _announce(self):
         self._announced = True
         log.info("monitor ready: watching %d document(s)", len(self.syncs))
+        if self._on_ready is not None:
+            self._on_ready()
 
     def _on_synced(self, sync):
         self._events.put(("synced", sync.doc_name))

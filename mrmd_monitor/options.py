@@ -265,8 +265,9 @@ OPTIONS = (
            "how often buffered output is written into the document", metavar=S),
     Option("block-wait", seconds_at_least_zero, 1.0, "how long a claimed run waits for a browser "
            "to create its output block before the monitor creates it", metavar=S),
-    Option("grace", seconds_at_least_zero, 10.0,
-           "on TERM/INT, how long running executions may finish", metavar=S),
+    Option("grace", seconds_at_least_zero, 3.0,
+           "on TERM/INT, how long running executions may finish (the mrmd launchers kill a "
+           "monitor 5 s after TERM: keep it under 4 s there)", metavar=S),
     Option("connect-timeout", seconds_above_zero, 10.0,
            "timeout for connecting to mrmd-sync and to a runtime", metavar=S, reloadable=False),
     Option("idle-timeout", seconds_above_zero, 300.0, "give up on a runtime stream silent this "
@@ -303,6 +304,9 @@ OPTIONS = (
            "inline in its entry: past it, outputs become asset references (with --assets-dir) or "
            "a note of what was left out; 0 keeps none inline. Keep it well under the sync "
            "server's 1 MiB message limit", metavar=B, shown="512K", reloadable=False),
+    Option("project-root", None, None, "the project's root directory (assets go under "
+           "<root>/_assets/generated/)", metavar="PATH", shown="none", finish=_or_none,
+           reloadable=False),
     Option("assets-dir", None, None, "keep rich outputs larger than --max-inline-bytes as files "
            "here (served at /assets/ on --status-addr) instead of dropping them", metavar="PATH",
            shown="none", finish=_or_none, reloadable=False),

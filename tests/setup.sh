@@ -11,6 +11,10 @@
 #                matplotlib (for figures as assets)
 #   bash/        a virtualenv with mrmd-bash 0.1.2 from PyPI (starlette<0.40: newer ones
 #                break its startup)
+#   mrmd/        a virtualenv with the launcher mrmd 0.10.1 from PyPI (nodejs-bin pinned:
+#                no other version installs)
+#   mrmd-orchestrator/  a virtualenv with mrmd-orchestrator 0.2.0 from PyPI (apart: it
+#                installs a `mrmd` command of its own)
 # ../shared is read-only: everything is copied out before installing. Each part is
 # skipped when a stamp says it was installed from the same sources, so a second run
 # is quick.
@@ -79,3 +83,17 @@ if ! stamp_ok "$WORK/bash" "$fp"; then
     "$WORK/bash/bin/python" -m pip install "${PIP_QUIET[@]}" "mrmd-bash==0.1.2" "starlette<0.40"
     echo "$fp" > "$WORK/bash/.installed"
 fi
+
+# -- the launchers: mrmd 0.10.1 and mrmd-orchestrator 0.2.0 ------------------------
+launcher_venv() {  # launcher_venv DIR REQUIREMENT...
+    local dir=$1; shift
+    local fp="$* v1"
+    if ! stamp_ok "$WORK/$dir" "$fp"; then
+        rm -rf "$WORK/$dir"
+        "$PYTHON" -m venv "$WORK/$dir"
+        "$WORK/$dir/bin/python" -m pip install "${PIP_QUIET[@]}" "$@"
+        echo "$fp" > "$WORK/$dir/.installed"
+    fi
+}
+launcher_venv mrmd "mrmd==0.10.1" "nodejs-bin==18.4.0a4"
+launcher_venv mrmd-orchestrator "mrmd-orchestrator==0.2.0"

@@ -1,7 +1,9 @@
 """Fixtures of the service tests; the helpers they use are in helpers.py."""
 
+import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -22,16 +24,27 @@ def print_files_if_failed(node, *paths):
 @pytest.fixture(scope="session")
 def monitor_command(tmp_path_factory):
     """The ``mrmd-monitor`` command of this checkout: the console script that
-    ``pip install -e .`` put next to the interpreter, else a two-line wrapper
-    around ``python -m mrmd_monitor``."""
+    ``pip install -e .`` put next to the interpreter, else (no script, or one
+    installed from another checkout, as in a git worktree sharing a venv) a
+    two-line wrapper around ``python -m mrmd_monitor``."""
     script = Path(sys.executable).parent / "mrmd-monitor"
-    if script.exists():
+    if script.exists() and _installed_from_here():
         return script
     wrapper = tmp_path_factory.mktemp("bin") / "mrmd-monitor"
     wrapper.write_text("#!/bin/sh\nPYTHONPATH=%s${PYTHONPATH:+:$PYTHONPATH} exec %s -m mrmd_monitor \"$@\"\n"
                        % (shlex.quote(str(REPO_ROOT)), shlex.quote(sys.executable)))
     wrapper.chmod(0o755)
     return wrapper
+
+
+def _installed_from_here():
+    """Whether the interpreter, run outside this checkout, imports this checkout's package."""
+    found = subprocess.run([sys.executable, "-c",
+                            "import mrmd_monitor; print(mrmd_monitor.__file__)"],
+                           cwd="/", capture_output=True, text=True, timeout=60,
+                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    where = Path(found.stdout.strip() or "/").resolve()
+    return found.returncode == 0 and REPO_ROOT.resolve() in where.parents
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The mrmd-monitor command: exit statuses, --help, --version, handing over to the daemon."""
 
+import io
 import sys
 import types
 
@@ -24,9 +25,10 @@ def fake_daemon(monkeypatch):
     seen = {}
 
     class Daemon:
-        def __init__(self, config, argv=None):
+        def __init__(self, config, argv=None, on_ready=None):
             seen["config"] = config
             seen["argv"] = argv
+            seen["on_ready"] = on_ready
 
         def run(self):
             seen["ran"] = True
@@ -101,6 +103,29 @@ def test_runs_the_daemon_with_the_config_and_returns_its_status(capsys, fake_dae
     assert fake_daemon["ran"]
     err = capsys.readouterr().err
     assert "starting with" in err and "sync-url=ws://localhost:4444 (command line)" in err
+    assert fake_daemon["on_ready"] is cli.tell_launcher
+
+
+def test_the_launchers_ready_line_goes_to_stdout(capsys):
+    cli.tell_launcher()
+    out, err = capsys.readouterr()
+    assert out == "Monitor ready\n" and err == ""
+
+
+class GoneReader(io.StringIO):
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def closed():
+    stream = io.StringIO()
+    stream.close()
+    return stream
+
+
+@pytest.mark.parametrize("stream", [GoneReader(), closed()], ids=["reader gone", "closed"])
+def test_a_launcher_gone_or_a_closed_stdout_does_not_stop_the_monitor(stream):
+    cli.tell_launcher(stream)   # no exception: the line is for a reader that may be gone
 
 
 def test_none_from_the_daemon_means_success(fake_daemon, monkeypatch):

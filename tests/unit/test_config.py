@@ -46,7 +46,7 @@ def test_defaults():
         max_workers=8,
         flush_interval=0.05,
         block_wait=1.0,
-        grace=10.0,
+        grace=3.0,
         connect_timeout=10.0,
         idle_timeout=300.0,
         reconnect_max=30.0,
