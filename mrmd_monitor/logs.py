@@ -41,6 +41,17 @@ from .config import secrets_of
 from .errors import ConfigError
 from .redact import Masker, escape
 
+# A launcher reads our output a line at a time with asyncio's 64 KiB limit (mrmd
+# 0.10.1): one longer line and it stops reading the pipe for good. Values from
+# peers can be any size, so every line is cut well below that, after masking (a
+# cut before it could leave half a secret that no longer matches). Text lines
+# count characters (at most 4 UTF-8 bytes each); a JSON line's strings are cut
+# one by one, only when the line is long, so that even with every character escaped
+# as \uXXXX the line stays under 48 KiB.
+MAX_LINE_CHARS = 8192
+MAX_JSON_CHARS = {"message": 2048, "exc": 4096, "stack": 1024}
+MAX_JSON_FIELD_CHARS = 256
+
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
 
 # Record attributes copied into JSON lines (set by a ContextAdapter, or extra=).
@@ -62,6 +73,21 @@ def set_secrets(secrets) -> None:
 
 def redact_line(text: str) -> str:
     return _masker(text)
+
+
+def shorten(text: str, limit: int, keep_tail: bool = False) -> str:
+    """``text`` cut to ``limit`` characters, saying how many were cut; the head
+    is kept, or the tail (the end of a traceback says most)."""
+    if len(text) <= limit:
+        return text
+    cut = "[%d characters cut]" % (len(text) - limit)
+    return cut + " ..." + text[-limit:] if keep_tail else text[:limit] + "... " + cut
+
+
+def _cap_lines(text: str) -> str:
+    if len(text) <= MAX_LINE_CHARS:
+        return text
+    return "\n".join(shorten(line, MAX_LINE_CHARS) for line in text.split("\n"))
 
 
 class _Escaped:
@@ -151,7 +177,7 @@ class TextFormatter(logging.Formatter):
             safe.exc_text = record.exc_text
         safe.exc_info = None
         text = super().format(safe)
-        return redact_line(text)
+        return _cap_lines(redact_line(text))
 
     def formatException(self, ei) -> str:
         return _format_exception_escaped(ei)
@@ -171,7 +197,16 @@ class JsonFormatter(logging.Formatter):
         for key, value in entry.items():
             if isinstance(value, str) and key not in ("time", "level"):
                 entry[key] = redact_line(value)
-        return _one_json_line(json.dumps(entry, ensure_ascii=False, default=str))
+        line = _one_json_line(json.dumps(entry, ensure_ascii=False, default=str))
+        if len(line) > MAX_LINE_CHARS:
+            # Rare (a huge value from a peer): cut each string, then escapes can
+            # at most multiply it by six.
+            for key, value in entry.items():
+                if isinstance(value, str):
+                    entry[key] = shorten(value, MAX_JSON_CHARS.get(key, MAX_JSON_FIELD_CHARS),
+                                         keep_tail=key == "exc")
+            line = _one_json_line(json.dumps(entry, ensure_ascii=False, default=str))
+        return line
 
     def _entry(self, record: logging.LogRecord) -> dict:
         entry = {

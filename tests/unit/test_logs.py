@@ -113,3 +113,29 @@ def test_a_runs_lines_carry_doc_and_exec_id_from_claim_to_runtime(tmp_path, rest
            if logger == "mrmd_monitor.mrp" and msg.startswith("interrupt of e1 failed")]
     assert mrp and (mrp[0]["doc"], mrp[0]["exec_id"]) == ("notes/a.md", "e1")
     assert mrp[0]["level"] == "warning"
+
+
+def _longest_line_bytes(text):
+    return max(len(line.encode("utf-8")) for line in text.splitlines())
+
+
+def test_a_huge_peer_value_never_makes_a_line_a_launcher_cannot_read(tmp_path, restore_logging):
+    # mrmd 0.10.1 reads the monitor's output with asyncio's 64 KiB line limit: one
+    # longer line and it stops reading the pipe (and never stops the monitor).
+    secret = "s3cr3t-token"
+    for fmt in ("text", "json"):
+        path = tmp_path / ("m." + fmt)
+        logs.setup_logging(load_config(["ws://127.0.0.1:1", "--log-format", fmt,
+                                        "--log-file", str(path), "--token", secret], env={}))
+        huge_id = "e" * 70_000
+        log = logs.context(logging.getLogger("mrmd_monitor.coordinator"), doc="d" * 70_000)
+        log.bind(exec_id=huge_id).warning("refused %s: %s", huge_id, "\x01" * 70_000)
+        log.warning(f"f-string {huge_id} {secret} " + "中" * 70_000)
+        try:
+            raise ValueError("x" * 200_000)
+        except ValueError:
+            log.exception("failed %s", "😀" * 70_000)
+        text = path.read_text(encoding="utf-8")
+        assert _longest_line_bytes(text) < 60_000, fmt
+        assert "characters cut" in text and secret not in text, fmt
+        assert "f-string eeee" in text, fmt  # the head of each line stays
