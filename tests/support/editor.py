@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .jsonlines import JsonLinesProcess
 from .procs import JS_DIR, NODE_MODULES, MissingNodeModules, MissingStack, node_executable, require_node_modules
-from .waiting import wait_until
+from .waiting import wait_for
 
 EDITOR_DRIVER = JS_DIR / "editor" / "driver.mjs"
 EDITOR_BUNDLE = NODE_MODULES / "mrmd-electron" / "editor" / "mrmd.iife.js"
@@ -211,45 +211,19 @@ class EditorTab:
     # ------------------------------------------------------------------ waiting
     def wait_text(self, predicate_or_substring, timeout=30.0):
         p = predicate_or_substring
-        pred = (lambda t: p in t) if isinstance(p, str) else p
-        box = {}
-
-        def check():
-            box["text"] = t = self.text()
-            return pred(t)
-
-        try:
-            wait_until(check, timeout=timeout, interval=0.1, message="%s: the editor's text never matched" % self.name)
-        except AssertionError as exc:
-            raise AssertionError("%s\nlast text: %r" % (exc, box.get("text", "")[-3000:])) from None
-        return box["text"]
+        return wait_for(self.text, (lambda t: p in t) if isinstance(p, str) else p, timeout=timeout, interval=0.1,
+                        message="%s: the editor's text never matched" % self.name, show=lambda t: repr(t[-3000:]))
 
     def wait_blocks(self, predicate, timeout=30.0, message="the rendered output blocks never matched"):
-        """Wait until ``predicate(blocks)`` holds for the rendered blocks; return the blocks."""
-        box = {}
-
-        def check():
-            box["blocks"] = blocks = self.output_blocks()
-            return predicate(blocks)
-
-        try:
-            wait_until(check, timeout=timeout, interval=0.1, message="%s: %s" % (self.name, message))
-        except AssertionError as exc:
-            raise AssertionError("%s\nlast blocks: %r\ntext: %r" % (exc, box.get("blocks"), self.text()[-3000:])) from None
-        return box["blocks"]
+        """Wait until ``predicate(blocks)`` holds for the rendered output blocks; return them."""
+        return wait_for(self.output_blocks, predicate, timeout=timeout, interval=0.1,
+                        message="%s: %s" % (self.name, message),
+                        show=lambda b: "%r\ntext: %r" % (b, self.text()[-3000:]))
 
     def wait_statuses(self, predicate, timeout=30.0, message="the statuses never matched"):
-        box = {}
-
-        def check():
-            box["statuses"] = s = self.statuses()
-            return predicate(s)
-
-        try:
-            wait_until(check, timeout=timeout, interval=0.1, message="%s: %s" % (self.name, message))
-        except AssertionError as exc:
-            raise AssertionError("%s\nlast statuses: %r" % (exc, box.get("statuses"))) from None
-        return box["statuses"]
+        """Wait until ``predicate(statuses)`` holds for ``{exec id: status}``; return them."""
+        return wait_for(self.statuses, predicate, timeout=timeout, interval=0.1,
+                        message="%s: %s" % (self.name, message))
 
     def __repr__(self):
         return "<EditorTab %s on %s>" % (self.name, self.doc)

@@ -11,7 +11,7 @@ import json
 
 from .jsonlines import JsonLinesProcess, PeerError  # noqa: F401 (PeerError: tests import it from here)
 from .procs import PEER_SCRIPT, JS_DIR, node_executable, require_node_modules
-from .waiting import wait_until
+from .waiting import wait_for, wait_until
 
 FINAL_STATUSES = ("completed", "error", "cancelled")
 
@@ -178,15 +178,5 @@ class BrowserPeer(JsonLinesProcess):
     def wait_text(self, predicate_or_substring, timeout=10.0):
         """Wait until the text contains the substring (or the predicate on the text holds); return the text."""
         p = predicate_or_substring
-        pred = (lambda t: p in t) if isinstance(p, str) else p
-        box = {}
-
-        def check():
-            box["text"] = t = self.text()
-            return pred(t)
-
-        try:
-            wait_until(check, timeout=timeout, interval=0.05, message="%s: text never matched" % self.name)
-        except AssertionError as exc:
-            raise AssertionError("%s\nlast text: %r" % (exc, box.get("text", "")[-3000:])) from None
-        return box["text"]
+        return wait_for(self.text, (lambda t: p in t) if isinstance(p, str) else p, timeout=timeout,
+                        message="%s: text never matched" % self.name, show=lambda t: repr(t[-3000:]))
