@@ -50,7 +50,8 @@ def test_a_cell_run_with_its_button(stack, user):
     assert block.exec_id in statuses
     text = user.text()
     assert text.startswith(TITLE) and text.endswith("The end.\n")
-    assert user.cells() == [{"index": 0, "run": True, "stop": False, "running": False, "queued": False}]
+    idle = [{"index": 0, "run": True, "stop": False, "running": False, "queued": False}]
+    wait_until(lambda: user.cells() == idle, timeout=10, message="the cell never showed its Run button again")
 
 
 @on_stacks(SERVERS)
