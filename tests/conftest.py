@@ -16,6 +16,7 @@ _REPO_ROOT = str(Path(__file__).resolve().parents[1])
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
+from tests.support.editor import EditorBrowser
 from tests.support.fault_runtime import FaultRuntime
 from tests.support.sync_proxy import SyncProxy
 from tests.support.peer import BrowserPeer
@@ -37,6 +38,7 @@ from tests.support.waiting import wait_until
 
 _MONITORS_KEY = pytest.StashKey[list]()
 _PEERS_KEY = pytest.StashKey[list]()
+_EDITORS_KEY = pytest.StashKey[list]()
 
 
 # ---------------------------------------------------------------------- reports
@@ -51,6 +53,8 @@ def pytest_runtest_makereport(item, call):
             report.sections.append(("monitor log: %s (pid %s)" % (monitor.name, monitor.pid), monitor.log_text()))
         for peer in item.stash.get(_PEERS_KEY, []):
             report.sections.append(("peer log: %s (pid %s)" % (peer.name, peer.pid), peer.tail_text(200)))
+        for browser in item.stash.get(_EDITORS_KEY, []):
+            report.sections.append(("editor console: %s (pid %s)" % (browser.name, browser.pid), browser.console_tail()))
 
 
 def _slug(node):
@@ -325,6 +329,38 @@ def peer_factory(request, tmp_path):
     finally:
         for peer in peers:
             peer.close()
+
+
+@pytest.fixture(scope="module")
+def editor_browser(tmp_path_factory):
+    """One headless chromium for the real mrmd editor (tests/support/editor.py),
+    shared by a module's tests: each test opens tabs of its own (``editor``)."""
+    base = tmp_path_factory.mktemp("editor")
+    browser = _shared(_started(lambda: EditorBrowser(log_path=base / "editor-browser.log")))
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def editor(request, editor_browser):
+    """``editor(sync_url, doc, runtime_url, monitor=True, project_root=None) -> EditorTab``:
+    a tab of the real mrmd editor on ``doc``; every tab is closed in teardown."""
+    request.node.stash[_EDITORS_KEY] = [editor_browser]
+    tabs = []
+
+    def open_tab(sync_url, doc, runtime_url, monitor=True, project_root=None):
+        tab = editor_browser.open(sync_url, doc, runtime_url, monitor=monitor, project_root=project_root)
+        tabs.append(tab)
+        return tab
+
+    try:
+        yield open_tab
+    finally:
+        for tab in tabs:
+            if editor_browser.alive:
+                tab.close()
 
 
 @pytest.fixture

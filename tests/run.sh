@@ -10,14 +10,15 @@ cd "$(dirname "$0")/.."
 
 # The service tests drive Debian's start-stop-daemon (package dpkg) and check
 # the systemd unit with systemd-analyze (package systemd); the status page is
-# checked in a headless chromium: install whichever is missing, on a machine
-# with apt-get where we are root.
+# checked, and the real mrmd editor runs (tests/e2e/test_editor.py), in a
+# headless chromium: install whichever is missing, on a machine with apt-get
+# where we are root.
 missing=""
 PATH="$PATH:/usr/sbin:/sbin" command -v start-stop-daemon >/dev/null 2>&1 || missing="$missing dpkg"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing$missing for the service and status page tests" >&2
+    echo "installing$missing for the service, status page and editor tests" >&2
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends $missing >/dev/null; } \
         || echo "warning: could not install$missing" >&2

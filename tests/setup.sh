@@ -2,7 +2,10 @@
 # Installs, from this repository's own files, what the tests, the demo and the
 # benchmarks need: a virtualenv in .venv with the package and its test extra
 # (pytest, mrmd-python, matplotlib, supervisor), and the npm packages of
-# tests/js (yjs, y-websocket, the y-websocket server) from their lock file.
+# tests/js (yjs, y-websocket, the y-websocket server, and for the editor tests
+# mrmd-electron's editor bundle with puppeteer-core, which downloads no browser:
+# they run Debian's chromium) from their lock file. mrmd-electron's two
+# dependencies that are not on the registry are empty packages in tests/js/stubs.
 #
 # Then the rest of the mrmd stack, under tests/.work/ (ignored by git):
 #   mrmd-sync/   a copy of ../shared/vendor/mrmd-sync with its npm packages

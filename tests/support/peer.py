@@ -8,20 +8,15 @@ commands.
 
 import itertools
 import json
-import threading
-import time
 
-from .procs import PEER_SCRIPT, JS_DIR, ManagedProcess, node_executable, require_node_modules
-from .waiting import wait_until
+from .jsonlines import JsonLinesProcess, PeerError  # noqa: F401 (PeerError: tests import it from here)
+from .procs import PEER_SCRIPT, JS_DIR, node_executable, require_node_modules
+from .waiting import wait_for, wait_until
 
 FINAL_STATUSES = ("completed", "error", "cancelled")
 
 
-class PeerError(AssertionError):
-    """A command failed, timed out, or the peer process is gone."""
-
-
-class BrowserPeer(ManagedProcess):
+class BrowserPeer(JsonLinesProcess):
     """A browser-like Yjs peer on ``doc`` of the y-websocket server at ``sync_url``.
 
     ``auto_block``: create output blocks on claim and stdin blocks on stdin
@@ -44,13 +39,7 @@ class BrowserPeer(ManagedProcess):
             argv.append("--no-auto-block")
         if token:
             argv += ["--token", token]
-        # Replies can hold the whole document: keep only their start in the log.
-        super().__init__(argv, name=name, cwd=JS_DIR, stdin=True, log_path=log_path, max_line_chars=2000)
-        self._ids = itertools.count(1)
-        self._replies = {}
-        self._events = []
-        self._write_lock = threading.Lock()
-        self._stdout_closed = False
+        super().__init__(argv, name=name, cwd=JS_DIR, log_path=log_path)
         self.client_id = None
         self.start(wait_ready=False)
         if wait_synced:
@@ -60,73 +49,9 @@ class BrowserPeer(ManagedProcess):
                 self.close()
                 raise
 
-    # ------------------------------------------------------------------ plumbing
-    def on_line(self, stream, line):
-        if stream != "stdout":
-            return
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            self._record("meta", "non-JSON line on stdout: %r" % line)
-            return
-        with self._cond:
-            if isinstance(msg, dict) and "event" in msg:
-                self._events.append(msg)
-                if msg["event"] == "synced" and msg.get("clientId") is not None:
-                    self.client_id = msg["clientId"]
-            elif isinstance(msg, dict) and "id" in msg:
-                self._replies[msg["id"]] = msg
-            self._cond.notify_all()
-
-    def on_eof(self, stream):
-        with self._cond:
-            if stream == "stdout":
-                self._stdout_closed = True
-            self._cond.notify_all()
-
-    def call(self, cmd, timeout=10.0, **args):
-        """Send one command and return its reply; raise PeerError if it fails."""
-        cid = next(self._ids)
-        msg = dict(args, id=cid, cmd=cmd)
-        data = (json.dumps(msg) + "\n").encode("utf-8")
-        with self._write_lock:
-            if not self.alive:
-                raise PeerError("%s is not running (exit code %s); cannot send %s\n%s"
-                                % (self.name, self.returncode, cmd, self.tail_text()))
-            try:
-                self.proc.stdin.write(data)
-                self.proc.stdin.flush()
-            except (BrokenPipeError, OSError, ValueError) as exc:
-                raise PeerError("%s: writing %s failed: %r\n%s" % (self.name, cmd, exc, self.tail_text())) from None
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while cid not in self._replies:
-                remaining = deadline - time.monotonic()
-                if self._stdout_closed:
-                    raise PeerError("%s exited while waiting for the reply to %s\n%s"
-                                    % (self.name, cmd, self._tail_locked()))
-                if remaining <= 0:
-                    raise PeerError("%s: no reply to %s within %.1fs\n%s"
-                                    % (self.name, cmd, timeout, self._tail_locked()))
-                self._cond.wait(min(remaining, 0.5))
-            reply = self._replies.pop(cid)
-        if not reply.get("ok"):
-            raise PeerError("%s: %s failed: %s\n%s" % (self.name, cmd, reply.get("error"), self.tail_text()))
-        return reply
-
-    def events(self, name=None):
-        with self._cond:
-            return [e for e in self._events if name is None or e.get("event") == name]
-
-    def clear_events(self):
-        with self._cond:
-            del self._events[:]
-
-    def wait_event(self, match, timeout=10.0):
-        """Wait for an event: ``match`` is an event name or a predicate on the event dict."""
-        pred = match if callable(match) else (lambda e: e.get("event") == match)
-        return wait_until(lambda: next((e for e in self.events() if pred(e)), None), timeout=timeout,
-                          message="%s: no matching event" % self.name)
+    def on_event(self, event):
+        if event["event"] == "synced" and event.get("clientId") is not None:
+            self.client_id = event["clientId"]
 
     # ------------------------------------------------------------------ commands
     def info(self):
@@ -253,15 +178,5 @@ class BrowserPeer(ManagedProcess):
     def wait_text(self, predicate_or_substring, timeout=10.0):
         """Wait until the text contains the substring (or the predicate on the text holds); return the text."""
         p = predicate_or_substring
-        pred = (lambda t: p in t) if isinstance(p, str) else p
-        box = {}
-
-        def check():
-            box["text"] = t = self.text()
-            return pred(t)
-
-        try:
-            wait_until(check, timeout=timeout, interval=0.05, message="%s: text never matched" % self.name)
-        except AssertionError as exc:
-            raise AssertionError("%s\nlast text: %r" % (exc, box.get("text", "")[-3000:])) from None
-        return box["text"]
+        return wait_for(self.text, (lambda t: p in t) if isinstance(p, str) else p, timeout=timeout,
+                        message="%s: text never matched" % self.name, show=lambda t: repr(t[-3000:]))

@@ -39,3 +39,22 @@ def _shorten(text, limit=2000):
     if len(text) <= limit:
         return text
     return text[: limit // 2] + " ... " + text[-limit // 2:]
+
+
+def wait_for(read, predicate, timeout=10.0, interval=0.05, message="", show=repr):
+    """Call ``read()`` until ``predicate(value)`` holds, and return that value.
+
+    The AssertionError after ``timeout`` shows the last value read, through ``show``.
+    """
+    box = {}
+
+    def check():
+        box["value"] = value = read()
+        return predicate(value)
+
+    try:
+        wait_until(check, timeout=timeout, interval=interval, message=message)
+    except AssertionError as exc:
+        seen = show(box["value"]) if "value" in box else "nothing (every read raised)"
+        raise AssertionError("%s\nlast value read: %s" % (exc, seen)) from None
+    return box["value"]
