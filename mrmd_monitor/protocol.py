@@ -39,13 +39,15 @@ PHASE_CLAIMED = "claimed"              # claim written, not yet confirmed (probe
 PHASE_WAITING_BLOCK = "waiting-block"  # confirmed; a browser may still make the block
 PHASE_WAITING_TURN = "waiting-turn"    # block ready; an earlier cell of its runtime/session runs
 PHASE_QUEUED = "queued"                # handed to the pool
+PHASE_DISPATCHED = "dispatched"        # marked as sent (dispatchedAt): it may be running
 PHASE_RUNNING = "running"              # the runtime accepted it
 PHASE_DONE = "done"
 RUN_MOVES = {
     PHASE_CLAIMED: {PHASE_WAITING_BLOCK, PHASE_WAITING_TURN, PHASE_DONE},
     PHASE_WAITING_BLOCK: {PHASE_WAITING_TURN, PHASE_DONE},
     PHASE_WAITING_TURN: {PHASE_QUEUED, PHASE_DONE},
-    PHASE_QUEUED: {PHASE_RUNNING, PHASE_DONE},
+    PHASE_QUEUED: {PHASE_DISPATCHED, PHASE_RUNNING, PHASE_DONE},
+    PHASE_DISPATCHED: {PHASE_RUNNING, PHASE_DONE},
     PHASE_RUNNING: {PHASE_DONE},
     PHASE_DONE: set(),
 }
@@ -194,6 +196,21 @@ def runnable_problem(entry: Entry) -> Optional[str]:
     if "\n" in entry.exec_id or "`" in entry.exec_id or not entry.exec_id.strip():
         return "the execution id cannot be used as an output block marker"
     return None
+
+
+def refusal(entry: Entry, allow, now_ms: int):
+    """``(problem, changes)`` for a request this monitor will not run (the
+    changes end it in ``error`` saying why), or None if it may run it."""
+    problem, kind = runnable_problem(entry), "InvalidRequest"
+    if problem is None:
+        problem, kind = runtime_refused(entry.runtime_url, allow), "RuntimeNotAllowed"
+    if not problem:
+        return None
+    changes = {"status": ERROR, "error": error_value(kind, problem), "completedAt": now_ms}
+    if entry.code is not None and code_too_large(entry.code):
+        # Writing the entry back whole would copy the huge code again.
+        changes["code"] = entry.code[:_CUT_CHARS] + "\n# ... (cut by mrmd-monitor)"
+    return problem, changes
 
 
 def code_too_large(code: str) -> bool:
