@@ -1,17 +1,21 @@
 """One document's side of the coordination protocol: wiring only.
 
-Lives on the document's sync thread. Map changes (from browsers) go through
-``entries`` (the map's one writer) to ``claims`` and ``order``; worker
-messages (from the pool) move runs (``runs.transition``) and fill blocks
-(``blocks``). It never blocks: HTTP happens on the pool.
+Lives on the document's sync thread and never blocks (HTTP happens on the
+pool). Two halves: :class:`Coordinator` wires map changes (from browsers)
+through ``entries`` (the map's one writer) to ``claims``, ``order`` and the
+pool; :class:`Held`, the runs this monitor holds, wires worker messages to
+``runs.transition``, ``blocks`` and the entry.
 
-One execution id, from the map to the document: ``on_entries_changed``
-reindexes it (``entries.reindex``); ``_claim`` writes the claim and makes a
-``Run``; ``claims`` confirms it (``tick``); ``_arm`` gets its block ready;
-``_try_start`` asks ``order`` who is ahead and hands a ``RunJob`` to the
-pool; the worker's ``Dispatching`` waits for ``claims`` to open its gate;
-worker messages reach ``on_message`` and end in ``blocks`` and
-``entries.write``; ``_finish`` writes the final status.
+One execution id, from the map to the runtime and back:
+``Coordinator.on_entries_changed`` reindexes it (``entries.reindex``) and
+asks ``claims.defer``; ``_claim`` writes the claim (``entries.write``) and
+makes a ``Run`` (``runs.new_run``); ``claims`` confirms it on the probe's
+answer (``on_probe_acked``, ``tick``); ``_arm`` gets its block ready
+(``blocks.prepare``); ``_try_start`` asks ``order.ahead`` and hands a
+``messages.RunJob`` to the pool. Back: the worker's ``Dispatching`` reaches
+``Held.on_message``, which writes ``dispatchedAt`` and leaves the gate to
+``claims.acked``; output goes to ``blocks``; ``RunFinished`` ends in
+``Held.finish`` and the final ``entries.write``.
 """
 
 import logging
@@ -28,9 +32,8 @@ from .entries import Entries
 from .logs import context
 from .metrics import Metrics
 from .order import RunOrder, request_order, run_order
-from .output import RunOutput
-from .runs import (RELEASED, UNSTARTED, Phase, Run, begin, final_changes, next_deadline,
-                   running_changes, show_error, stopped_changes, transition)
+from .runs import (RELEASED, UNSTARTED, Phase, Run, begin, final_changes, new_run,
+                   next_deadline, running_changes, show_error, stopped_changes, transition)
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +49,161 @@ def wall_ms():
     return int(time.time() * 1000)
 
 
+class Held:
+    """The runs this monitor holds in one document: worker messages move them
+    (``runs.transition``), fill their blocks and write their entries."""
+
+    def __init__(self, *, entries, blocks, claims, order, pool, post, metrics, clock, now_ms):
+        self.runs: Dict[str, Run] = {}
+        self.entries, self.blocks, self.claims, self.order = entries, blocks, claims, order
+        self.pool, self.post, self.metrics = pool, post, metrics
+        self.clock, self.now_ms = clock, now_ms
+
+    def on_message(self, msg):
+        run = self.runs.get(getattr(msg, "exec_id", None))
+        if isinstance(msg, m.InterruptRefused):  # the run is usually over for us by then
+            if run is None:
+                self.blocks.append_notice(msg.exec_id, msg.line)
+            else:
+                self.blocks.feed(run, "\n" + msg.line + "\n", self.clock())
+            return
+        if run is None:
+            return  # a run we gave up (cancelled, lost): its late messages are dropped
+        try:
+            self._on_run_message(run, msg, self.clock())
+        except Exception:  # noqa: BLE001 - one run's trouble must not stop the document
+            run.log.exception("cannot handle %s for %s", type(msg).__name__, run.exec_id)
+
+    def _on_run_message(self, run, msg, now):
+        if isinstance(msg, m.OutputReady):
+            self.blocks.ready(run, msg.buffer, now)
+        elif isinstance(msg, m.Dispatching):
+            # Marked as sent before it is: a monitor taking over after our death
+            # then knows the run may have started and does not run it again.
+            mark = self.now_ms()
+            transition(run, Phase.DISPATCHED, now, metrics=self.metrics)
+            self.write(run, {"dispatchedAt": mark})
+            self.claims.dispatching(run.exec_id, msg.gate, mark, now)
+        elif isinstance(msg, m.RunStarted):
+            transition(run, Phase.RUNNING, now, metrics=self.metrics)
+            run.log.info("%s running", run.exec_id)
+            self.write(run, running_changes(run.want, self.now_ms()))
+        elif isinstance(msg, m.StdinRequested):
+            self.blocks.set_awaiting_stdin(run.exec_id, True)
+            self.flush(run)
+            self.write(run, {"stdinRequest": {"prompt": msg.prompt, "password": bool(msg.password),
+                                              "requestedAt": self.now_ms()},
+                             "stdinResponse": None})
+            run.log.info("%s waits for input", run.exec_id)
+        elif isinstance(msg, m.DisplayItems):
+            self.blocks.add_display(run, msg.items, now)
+        elif isinstance(msg, m.RunFinished):
+            self.finish(run, msg)
+        elif isinstance(msg, m.RuntimeBusy):
+            self.write(run, {"queued": True, "queueReason": msg.reason})
+        elif isinstance(msg, m.InputSent) and not msg.accepted:
+            run.log.warning("runtime refused the stdin answer for %s: %s", run.exec_id,
+                            msg.reason or "not accepted")
+
+    def on_stdin(self, run, entry):
+        """A browser's answer to our stdin request goes to the runtime; one
+        nobody asked for is cleared, or every later write of the entry would
+        publish it again (it may be a password). Neither is ever logged."""
+        if self.blocks.state(run.exec_id).awaiting_stdin:
+            if entry.stdin_response_text is not None:
+                self.blocks.set_awaiting_stdin(run.exec_id, False)
+                self.pool.send_input(run.exec_id, run.runtime_url, entry.stdin_response_text,
+                                     self.post)
+                self.write(run, {"stdinRequest": None, "stdinResponse": None})
+                run.log.info("forwarded the stdin answer for %s", run.exec_id)
+        elif entry.raw.get("stdinResponse") is not None:
+            run.log.info("ignoring a stdin answer for %s: no input was asked for", run.exec_id)
+            self.write(run, {"stdinResponse": None})
+
+    def flush(self, run):
+        waited, display = self.blocks.flush(run, self.clock())
+        if waited is not None:
+            self.metrics.observe("mrmd_monitor_flush_latency_seconds", waited)
+        if display:
+            self.write(run, {"displayData": list(run.display)})
+
+    def flush_all(self):
+        for run in list(self.runs.values()):
+            if self.blocks.pending(run.exec_id):
+                self.flush(run)
+
+    def finish(self, run, msg):
+        if msg.cancelled:
+            self.forget(run)   # cancelled by us or a browser: nothing more is written
+            return
+        if msg.output is not None:
+            self.blocks.feed(run, msg.output.take(), self.clock())
+        err = p.bounded_error(msg.error) if msg.error is not None else None
+        if err is not None:
+            show_error(run.output, err)
+        # The last rich outputs go with the final status: one write, not two.
+        display = self.blocks.take_display(run.exec_id)
+        self.flush(run)
+        if not self.ours(run):
+            self.forget(run)
+            return
+        changes = final_changes(run, msg.result, err, display, self.now_ms())
+        self.write(run, changes)
+        run.log.info("%s %s", run.exec_id, changes["status"])
+        self.forget(run, changes["status"])
+
+    def drop(self, run, *, interrupt, status=None):
+        """Stop a run and write nothing more for it."""
+        self.pool.cancel(run.exec_id, interrupt=interrupt)
+        self.forget(run, status)
+
+    def forget(self, run, status=None):
+        """The run is over for us; ``status`` is how it ended, when we know."""
+        if self.runs.pop(run.exec_id, None) is None:
+            return
+        transition(run, Phase.DONE, self.clock(), status or "", metrics=self.metrics,
+                   status=status)
+        self.blocks.forget(run.exec_id)
+        self.claims.forget(run.exec_id)
+        self.order.changed()   # the runs behind it may go now
+
+    def release_unstarted(self, reason):
+        """Runs not sent to their runtime go back to ``requested``, unclaimed,
+        so the next monitor can take them."""
+        for run in [r for r in self.runs.values() if r.phase in UNSTARTED]:
+            self.pool.cancel(run.exec_id, interrupt=True)
+            if self.ours(run):
+                self.write(run, dict(RELEASED))
+            run.log.info("%s handed back (requested): %s", run.exec_id, reason)
+            self.forget(run)
+
+    def settle(self, reason):
+        """Leave no entry of ours claimed or running: running ones end in
+        ``error`` saying why, with their output so far kept."""
+        self.release_unstarted(reason)
+        for run in list(self.runs.values()):
+            self.pool.cancel(run.exec_id, interrupt=True)
+            changes = stopped_changes(run, reason, self.now_ms())
+            self.flush(run)
+            if self.ours(run):
+                self.write(run, changes)
+            run.log.info("%s marked error: %s", run.exec_id, reason)
+            self.forget(run, p.ERROR)
+
+    def ours(self, run):
+        return self.claims.still_ours(self.entries.get(run.exec_id))
+
+    def write(self, run, changes):
+        keep = self.blocks.state(run.exec_id).awaiting_stdin
+        if self.entries.write(run.exec_id, changes, keep_answer=keep):
+            # stdinResponse is the browser's field: never put it back ourselves.
+            run.want.update({k: v for k, v in p.clean(changes).items() if k != "stdinResponse"})
+
+
 class Coordinator:
     def __init__(self, doc, *, me, pool, post, config, port: DocPort, doc_name="", metrics=None,
                  clock=time.monotonic, now_ms=wall_ms, latencies=None):
         self.me = me
-        self.pool = pool
-        self.post = post
         self.port = port
         self.doc_name = doc_name
         # Every line about this document carries its name; a run's adds its exec_id.
@@ -66,11 +218,21 @@ class Coordinator:
         self.order = RunOrder(me, self.claims.lease_holder)
         self.entries = Entries(doc, now_ms=now_ms, on_change=self._entries_moved,
                                doc_name=doc_name)
+        self.held = Held(entries=self.entries, blocks=self.blocks, claims=self.claims,
+                         order=self.order, pool=pool, post=post, metrics=self.metrics,
+                         clock=clock, now_ms=now_ms)
+        self.runs = self.held.runs
+        self.pool = pool
+        self.post = post
         self.config = config
-        self.runs: Dict[str, Run] = {}
         self.accepting = True
         self._next_sweep = 0.0
         self._first_sync = True
+        # The sync thread's calls for the runs we hold.
+        self.on_message = self.held.on_message
+        self.flush_all = self.held.flush_all
+        self.release_unstarted = self.held.release_unstarted
+        self.settle = self.held.settle
 
     @property
     def config(self):
@@ -99,8 +261,6 @@ class Coordinator:
         if self._next_sweep is None or self._next_sweep > soon:
             self._next_sweep = soon
 
-    # -- inputs ------------------------------------------------------------
-
     def on_synced(self):
         """After (re)sync: look at every entry, as if each had just changed."""
         keys = self.entries.keys()
@@ -111,11 +271,9 @@ class Coordinator:
             for key, msg in self.claims.stale(self.entries.index, self.now_ms()):
                 # Requests left from long ago are not run by surprise when we start.
                 self.log.bind(exec_id=key).warning("expiring %s: %s", key, msg)
-                self.entries.write(key, {"status": p.ERROR, "completedAt": self.now_ms(),
-                                         "error": p.error_value("Expired", msg)})
+                self.entries.end(key, "Expired", msg)
         self.claims.reset()   # probes sent before the reconnect are never answered
         self.on_entries_changed(keys, fresh=False)
-        self.claims.probe(self.clock())
 
     def on_entries_changed(self, keys, fresh=True):
         """Entries changed by a remote peer (``fresh``: just now, not the
@@ -149,75 +307,26 @@ class Coordinator:
         if fresh and entry is not None:
             self.claims.observe(entry, self.now_ms())
         if entry is not None and entry.problem is not None:
-            if not entry.final and (run is not None or not self.claims.lease_holder(entry.claimed_by)):
+            if not entry.final and (run is not None
+                                    or not self.claims.lease_holder(entry.claimed_by)):
                 self._refuse(key, entry.problem)
-            return None
-        if run is not None:
+        elif run is not None:
             self._on_own_entry(run, entry)
         elif entry is None:
             if self.entries.raw(key) is not None:
                 self.log.debug("ignoring map key %r: not an execution entry", key)
         elif self.claims.may_claim(entry) and self.accepting:
             verdict = self.claims.defer(entry, self.clock(), self.now_ms())
-            if verdict == WAIT:
-                return None
             if verdict == BACKUP:
                 self.log.bind(exec_id=key).info(
                     "claiming %s as a backup: the preferred monitor did not claim it", key)
                 self.metrics.inc("mrmd_monitor_claims_backed_up_total")
-            return entry
+            return entry if verdict != WAIT else None
         return None
 
     def on_probe_acked(self, seq):
         # The answer's updates are applied, not yet looked at: gates read the map itself.
         self.claims.acked(seq, self.clock(), self.entries.reindex)
-
-    def on_message(self, msg):
-        run = self.runs.get(getattr(msg, "exec_id", None))
-        if isinstance(msg, m.InterruptRefused):  # the run is usually over for us by then
-            if run is None:
-                self.blocks.append_notice(msg.exec_id, msg.line)
-            else:
-                self.blocks.feed(run, "\n" + msg.line + "\n", self.clock())
-            return
-        if run is None:
-            return  # a run we gave up (cancelled, lost): its late messages are dropped
-        try:
-            self._on_run_message(run, msg)
-        except Exception:  # noqa: BLE001 - one run's trouble must not stop the document
-            run.log.exception("cannot handle %s for %s", type(msg).__name__, run.exec_id)
-
-    def _on_run_message(self, run, msg):
-        now = self.clock()
-        if isinstance(msg, m.OutputReady):
-            self.blocks.ready(run, msg.buffer, now)
-        elif isinstance(msg, m.Dispatching):
-            # Marked as sent before it is: a monitor taking over after our death
-            # then knows the run may have started and does not run it again.
-            mark = self.now_ms()
-            transition(run, Phase.DISPATCHED, now, metrics=self.metrics)
-            self._write(run, {"dispatchedAt": mark})
-            self.claims.dispatching(run.exec_id, msg.gate, mark, now)
-        elif isinstance(msg, m.RunStarted):
-            transition(run, Phase.RUNNING, now, metrics=self.metrics)
-            run.log.info("%s running", run.exec_id)
-            self._write(run, running_changes(run.want, self.now_ms()))
-        elif isinstance(msg, m.StdinRequested):
-            self.blocks.set_awaiting_stdin(run.exec_id, True)
-            self._flush(run)
-            self._write(run, {"stdinRequest": {"prompt": msg.prompt, "password": bool(msg.password),
-                                               "requestedAt": self.now_ms()},
-                              "stdinResponse": None})
-            run.log.info("%s waits for input", run.exec_id)
-        elif isinstance(msg, m.DisplayItems):
-            self.blocks.add_display(run, msg.items, now)
-        elif isinstance(msg, m.RunFinished):
-            self._finish(run, msg)
-        elif isinstance(msg, m.RuntimeBusy):
-            self._write(run, {"queued": True, "queueReason": msg.reason})
-        elif isinstance(msg, m.InputSent) and not msg.accepted:
-            run.log.warning("runtime refused the stdin answer for %s: %s", run.exec_id,
-                            msg.reason or "not accepted")
 
     def tick(self):
         """Run what is due; return the seconds until the next timer, or None."""
@@ -247,14 +356,11 @@ class Coordinator:
                              run.exec_id, self.config.block_wait)
                 self._arm(run, headless=True)
             if run.exec_id in self.runs and self.blocks.due(run.exec_id, now):
-                self._flush(run)
-        nxt = _min(next_deadline(self.runs.values(), now), self.claims.next_deadline(now))
-        nxt = _min(nxt, self.blocks.next_deadline(now))
-        if self._next_sweep is not None:
-            nxt = _min(nxt, self._next_sweep - now)
-        return _min(nxt, later)
-
-    # -- claims ----------------------------------------------------------------
+                self.held.flush(run)
+        timers = (next_deadline(self.runs.values(), now), self.claims.next_deadline(now),
+                  self.blocks.next_deadline(now), later,
+                  None if self._next_sweep is None else self._next_sweep - now)
+        return min((t for t in timers if t is not None), default=None)
 
     def _sweep(self, now):
         """Entries held by monitors that are gone, and finished entries past
@@ -262,24 +368,16 @@ class Coordinator:
         for entry in self.claims.orphans(self.entries.index, self.runs, now):
             self._take_over(entry)
         if self.port.is_connected():
-            expired = self.entries.retired(self.runs, self.config.retention, self.now_ms())
-            if expired:
-                self.entries.delete(expired)
-                self.log.info("removed %d finished entr%s older than --retention %.0fs",
-                              len(expired), "y" if len(expired) == 1 else "ies",
-                              self.config.retention)
+            self.entries.retire(self.runs, self.config.retention)
 
     def _take_over(self, entry):
+        lost = self.claims.lost_message(entry)
         if entry.problem is not None:
             self._refuse(entry.exec_id, entry.problem)
-            return
-        lost = self.claims.lost_message(entry)
-        if lost is not None:
+        elif lost is not None:
             self.log.bind(exec_id=entry.exec_id).warning("%s: %s", entry.exec_id, lost)
             self.blocks.append_notice(entry.exec_id, "[mrmd-monitor: %s]" % lost)
-            self.entries.write(entry.exec_id, {"status": p.ERROR, "completedAt": self.now_ms(),
-                                               "stdinRequest": None,
-                                               "error": p.error_value("MonitorLost", lost)})
+            self.entries.end(entry.exec_id, "MonitorLost", lost, stdinRequest=None)
         elif self.accepting:
             self.log.bind(exec_id=entry.exec_id).warning(
                 "monitor %s holding %s (%s) is gone: taking the run over", entry.claimed_by,
@@ -300,20 +398,13 @@ class Coordinator:
                                                          refused[0])
             self.entries.write(entry.exec_id, refused[1])
             return False
-        now = self.clock()
-        run = Run(exec_id=entry.exec_id, runtime_url=entry.runtime_url.rstrip("/"),
-                  session=entry.session, code=entry.code, language=entry.language,
-                  cell_id=entry.cell_id, requested_at=entry.requested_at or 0,
-                  order=order or run_order(entry), doc=self.doc_name,
-                  since=now, block_deadline=now + self.config.block_wait,
-                  log=self.log.bind(exec_id=entry.exec_id),
-                  output=RunOutput(self.config.max_output_bytes,
-                                   max_columns=self.config.max_columns))
+        run = new_run(entry, order or run_order(entry), self.clock(), self.config,
+                      self.doc_name, self.log.bind(exec_id=entry.exec_id))
         self.runs[run.exec_id] = run
         begin(run, self.metrics)
         self.claims.begin(run.exec_id)
-        self._write(run, {"status": p.CLAIMED, "claimedBy": self.me, "claimedAt": self.now_ms(),
-                          "notebookOrder": run.order[1]})
+        self.held.write(run, {"status": p.CLAIMED, "claimedBy": self.me,
+                              "claimedAt": self.now_ms(), "notebookOrder": run.order[1]})
         run.log.info("claimed %s (runtime %s, session %s)", run.exec_id, run.runtime_url,
                      run.session)
         return True
@@ -325,7 +416,7 @@ class Coordinator:
             run.log.info("claim on %s not confirmed (now %s by %s): not running it", run.exec_id,
                          entry.status if entry else "gone", entry.claimed_by if entry else None)
             self.metrics.inc("mrmd_monitor_claims_lost_total")
-            self._drop(run, interrupt=False)
+            self.held.drop(run, interrupt=False)
             return
         self.metrics.inc("mrmd_monitor_claims_won_total")
         run.log.debug("claim on %s confirmed", run.exec_id)
@@ -337,77 +428,59 @@ class Coordinator:
     def _on_own_entry(self, run, entry):
         if entry is None:
             run.log.info("entry %s was removed: dropping the run", run.exec_id)
-            self._drop(run, interrupt=True)
-            return
-        if entry.claimed_by is None and entry.status == p.REQUESTED:
+            self.held.drop(run, interrupt=True)
+        elif entry.claimed_by is None and entry.status == p.REQUESTED:
             self._reconcile(run, entry)  # a concurrent write from a stale copy won: claim again
-            return
-        if entry.claimed_by != self.me:
+        elif entry.claimed_by != self.me:
             run.log.warning("lost the claim on %s to client %s: not running it", run.exec_id,
                             entry.claimed_by)
             if run.phase is Phase.CLAIMED:  # not confirmed yet: counted as lost here
                 self.metrics.inc("mrmd_monitor_claims_lost_total")
-            self._drop(run, interrupt=True)
-            return
-        if entry.status == p.CANCELLED:
+            self.held.drop(run, interrupt=True)
+        elif entry.status == p.CANCELLED:
             run.log.info("%s was cancelled by a browser", run.exec_id)
-            self._drop(run, interrupt=True, status=p.CANCELLED)
-            return
-        if entry.final:
+            self.held.drop(run, interrupt=True, status=p.CANCELLED)
+        elif entry.final:
             if run.want.get("status") != entry.status:
                 run.log.warning("%s was finished by another peer: dropping the run", run.exec_id)
-                self._drop(run, interrupt=True)
-            return
-        state = self.blocks.state(run.exec_id)
-        if (run.phase in (Phase.CLAIMED, Phase.WAITING_BLOCK)
-                and (entry.status == p.READY or entry.output_block_ready)):
-            self.blocks.set_block_ready(run.exec_id)
-            if run.phase is Phase.WAITING_BLOCK:
-                self._arm(run, headless=False)
-        if state.awaiting_stdin and entry.stdin_response_text is not None:
-            self.blocks.set_awaiting_stdin(run.exec_id, False)
-            # The answer itself is never logged: it may be a password.
-            self.pool.send_input(run.exec_id, run.runtime_url, entry.stdin_response_text,
-                                 self.post)
-            self._write(run, {"stdinRequest": None, "stdinResponse": None})
-            run.log.info("forwarded the stdin answer for %s", run.exec_id)
-        elif not state.awaiting_stdin and entry.raw.get("stdinResponse") is not None:
-            # An answer nobody asked for: cleared, or every later write of the
-            # entry would publish it again (it may be a password).
-            run.log.info("ignoring a stdin answer for %s: no input was asked for", run.exec_id)
-            self._write(run, {"stdinResponse": None})
-        # Put back what we wrote if a concurrent write by another peer won
-        # (browsers' client ids are larger than ours: their copy wins, so a
-        # cancel is never lost; we re-apply our fields on top of theirs).
-        self._reconcile(run, entry)
+                self.held.drop(run, interrupt=True)
+        else:
+            if (run.phase in (Phase.CLAIMED, Phase.WAITING_BLOCK)
+                    and (entry.status == p.READY or entry.output_block_ready)):
+                self.blocks.set_block_ready(run.exec_id)
+                if run.phase is Phase.WAITING_BLOCK:
+                    self._arm(run, headless=False)
+            self.held.on_stdin(run, entry)
+            self._reconcile(run, entry)
 
     def _reconcile(self, run, entry):
+        """Put back what we wrote if a concurrent write by another peer won
+        (browsers' client ids are larger than ours: their copy wins, so a
+        cancel is never lost; we re-apply our fields on top of theirs)."""
         changes = p.lost_changes(run.want, entry)
         if changes:
             run.log.debug("re-applying %s to %s after a concurrent write", sorted(changes),
                           run.exec_id)
-            self._write(run, changes)
+            self.held.write(run, changes)
 
     def _refuse(self, exec_id, problem):
         run = self.runs.get(exec_id)
         if run is not None:
-            self._drop(run, interrupt=True, status=p.ERROR)
+            self.held.drop(run, interrupt=True, status=p.ERROR)
         self.entries.refuse(exec_id, problem)
-
-    # -- starting ------------------------------------------------------------
 
     def _arm(self, run, *, headless):
         """The block is ready (a browser's, or ours after the wait): the run
         waits for its turn on its runtime and session."""
         self.blocks.prepare(run)
         if headless:
-            self._write(run, {"status": p.READY, "outputBlockReady": True})
+            self.held.write(run, {"status": p.READY, "outputBlockReady": True})
         transition(run, Phase.WAITING_TURN, self.clock(), "headless" if headless else "block ready")
         self._try_start(run)
 
     def _try_start(self, run):
         """Hand the run to the pool when no earlier cell of the same runtime
-        and session is unfinished, ours or another monitor's (order.py: the
+        and session is unfinished, ours or another monitor's (order.py; the
         count of those is the entry's queuePosition)."""
         run.turn_checked = self.order.version
         before = self.order.ahead(run, self.runs.values(), self.entries.index)
@@ -415,7 +488,7 @@ class Coordinator:
             if run.want.get("queuePosition") != len(before):
                 run.log.info("%s queued behind %d run(s) on %s (first %s)", run.exec_id,
                              len(before), run.runtime_url, before[0])
-                self._write(run, {"queued": True, "queuePosition": len(before)})
+                self.held.write(run, {"queued": True, "queuePosition": len(before)})
             return
         transition(run, Phase.QUEUED, self.clock())
         # Another document's run on the same runtime and session may still be
@@ -425,98 +498,9 @@ class Coordinator:
             code=run.code, post=self.post, doc=self.doc_name,
             max_run_time=self.config.max_run_time, confirm_dispatch=True))
 
-    # -- output and the end ----------------------------------------------------
-
-    def _flush(self, run):
-        waited, display = self.blocks.flush(run, self.clock())
-        if waited is not None:
-            self.metrics.observe("mrmd_monitor_flush_latency_seconds", waited)
-        if display:
-            self._write(run, {"displayData": list(run.display)})
-
-    def flush_all(self):
-        for run in list(self.runs.values()):
-            if self.blocks.pending(run.exec_id):
-                self._flush(run)
-
-    def _finish(self, run, msg):
-        if msg.cancelled:
-            self._forget(run)   # cancelled by us or a browser: nothing more is written
-            return
-        if msg.output is not None:
-            self.blocks.feed(run, msg.output.take(), self.clock())
-        err = p.bounded_error(msg.error) if msg.error is not None else None
-        if err is not None:
-            show_error(run.output, err)
-        # The last rich outputs go with the final status: one write, not two.
-        display = self.blocks.take_display(run.exec_id)
-        self._flush(run)
-        if not self._ours(run):
-            self._forget(run)
-            return
-        changes = final_changes(run, msg.result, err, display, self.now_ms())
-        self._write(run, changes)
-        run.log.info("%s %s", run.exec_id, changes["status"])
-        self._forget(run, changes["status"])
-
-    def _drop(self, run, *, interrupt, status=None):
-        """Stop a run and write nothing more for it."""
-        self.pool.cancel(run.exec_id, interrupt=interrupt)
-        self._forget(run, status)
-
-    def _forget(self, run, status=None):
-        """The run is over for us; ``status`` is how it ended, when we know."""
-        if self.runs.pop(run.exec_id, None) is None:
-            return
-        transition(run, Phase.DONE, self.clock(), status or "", metrics=self.metrics,
-                   status=status)
-        self.blocks.forget(run.exec_id)
-        self.claims.forget(run.exec_id)
-        self.order.changed()   # the runs behind it may go now
-
-    # -- shutdown ------------------------------------------------------------
-
     def stop_claiming(self):
         self.accepting = False
         self.claims.forget_deferred()
 
     def active(self):
         return len(self.runs)
-
-    def release_unstarted(self, reason):
-        """Runs not sent to their runtime go back to ``requested``, unclaimed,
-        so the next monitor can take them."""
-        for run in [r for r in self.runs.values() if r.phase in UNSTARTED]:
-            self.pool.cancel(run.exec_id, interrupt=True)
-            if self._ours(run):
-                self._write(run, dict(RELEASED))
-            run.log.info("%s handed back (requested): %s", run.exec_id, reason)
-            self._forget(run)
-
-    def settle(self, reason):
-        """Leave no entry of ours claimed or running: running ones end in
-        ``error`` saying why, with their output so far kept."""
-        self.release_unstarted(reason)
-        for run in list(self.runs.values()):
-            self.pool.cancel(run.exec_id, interrupt=True)
-            changes = stopped_changes(run, reason, self.now_ms())
-            self._flush(run)
-            if self._ours(run):
-                self._write(run, changes)
-            run.log.info("%s marked error: %s", run.exec_id, reason)
-            self._forget(run, p.ERROR)
-
-    def _ours(self, run):
-        return self.claims.still_ours(self.entries.get(run.exec_id))
-
-    def _write(self, run, changes):
-        keep = self.blocks.state(run.exec_id).awaiting_stdin
-        if self.entries.write(run.exec_id, changes, keep_answer=keep):
-            # stdinResponse is the browser's field: never put it back ourselves.
-            run.want.update({k: v for k, v in p.clean(changes).items() if k != "stdinResponse"})
-
-
-def _min(a, b):
-    if a is None:
-        return b
-    return a if b is None else min(a, b)

@@ -105,12 +105,17 @@ class Entries:
                 self.index.pop(key, None)
         self.on_change()
 
-    def retired(self, keep, retention: float, now_ms: int) -> List[str]:
-        """Finished entries past ``retention`` seconds (0: kept forever), but
-        none in ``keep`` (runs of ours)."""
+    def end(self, exec_id: str, kind: str, message: str, **changes) -> bool:
+        """End an entry in ``error`` of type ``kind`` saying ``message``."""
+        return self.write(exec_id, {"status": p.ERROR, "completedAt": self.now_ms(),
+                                    "error": p.error_value(kind, message), **changes})
+
+    def retire(self, keep, retention: float) -> int:
+        """Delete finished entries past ``retention`` seconds (0: kept forever),
+        but none in ``keep`` (runs of ours). Returns how many went."""
         if not retention:
-            return []
-        limit = retention * 1000
+            return 0
+        now_ms, limit = self.now_ms(), retention * 1000
         out = []
         for key, entry in self.index.items():
             if key in keep or not entry.final:
@@ -118,4 +123,8 @@ class Entries:
             done = p.as_int(entry.raw.get("completedAt"))
             if done is not None and now_ms - done > limit:
                 out.append(key)
-        return out
+        self.delete(out)
+        if out:
+            self.log.info("removed %d finished entr%s older than --retention %.0fs", len(out),
+                          "y" if len(out) == 1 else "ies", retention)
+        return len(out)

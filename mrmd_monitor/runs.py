@@ -74,6 +74,15 @@ class Run:
         return self.block_deadline if self.phase is Phase.WAITING_BLOCK else None
 
 
+def new_run(entry: p.Entry, order, now: float, config, doc: str, run_log) -> Run:
+    """The run of a request we claim (already checked: protocol.refusal)."""
+    return Run(exec_id=entry.exec_id, runtime_url=entry.runtime_url.rstrip("/"),
+               session=entry.session, code=entry.code, language=entry.language,
+               cell_id=entry.cell_id, requested_at=entry.requested_at or 0, order=order,
+               doc=doc, since=now, block_deadline=now + config.block_wait, log=run_log,
+               output=RunOutput(config.max_output_bytes, max_columns=config.max_columns))
+
+
 def begin(run: Run, metrics) -> None:
     """A new claim of ours: counted as claimed and queued until it starts."""
     metrics.inc("mrmd_monitor_claims_total")
