@@ -53,13 +53,17 @@ WAIT, CLAIM, BACKUP = "wait", "claim", "backup"
 RTT_FACTOR = 2.0
 RTT_SAMPLES = 16
 SETTLE_CAP = 5.0
+# No one delay counts for more than this: the settle reaches its cap, and a
+# backup's delay stays within RTT_FACTOR * SAMPLE_CAP / CLAIM_STEP of its own.
+SAMPLE_CAP = SETTLE_CAP / RTT_FACTOR
 
 
 class Latencies:
-    """The recent probe round trips and claim delays of one monitor process,
-    shared by its documents (each sync thread adds; a lock, as Metrics has):
-    a document with few runs of its own has measured little, and a slow link
-    shows in every document. Its own settle and backup delays read it."""
+    """Recent delays, each capped at SAMPLE_CAP. The probe round trips of one
+    monitor process are shared by its documents (each sync thread adds; a
+    lock, as Metrics has): a document with few runs of its own has measured
+    little, and a slow link shows in every document. How late other
+    monitors' claims arrive is kept per document: entries are any peer's."""
 
     def __init__(self, samples: int = RTT_SAMPLES):
         self._lock = threading.Lock()
@@ -67,7 +71,7 @@ class Latencies:
 
     def add(self, seconds: float):
         with self._lock:
-            self._recent.append(max(0.0, float(seconds)))
+            self._recent.append(min(SAMPLE_CAP, max(0.0, float(seconds))))
 
     def snapshot(self) -> Tuple[float, ...]:
         with self._lock:
@@ -168,8 +172,10 @@ class Claims:
         self._sent: Dict[int, float] = {}    # probe seq -> when sent (clock)
         self._checks: Dict[str, _Check] = {}
         self._gates: Dict[str, _Gate] = {}
-        # Probe round trips, and how late other monitors' claims reach us.
+        # Our probes' round trips (the process's), and how late other
+        # monitors' claims reach us here (this document's).
         self.rtts = latencies if latencies is not None else Latencies()
+        self.late = Latencies()
 
     # -- leases --------------------------------------------------------------
 
@@ -188,7 +194,7 @@ class Claims:
         place where spreading claims across monitors plugs in (a backup
         monitor waits; the request is looked at again when the delay ends),
         stretched while round trips are slow (:func:`backup_delay`)."""
-        return backup_delay(self.port.claim_delay(entry), self.rtts.snapshot())
+        return backup_delay(self.port.claim_delay(entry), self._samples())
 
     # -- several monitors: the preferred one first -----------------------------
 
@@ -272,17 +278,23 @@ class Claims:
 
     def settle(self) -> float:
         """The settle delay now (see :func:`settle_window`)."""
-        return settle_window(self.config.claim_settle, self.rtts.snapshot())
+        return settle_window(self.config.claim_settle, self._samples())
+
+    def _samples(self) -> Tuple[float, ...]:
+        return self.rtts.snapshot() + self.late.snapshot()
 
     def observe(self, entry: p.Entry, now_ms: int):
         """Another monitor's claim has just reached us: how late it is (its
         ``claimedAt`` to now, wall clocks) is a measure of the slowest link
-        our settle must cover: a concurrent claim takes that long to arrive."""
-        if entry.status != p.CLAIMED or entry.claimed_by in (None, self.me):
+        our settle must cover: a concurrent claim takes that long to arrive.
+        Any peer writes entries: only a claim by a monitor counts (a proved
+        one, when a cluster secret is set), in this document only, capped."""
+        if (entry.status != p.CLAIMED or entry.claimed_by in (None, self.me)
+                or not self.port.is_monitor(entry.claimed_by)):
             return
         at = p.as_int(entry.raw.get("claimedAt"))
         if at is not None and 0 <= now_ms - at <= 60_000:
-            self.rtts.add((now_ms - at) / 1000.0)
+            self.late.add((now_ms - at) / 1000.0)
 
     def begin(self, exec_id: str):
         """Our claim of ``exec_id`` is written: confirmed after a probe."""
@@ -385,20 +397,20 @@ class Claims:
 
     # -- other monitors' entries ---------------------------------------------
 
-    def orphans(self, entries: Dict[str, p.Entry], runs,
-                now: float) -> List[p.Entry]:
+    def orphans(self, entries: Dict[str, p.Entry], runs, now: float) -> List[p.Entry]:
         """Entries held by a client that has not been a live monitor for
-        ``--orphan-timeout``: to take over (waiting) or mark lost (running)."""
+        ``--orphan-timeout``, or held in our name by a run we do not have (a
+        peer's forgery): to take over (waiting) or mark lost (running)."""
         if not self.port.is_connected():
             self._absent_since.clear()
             return []
         seen, found = set(), []
         for key, entry in entries.items():
             if (key in runs or entry.status not in (p.CLAIMED, p.READY, p.RUNNING)
-                    or entry.claimed_by is None or entry.claimed_by == self.me):
+                    or entry.claimed_by is None):
                 continue
             seen.add(key)
-            if self.lease_holder(entry.claimed_by):
+            if entry.claimed_by != self.me and self.lease_holder(entry.claimed_by):
                 self._absent_since.pop(key, None)
                 continue
             since = self._absent_since.setdefault(key, now)
@@ -410,11 +422,14 @@ class Claims:
                 del self._absent_since[key]
         return found
 
-    @staticmethod
-    def lost_message(entry: p.Entry) -> Optional[str]:
+    def lost_message(self, entry: p.Entry) -> Optional[str]:
         """For an orphan: why it cannot be taken over (it may have run), or
         None when it never reached its runtime and may be run by us."""
         who = entry.claimed_by
+        if who == self.me and (entry.status == p.RUNNING or entry.dispatched_at is not None):
+            # No run of ours has it: a peer wrote our name.
+            return ("this cell is marked as run by this monitor (client %s), which does not "
+                    "hold it; not run. Run the cell again." % who)
         if entry.status == p.RUNNING:
             # A client that is no monitor (a browser's forged claim) ends here too.
             return ("the monitor running this cell (client %s) was lost; the output up to "
@@ -436,8 +451,7 @@ class Claims:
         for key, entry in entries.items():
             if key in runs:
                 continue
-            if (entry.status in (p.CLAIMED, p.READY, p.RUNNING)
-                    and entry.claimed_by is not None and entry.claimed_by != self.me):
+            if entry.status in (p.CLAIMED, p.READY, p.RUNNING) and entry.claimed_by is not None:
                 return orphans
             waiting = waiting or entry.final
         return retention if waiting and self.config.retention else None

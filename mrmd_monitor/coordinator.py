@@ -6,16 +6,12 @@ through ``entries`` (the map's one writer) to ``claims``, ``order`` and the
 pool; :class:`Held`, the runs this monitor holds, wires worker messages to
 ``runs.transition``, ``blocks`` and the entry.
 
-One execution id, from the map to the runtime and back:
-``Coordinator.on_entries_changed`` reindexes it (``entries.reindex``) and
-asks ``claims.defer``; ``_claim`` writes the claim (``entries.write``) and
-makes a ``Run`` (``runs.new_run``); ``claims`` confirms it on the probe's
-answer (``on_probe_acked``, ``tick``); ``_arm`` gets its block ready
-(``blocks.prepare``); ``_try_start`` asks ``order.ahead`` and hands a
-``messages.RunJob`` to the pool. Back: the worker's ``Dispatching`` reaches
-``Held.on_message``, which writes ``dispatchedAt`` and leaves the gate to
-``claims.acked``; output goes to ``blocks``; ``RunFinished`` ends in
-``Held.finish`` and the final ``entries.write``.
+One execution id: ``on_entries_changed`` -> ``entries.reindex`` ->
+``claims.defer`` -> ``_claim`` (``runs.new_run``, ``entries.write``) ->
+``claims.acked``/``tick`` (confirmed) -> ``_arm`` (``blocks.prepare``) ->
+``_try_start`` (``order.ahead``) -> ``pool.submit(RunJob)``; back,
+``Held.on_message``: ``Dispatching`` (``dispatchedAt``; ``claims`` opens the
+gate), output to ``blocks``, ``RunFinished`` -> ``Held.finish``.
 """
 
 import logging
@@ -222,17 +218,14 @@ class Coordinator:
                          order=self.order, pool=pool, post=post, metrics=self.metrics,
                          clock=clock, now_ms=now_ms)
         self.runs = self.held.runs
-        self.pool = pool
-        self.post = post
+        self.pool, self.post = pool, post
         self.config = config
         self.accepting = True
         self._next_sweep = 0.0
         self._first_sync = True
         # The sync thread's calls for the runs we hold.
-        self.on_message = self.held.on_message
-        self.flush_all = self.held.flush_all
-        self.release_unstarted = self.held.release_unstarted
-        self.settle = self.held.settle
+        self.on_message, self.flush_all = self.held.on_message, self.held.flush_all
+        self.release_unstarted, self.settle = self.held.release_unstarted, self.held.settle
 
     @property
     def config(self):
@@ -285,7 +278,7 @@ class Coordinator:
             except Exception:  # noqa: BLE001 - one peer's entry must not stop the others
                 self.log.bind(exec_id=key).exception("cannot handle entry %r: skipping it", key)
                 continue
-            if entry is not None:
+            if entry is not None and self._runnable(entry):   # before any cell search
                 to_claim.append(entry)
         if self.claims.deferring():  # no longer ours to claim later
             self.claims.forget_deferred([k for k in keys if not self._claimable(k)])
@@ -378,17 +371,17 @@ class Coordinator:
             self.log.bind(exec_id=entry.exec_id).warning("%s: %s", entry.exec_id, lost)
             self.blocks.append_notice(entry.exec_id, "[mrmd-monitor: %s]" % lost)
             self.entries.end(entry.exec_id, "MonitorLost", lost, stdinRequest=None)
-        elif self.accepting:
+        elif self.accepting and self._runnable(entry):
             self.log.bind(exec_id=entry.exec_id).warning(
                 "monitor %s holding %s (%s) is gone: taking the run over", entry.claimed_by,
                 entry.exec_id, entry.status)
-            if self._claim(entry):
-                self.blocks.set_block_ready(entry.exec_id, entry.output_block_ready)
-                self.claims.probe(self.clock())
+            self._claim(entry)
+            self.blocks.set_block_ready(entry.exec_id, entry.output_block_ready)
+            self.claims.probe(self.clock())
 
-    def _claim(self, entry, order=None):
-        """Claim ``entry``; ``order``: its place among the runs of its runtime
-        and session (order.run_order; a run taken over keeps the one it has)."""
+    def _runnable(self, entry):
+        """False (and the entry ends in ``error`` saying why) for a request
+        this monitor will not run."""
         if entry.problem is not None:
             self._refuse(entry.exec_id, entry.problem)
             return False
@@ -397,7 +390,11 @@ class Coordinator:
             self.log.bind(exec_id=entry.exec_id).warning("cannot run %s: %s", entry.exec_id,
                                                          refused[0])
             self.entries.write(entry.exec_id, refused[1])
-            return False
+        return refused is None
+
+    def _claim(self, entry, order=None):
+        """Claim ``entry``; ``order``: its place among the runs of its runtime
+        and session (order.run_order; a run taken over keeps the one it has)."""
         run = new_run(entry, order or run_order(entry), self.clock(), self.config,
                       self.doc_name, self.log.bind(exec_id=entry.exec_id))
         self.runs[run.exec_id] = run
@@ -407,7 +404,6 @@ class Coordinator:
                               "claimedAt": self.now_ms(), "notebookOrder": run.order[1]})
         run.log.info("claimed %s (runtime %s, session %s)", run.exec_id, run.runtime_url,
                      run.session)
-        return True
 
     def _confirm(self, run, now):
         self.claims.confirmed(run.exec_id)
@@ -454,9 +450,8 @@ class Coordinator:
             self._reconcile(run, entry)
 
     def _reconcile(self, run, entry):
-        """Put back what we wrote if a concurrent write by another peer won
-        (browsers' client ids are larger than ours: their copy wins, so a
-        cancel is never lost; we re-apply our fields on top of theirs)."""
+        """Put back what we wrote if another peer's concurrent write won (their
+        copy wins, so a browser's cancel is never lost; ours goes on top)."""
         changes = p.lost_changes(run.want, entry)
         if changes:
             run.log.debug("re-applying %s to %s after a concurrent write", sorted(changes),
@@ -479,9 +474,8 @@ class Coordinator:
         self._try_start(run)
 
     def _try_start(self, run):
-        """Hand the run to the pool when no earlier cell of the same runtime
-        and session is unfinished, ours or another monitor's (order.py; the
-        count of those is the entry's queuePosition)."""
+        """Hand the run to the pool when no earlier cell of its runtime and
+        session is unfinished (order.py; their count is its queuePosition)."""
         run.turn_checked = self.order.version
         before = self.order.ahead(run, self.runs.values(), self.entries.index)
         if before:

@@ -76,7 +76,15 @@ class Entries:
         except p.EntryRefused as exc:
             self.refuse(exec_id, str(exc))
             return False
-        self._set(exec_id, value)
+        fitted = p.fitted(value)
+        if fitted is None:
+            self.refuse(exec_id, "the entry would be larger than %d bytes" % p.MAX_WRITE_BYTES)
+            return False
+        if fitted is not value:
+            self.log.bind(exec_id=exec_id).warning(
+                "rich output of %s cut: the entry would pass the sync server's message limit",
+                exec_id)
+        self._set(exec_id, fitted)
         return True
 
     def refuse(self, exec_id: str, problem: str) -> bool:

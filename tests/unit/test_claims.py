@@ -76,10 +76,14 @@ def test_orphans_after_the_timeout_and_only_of_non_monitors():
                "live": entry("live", status="running", claimedBy=42),
                "fake": entry("fake", status="claimed", claimedBy=3_000_000_000),
                "mine": entry("mine", status="running", claimedBy=ME)}
-    assert c.orphans(entries, {}, now=0.0) == []
-    assert c.orphans(entries, {}, now=4.9) == []
-    found = c.orphans(entries, {}, now=5.0)
+    held = {"mine": object()}                              # our run: no orphan
+    assert c.orphans(entries, held, now=0.0) == []
+    assert c.orphans(entries, held, now=4.9) == []
+    found = c.orphans(entries, held, now=5.0)
     assert sorted(e.exec_id for e in found) == ["fake", "gone"]
+    forged = {"mine": entry("mine", status="running", claimedBy=ME)}   # ours in name only
+    c.orphans(forged, {}, now=10.0)
+    assert [e.exec_id for e in c.orphans(forged, {}, now=15.0)] == ["mine"]
     port.connected = False
     assert c.orphans(entries, {}, now=100.0) == []         # disconnected: nobody is judged
 
@@ -104,7 +108,9 @@ def test_sweep_is_due_only_while_something_can_come_due():
     assert c.sweep_interval({**waiting, **done}, {}, 1.0, 30.0) == 30.0   # retention only
     assert c.sweep_interval({**done, **held}, {}, 1.0, 30.0) == 1.0       # a lease to watch
     assert c.sweep_interval(held, {"a": object()}, 1.0, 30.0) is None      # ours: not an orphan
-    assert c.sweep_interval({"m": entry("m", status="claimed", claimedBy=ME)}, {}, 1.0, 30.0) is None
+    mine = {"m": entry("m", status="claimed", claimedBy=ME)}
+    assert c.sweep_interval(mine, {"m": object()}, 1.0, 30.0) is None      # our run
+    assert c.sweep_interval(mine, {}, 1.0, 30.0) == 1.0       # in our name, not ours: watched
     c0, _ = claims(retention=0.0)
     assert c0.sweep_interval(done, {}, 1.0, 30.0) is None                  # retention off
 
@@ -150,21 +156,23 @@ def test_backups_wait_longer_while_round_trips_are_slow():
     assert c.claim_delay(entry("x")) == pytest.approx(1.5)
 
 
-def test_another_monitors_late_claim_lengthens_the_settle_in_every_document():
-    """How late other monitors' claims reach us counts like a round trip, and
-    the samples are the process's: a document with no runs of its own yet
-    settles as long as the others measured."""
+def test_another_monitors_late_claim_lengthens_this_documents_settle():
+    """How late other monitors' claims reach us counts like a round trip, in
+    the document where it was seen (entries are any peer's); our own probe
+    round trips are the process's, shared by every document."""
     from mrmd_monitor.claims import Latencies
     shared = Latencies()
     config = Config(sync_url="ws://127.0.0.1:1", claim_settle=0.3, orphan_timeout=5.0)
-    one, other = Claims(ME, FakePort(), config, latencies=shared), Claims(ME, FakePort(), config,
-                                                                    latencies=shared)
+    one = Claims(ME, FakePort(monitors={ME, 42}), config, latencies=shared)
+    other = Claims(ME, FakePort(monitors={ME, 42}), config, latencies=shared)
     late = p.parse_entry("x", {"status": "claimed", "claimedBy": 42, "claimedAt": 10_000})
     one.observe(late, now_ms=11_500)                           # arrived 1.5 s after it was made
-    assert other.settle() == pytest.approx(3.0)
+    assert one.settle() == pytest.approx(3.0) and other.settle() == 0.3
     ours = p.parse_entry("y", {"status": "claimed", "claimedBy": ME, "claimedAt": 0})
     running = p.parse_entry("z", {"status": "running", "claimedBy": 42, "claimedAt": 0})
     skewed = p.parse_entry("w", {"status": "claimed", "claimedBy": 42, "claimedAt": 20_000})
     for e in (ours, running, skewed):                          # not a fresh claim of another
         one.observe(e, now_ms=12_000)
-    assert shared.snapshot() == (1.5,)
+    assert one.late.snapshot() == (1.5,)
+    shared.add(40.0)                                           # a stalled probe, capped
+    assert other.settle() == 5.0 and shared.snapshot() == (2.5,)

@@ -542,7 +542,7 @@ def test_measure_is_iterative_and_bounded():
     assert proto.measure({"a": deep(31)})[0] is None
     assert proto.measure({"a": deep(32)})[0] == "nested deeper than 32 levels"
     assert proto.measure(deep(100_000))[0] == "nested deeper than 32 levels"
-    assert proto.measure({"code": "中" * 400_000})[0] == "larger than 1048576 bytes"
+    assert proto.measure({"code": "中" * 400_000})[0] == "larger than %d bytes" % proto.MAX_ENTRY_BYTES
     assert proto.measure({"code": "中" * 300_000})[0] is None
     with pytest.raises(proto.EntryRefused):
         proto.updated({"x": deep(5000)}, {"status": "error"})
