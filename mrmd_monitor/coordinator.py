@@ -213,7 +213,7 @@ class Coordinator:
                                  "mrmd_monitor_output_bytes_total", n))
         self.order = RunOrder(me, self.claims.lease_holder)
         self.entries = Entries(doc, now_ms=now_ms, on_change=self._entries_moved,
-                               doc_name=doc_name)
+                               on_refused=self._refused, doc_name=doc_name)
         self.held = Held(entries=self.entries, blocks=self.blocks, claims=self.claims,
                          order=self.order, pool=pool, post=post, metrics=self.metrics,
                          clock=clock, now_ms=now_ms)
@@ -302,7 +302,7 @@ class Coordinator:
         if entry is not None and entry.problem is not None:
             if not entry.final and (run is not None
                                     or not self.claims.lease_holder(entry.claimed_by)):
-                self._refuse(key, entry.problem)
+                self.entries.refuse(key, entry.problem)
         elif run is not None:
             self._on_own_entry(run, entry)
         elif entry is None:
@@ -366,7 +366,7 @@ class Coordinator:
     def _take_over(self, entry):
         lost = self.claims.lost_message(entry)
         if entry.problem is not None:
-            self._refuse(entry.exec_id, entry.problem)
+            self.entries.refuse(entry.exec_id, entry.problem)
         elif lost is not None:
             self.log.bind(exec_id=entry.exec_id).warning("%s: %s", entry.exec_id, lost)
             self.blocks.append_notice(entry.exec_id, "[mrmd-monitor: %s]" % lost)
@@ -383,7 +383,7 @@ class Coordinator:
         """False (and the entry ends in ``error`` saying why) for a request
         this monitor will not run."""
         if entry.problem is not None:
-            self._refuse(entry.exec_id, entry.problem)
+            self.entries.refuse(entry.exec_id, entry.problem)
             return False
         refused = p.refusal(entry, self.config.allow_runtime, self.now_ms())
         if refused is not None:
@@ -458,11 +458,10 @@ class Coordinator:
                           run.exec_id)
             self.held.write(run, changes)
 
-    def _refuse(self, exec_id, problem):
+    def _refused(self, exec_id):
         run = self.runs.get(exec_id)
         if run is not None:
             self.held.drop(run, interrupt=True, status=p.ERROR)
-        self.entries.refuse(exec_id, problem)
 
     def _arm(self, run, *, headless):
         """The block is ready (a browser's, or ours after the wait): the run

@@ -22,12 +22,14 @@ log = logging.getLogger(__name__)
 
 class Entries:
     def __init__(self, doc, *, now_ms: Callable[[], int], on_change: Callable[[], None],
-                 doc_name: str = ""):
+                 on_refused: Callable[[str], None] = lambda exec_id: None, doc_name: str = ""):
         self.doc = doc
         self.map = doc.get("executions", type=Map)
         self.now_ms = now_ms
         # Anything that changes an entry may move a turn or make a sweep due.
         self.on_change = on_change
+        # A refused entry is never run: a run of it stops (the coordinator's).
+        self.on_refused = on_refused
         self.log = context(log, doc=doc_name)
         # Every entry, parsed once per change (remote or ours).
         self.index: Dict[str, p.Entry] = {}
@@ -90,6 +92,7 @@ class Entries:
     def refuse(self, exec_id: str, problem: str) -> bool:
         """An entry that breaks a limit ends in ``error`` with the reason; it is
         never run, and never walked by code that recurses."""
+        self.on_refused(exec_id)
         raw = self.map.get(exec_id)
         if not isinstance(raw, dict) or raw.get("status") in p.FINAL:
             return False

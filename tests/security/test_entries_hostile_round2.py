@@ -5,7 +5,6 @@ size, poisons a delay, blocks a runtime for good, or runs a cell twice.
 On a real pycrdt document with a second pycrdt document as the peer (the
 World of tests/unit/test_coordinator.py)."""
 
-import threading
 import time
 
 import pytest
@@ -154,12 +153,7 @@ def test_a_forged_running_entry_in_our_name_is_marked_lost():
 
 def test_a_takeover_in_the_answer_to_the_dispatch_probe_keeps_the_gate_shut():
     w = world()
-    w.request("d1")
-    w.clock.t += 2
-    w.co.tick()
-    gate = threading.Event()
-    w.port.auto_ack = False
-    w.co.on_message(m.Dispatching("d1", gate))
+    gate = w.dispatching("d1")
     # Another monitor's takeover, written at the same moment as our mark, is
     # applied with the probe's answer, before the entries are looked at.
     w.to_browser()

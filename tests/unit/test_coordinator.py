@@ -113,6 +113,18 @@ class World:
         self.co.tick()
         self.co.on_message(m.RunStarted(exec_id))
 
+    def dispatching(self, exec_id):
+        """Request, start the block wait, hand it to the pool: its worker asks
+        to send it (messages.Dispatching); the probe is not answered yet.
+        Returns the gate the worker waits on."""
+        self.request(exec_id)
+        self.clock.t += 2
+        self.co.tick()
+        gate = threading.Event()
+        self.port.auto_ack = False
+        self.co.on_message(m.Dispatching(exec_id, gate))
+        return gate
+
     def entry(self, exec_id):
         self.to_browser()
         return self.br_map.get(exec_id)
@@ -804,12 +816,7 @@ def test_past_the_cap_output_waits_in_the_worker_buffer_until_the_flush():
 
 
 def test_a_run_is_sent_only_once_the_server_has_its_dispatch_mark(w):
-    w.request("d1")
-    w.clock.t += 2
-    w.co.tick()
-    gate = threading.Event()
-    w.port.auto_ack = False
-    w.co.on_message(m.Dispatching("d1", gate))
+    gate = w.dispatching("d1")
     assert w.entry("d1")["dispatchedAt"] == 1_700_000_000_123
     assert not gate.is_set()                   # written, not yet known to be at the server
     w.co.on_synced()                           # a reconnect: the probe is asked again

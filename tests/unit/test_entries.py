@@ -14,7 +14,8 @@ NOW = 1_700_000_000_000
 def setup():
     doc = Doc(client_id=7)
     moved = []
-    entries = Entries(doc, now_ms=lambda: NOW, on_change=lambda: moved.append(1), doc_name="d")
+    entries = Entries(doc, now_ms=lambda: NOW, on_change=lambda: moved.append(1),
+                      on_refused=lambda key: moved.append(("refused", key)), doc_name="d")
     return doc, doc.get("executions", type=Map), entries, moved
 
 
@@ -44,9 +45,10 @@ def test_an_unasked_answer_is_cleared_an_asked_one_kept():
 
 
 def test_refuse_end_and_retire():
-    doc, emap, entries, _ = setup()
+    doc, emap, entries, moved = setup()
     emap["bad"] = {"status": "requested", "code": "x"}
     assert entries.refuse("bad", "the entry is too odd")
+    assert ("refused", "bad") in moved                           # its run, if any, stops
     assert emap["bad"]["status"] == "error" and "too odd" in emap["bad"]["error"]["message"]
     assert not entries.refuse("bad", "again")                    # final: left alone
     emap["old"] = {"status": "completed", "completedAt": NOW - 61_000}
@@ -59,3 +61,11 @@ def test_refuse_end_and_retire():
     assert entries.retire({"mine"}, 60.0) == 1
     assert "old" not in emap and "mine" in emap and entries.get("old") is None
     assert entries.retire({}, 0.0) == 0                           # retention off
+
+
+def test_a_write_that_cannot_fit_refuses_the_entry():
+    doc, emap, entries, moved = setup()
+    emap["e1"] = {"status": "running", "claimedBy": 7, "notes": "n" * 800_000}
+    assert not entries.write("e1", {"result": {"text": "r" * 200_000}})
+    assert emap["e1"]["status"] == "error" and emap["e1"]["notes"] is None
+    assert ("refused", "e1") in moved
