@@ -85,6 +85,9 @@ class Flush:
         self.awaiting_stdin = False    # the runtime asked for input; no answer forwarded yet
 
 
+_NEW = Flush()
+
+
 class Blocks:
     def __init__(self, text: TextPort, *, doc_name="", on_written=None, flush_interval=0.05):
         self.text = text
@@ -101,20 +104,24 @@ class Blocks:
     # -- the flush record -------------------------------------------------------
 
     def state(self, exec_id) -> Flush:
+        """The run's record, to read (a run without one reads as a new one)."""
+        return self._flush.get(exec_id) or _NEW
+
+    def _rec(self, exec_id) -> Flush:
         rec = self._flush.get(exec_id)
         if rec is None:
             rec = self._flush[exec_id] = Flush()
         return rec
 
     def set_block_ready(self, exec_id, ready=True):
-        self.state(exec_id).block_ready = ready
+        self._rec(exec_id).block_ready = ready
 
     def set_awaiting_stdin(self, exec_id, waiting):
-        self.state(exec_id).awaiting_stdin = waiting
+        self._rec(exec_id).awaiting_stdin = waiting
 
     def ready(self, run, buffer, now):
         """Output waits in a worker's ``buffer`` (messages.OutputReady)."""
-        rec = self.state(run.exec_id)
+        rec = self._rec(run.exec_id)
         if rec.waiting is not None and rec.waiting is not buffer:
             self._take_waiting(run, rec)
         if run.output.capped and buffer.held < buffer.big:
@@ -133,7 +140,7 @@ class Blocks:
         run.output.feed(text)
         # Past the output cap only the tail moves: rewriting it once a second
         # is plenty, and keeps the bytes sent bounded.
-        self._schedule(self.state(run.exec_id), now,
+        self._schedule(self._rec(run.exec_id), now,
                        max(self.flush_interval, CAPPED_FLUSH_INTERVAL) if run.output.capped
                        else self.flush_interval)
 
@@ -142,13 +149,13 @@ class Blocks:
         kept by the worker), reach the entry with the next flush: a burst of
         displays is one write, not one each."""
         run.display.extend(item for item in items if isinstance(item, dict))
-        rec = self.state(run.exec_id)
+        rec = self._rec(run.exec_id)
         rec.display_dirty = True
         self._schedule(rec, now, self.flush_interval)
 
     def take_display(self, exec_id) -> bool:
         """Whether displays wait for the entry; they are the caller's to write now."""
-        rec = self.state(exec_id)
+        rec = self._rec(exec_id)
         dirty, rec.display_dirty = rec.display_dirty, False
         return dirty
 
@@ -184,7 +191,7 @@ class Blocks:
     def flush(self, run, now) -> Tuple[Optional[float], bool]:
         """Write the run's output that waits. Returns ``(seconds it waited or
         None, whether displays wait for the entry)``."""
-        rec = self.state(run.exec_id)
+        rec = self._rec(run.exec_id)
         if rec.waiting is not None:
             self._take_waiting(run, rec)
         waited = None
