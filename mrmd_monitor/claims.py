@@ -56,6 +56,9 @@ SETTLE_CAP = 5.0
 # No one delay counts for more than this: the settle reaches its cap, and a
 # backup's delay stays within RTT_FACTOR * SAMPLE_CAP / CLAIM_STEP of its own.
 SAMPLE_CAP = SETTLE_CAP / RTT_FACTOR
+# A live monitor's waiting claim that is first in line and does not move for
+# this many --orphan-timeout is taken over (Claims.orphans).
+STALLED = 3
 
 
 class Latencies:
@@ -167,7 +170,8 @@ class Claims:
         self.log = context(log, doc=doc_name)
         self.port = port
         self.config = config
-        self._absent_since: Dict[str, float] = {}
+        # key -> (the entry as last seen, since when it is a candidate orphan)
+        self._absent_since: Dict[str, Tuple[p.Entry, float]] = {}
         self._deferred: Dict[str, _Deferred] = {}
         self._sent: Dict[int, float] = {}    # probe seq -> when sent (clock)
         self._checks: Dict[str, _Check] = {}
@@ -397,10 +401,16 @@ class Claims:
 
     # -- other monitors' entries ---------------------------------------------
 
-    def orphans(self, entries: Dict[str, p.Entry], runs, now: float) -> List[p.Entry]:
-        """Entries held by a client that has not been a live monitor for
-        ``--orphan-timeout``, or held in our name by a run we do not have (a
-        peer's forgery): to take over (waiting) or mark lost (running)."""
+    def orphans(self, entries: Dict[str, p.Entry], runs, now: float,
+                first_in_line: Callable[[p.Entry], bool] = lambda entry: False
+                ) -> List[p.Entry]:
+        """Entries to take over (waiting) or mark lost (running): held by a
+        client that has not been a live monitor for ``--orphan-timeout``; held
+        in our name by a run we do not have (a peer's forgery); or a waiting
+        claim, never sent, first in line on its runtime and session, that has
+        not moved for STALLED times that long (without a cluster secret any
+        peer can say it is a monitor: its lease blocks a runtime at most that
+        long; taking a run over that was never sent runs it once still)."""
         if not self.port.is_connected():
             self._absent_since.clear()
             return []
@@ -409,12 +419,18 @@ class Claims:
             if (key in runs or entry.status not in (p.CLAIMED, p.READY, p.RUNNING)
                     or entry.claimed_by is None):
                 continue
-            seen.add(key)
+            limit = self.config.orphan_timeout
             if entry.claimed_by != self.me and self.lease_holder(entry.claimed_by):
-                self._absent_since.pop(key, None)
-                continue
-            since = self._absent_since.setdefault(key, now)
-            if now - since >= self.config.orphan_timeout:
+                if (entry.status == p.RUNNING or entry.dispatched_at is not None
+                        or not first_in_line(entry)):
+                    continue
+                limit *= STALLED
+            seen.add(key)
+            was, since = self._absent_since.get(key, (entry, now))
+            if was is not entry and limit > self.config.orphan_timeout:
+                since = now   # it moved: its holder is at work
+            self._absent_since[key] = (entry, since)
+            if now - since >= limit:
                 del self._absent_since[key]
                 found.append(entry)
         for key in list(self._absent_since):

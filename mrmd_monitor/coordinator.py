@@ -356,9 +356,10 @@ class Coordinator:
         return min((t for t in timers if t is not None), default=None)
 
     def _sweep(self, now):
-        """Entries held by monitors that are gone, and finished entries past
-        their retention."""
-        for entry in self.claims.orphans(self.entries.index, self.runs, now):
+        """Orphans (claims.orphans), and finished entries past their retention."""
+        index, runs = self.entries.index, self.runs
+        first = lambda e: self.order.first_in_line(e, runs.values(), index)  # noqa: E731
+        for entry in self.claims.orphans(index, runs, now, first):
             self._take_over(entry)
         if self.port.is_connected():
             self.entries.retire(self.runs, self.config.retention)

@@ -46,6 +46,15 @@ class RunOrder:
                   if order < run.order]
         return [key for _, key in sorted(mine + theirs)]
 
+    def first_in_line(self, entry: p.Entry, runs: Iterable[Run],
+                      entries: Dict[str, p.Entry]) -> bool:
+        """Is nothing, ours or another monitor's, before this held entry?"""
+        key, order = entry_key(entry), run_order(entry)
+        if any(r.key == key and r.order < order for r in runs):
+            return False
+        queue = self._foreign_runs(entries).get(key, ())
+        return not queue or queue[0][0] >= order
+
     def _foreign_runs(self, entries):
         """Other monitors' unfinished runs by (runtime, session), in request
         order; rebuilt only when something changed since the last look."""

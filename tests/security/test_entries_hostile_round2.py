@@ -166,3 +166,29 @@ def test_a_takeover_in_the_answer_to_the_dispatch_probe_keeps_the_gate_shut():
     assert not gate.is_set()
     w.co.on_entries_changed(["d1"])
     assert not gate.is_set() and "d1" not in w.co.runs and ("cancel", "d1") in w.pool.calls
+
+
+def test_a_self_declared_monitors_waiting_claim_blocks_a_runtime_only_so_long():
+    """Without a cluster secret any peer can say it is a monitor (type:
+    "monitor" in its awareness): its claim is a lease. One that is first in
+    line and never moves is taken over after three orphan timeouts."""
+    w = world(orphan_timeout=5.0)
+    w.port.monitors.add(99)                              # the peer, believed a monitor
+    w.br_map["fake"] = request("fake", code="a = 1", status="claimed", claimedBy=99,
+                               requestedAt=1_700_000_000_000 - 5)
+    w.request("mine")
+    w.clock.t += 2
+    w.tick()
+    assert w.entry("mine")["queuePosition"] == 1 and w.pool.calls == []
+    for _ in range(14):
+        w.clock.t += 1
+        w.tick()
+    assert w.entry("fake")["claimedBy"] == 99            # 16 s: not yet
+    for _ in range(4):
+        w.clock.t += 1
+        w.tick()
+    assert w.entry("fake")["claimedBy"] == ME            # taken over: run once, by us
+    for _ in range(3):
+        w.clock.t += 1
+        w.tick()
+    assert w.pool.names("submit") == ["fake"]            # in order: then ours
