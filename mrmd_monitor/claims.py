@@ -19,19 +19,22 @@ late claim decided on a stale view can win over a claim already confirmed
 and running: it ran runs twice under load). A request first seen late, when
 a backup may be claiming it, is also claimed only after a probe.
 
+Claims owns the bookkeeping of each claim of ours until it is confirmed
+(its probe, then when the settle ends) and of each dispatch gate (the
+worker sends the run only once the server has our ``dispatchedAt`` mark).
 Pure decisions over a small port to the document (``DocPort``, implemented
-by the sync thread) and a clock passed in; the coordinator does the writes.
+by the sync thread) and a clock passed in; the coordinator does the writes
+(entries.py).
 """
 
 import collections
 import logging
 import threading
-from typing import Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
 
 from . import protocol as p
 from .cluster import CLAIM_STEP
 from .logs import context
-from .runs import Phase, Run
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +53,20 @@ WAIT, CLAIM, BACKUP = "wait", "claim", "backup"
 RTT_FACTOR = 2.0
 RTT_SAMPLES = 16
 SETTLE_CAP = 5.0
+# No one delay counts for more than this: the settle reaches its cap, and a
+# backup's delay stays within RTT_FACTOR * SAMPLE_CAP / CLAIM_STEP of its own.
+SAMPLE_CAP = SETTLE_CAP / RTT_FACTOR
+# A live monitor's waiting claim that is first in line and does not move for
+# this many --orphan-timeout is taken over (Claims.orphans).
+STALLED = 3
 
 
 class Latencies:
-    """The recent probe round trips and claim delays of one monitor process,
-    shared by its documents (each sync thread adds; a lock, as Metrics has):
-    a document with few runs of its own has measured little, and a slow link
-    shows in every document. Its own settle and backup delays read it."""
+    """Recent delays, each capped at SAMPLE_CAP. The probe round trips of one
+    monitor process are shared by its documents (each sync thread adds; a
+    lock, as Metrics has): a document with few runs of its own has measured
+    little, and a slow link shows in every document. How late other
+    monitors' claims arrive is kept per document: entries are any peer's."""
 
     def __init__(self, samples: int = RTT_SAMPLES):
         self._lock = threading.Lock()
@@ -64,7 +74,7 @@ class Latencies:
 
     def add(self, seconds: float):
         with self._lock:
-            self._recent.append(max(0.0, float(seconds)))
+            self._recent.append(min(SAMPLE_CAP, max(0.0, float(seconds))))
 
     def snapshot(self) -> Tuple[float, ...]:
         with self._lock:
@@ -110,10 +120,12 @@ class DocPort(Protocol):
     def is_connected(self) -> bool:
         """Synced with the server now?"""
 
-    # Optional (SyncThread has them): claim_delay(entry) -> seconds this
-    # monitor lets the preferred one claim first; catch_up() applies every
-    # frame already waiting on the socket; members, the cluster members
-    # published in this document's awareness (cluster.py; None: a flood).
+    def claim_delay(self, entry: p.Entry) -> float:
+        """Seconds this monitor lets the monitor preferred for ``entry`` claim
+        it first (cluster.py); 0 when we are preferred."""
+
+    def catch_up(self) -> None:
+        """Apply every frame already waiting on the socket."""
 
 
 class _Deferred:
@@ -129,6 +141,27 @@ class _Deferred:
         self.backup = False       # another monitor was preferred at some look
 
 
+class _Check:
+    """A claim of ours not confirmed yet."""
+
+    __slots__ = ("probe", "confirm_at")
+
+    def __init__(self):
+        self.probe: Optional[int] = None         # the probe that carries the claim
+        self.confirm_at: Optional[float] = None  # its answer came: confirmed then
+
+
+class _Gate:
+    """A run whose worker waits to send it until the server has our mark."""
+
+    __slots__ = ("gate", "mark", "probe")
+
+    def __init__(self, gate, mark):
+        self.gate = gate     # threading.Event the worker waits on
+        self.mark = mark     # our dispatchedAt
+        self.probe = None
+
+
 class Claims:
     def __init__(self, me: int, port: DocPort, config, doc_name: str = "",
                  latencies: Optional[Latencies] = None):
@@ -137,11 +170,16 @@ class Claims:
         self.log = context(log, doc=doc_name)
         self.port = port
         self.config = config
-        self._absent_since: Dict[str, float] = {}
+        # key -> (the entry as last seen, since when it is a candidate orphan)
+        self._absent_since: Dict[str, Tuple[p.Entry, float]] = {}
         self._deferred: Dict[str, _Deferred] = {}
         self._sent: Dict[int, float] = {}    # probe seq -> when sent (clock)
-        # Probe round trips, and how late other monitors' claims reach us.
+        self._checks: Dict[str, _Check] = {}
+        self._gates: Dict[str, _Gate] = {}
+        # Our probes' round trips (the process's), and how late other
+        # monitors' claims reach us here (this document's).
         self.rtts = latencies if latencies is not None else Latencies()
+        self.late = Latencies()
 
     # -- leases --------------------------------------------------------------
 
@@ -160,8 +198,7 @@ class Claims:
         place where spreading claims across monitors plugs in (a backup
         monitor waits; the request is looked at again when the delay ends),
         stretched while round trips are slow (:func:`backup_delay`)."""
-        delay = getattr(self.port, "claim_delay", None)
-        return backup_delay(delay(entry), self.rtts.snapshot()) if delay is not None else 0.0
+        return backup_delay(self.port.claim_delay(entry), self._samples())
 
     # -- several monitors: the preferred one first -----------------------------
 
@@ -196,11 +233,9 @@ class Claims:
         return BACKUP if wait.backup else CLAIM
 
     def _backups_possible(self) -> bool:
-        """Other cluster members publish themselves here (SyncThread.members):
-        one of them may claim as a backup, so a late claim looks at the server
-        first. None (a flood) means everybody claims at once: no backups."""
-        members = getattr(self.port, "members", None)
-        return members is not None and len(members) > 1
+        """Another monitor here may claim as a backup: a late claim looks at
+        the server first."""
+        return self.port.other_monitors_present()
 
     def deferring(self) -> bool:
         return bool(self._deferred)
@@ -247,44 +282,70 @@ class Claims:
 
     def settle(self) -> float:
         """The settle delay now (see :func:`settle_window`)."""
-        return settle_window(self.config.claim_settle, self.rtts.snapshot())
+        return settle_window(self.config.claim_settle, self._samples())
+
+    def _samples(self) -> Tuple[float, ...]:
+        return self.rtts.snapshot() + self.late.snapshot()
 
     def observe(self, entry: p.Entry, now_ms: int):
         """Another monitor's claim has just reached us: how late it is (its
         ``claimedAt`` to now, wall clocks) is a measure of the slowest link
-        our settle must cover: a concurrent claim takes that long to arrive."""
-        if entry.status != p.CLAIMED or entry.claimed_by in (None, self.me):
+        our settle must cover: a concurrent claim takes that long to arrive.
+        Any peer writes entries: only a claim by a monitor counts (a proved
+        one, when a cluster secret is set), in this document only, capped."""
+        if (entry.status != p.CLAIMED or entry.claimed_by in (None, self.me)
+                or not self.port.is_monitor(entry.claimed_by)):
             return
         at = p.as_int(entry.raw.get("claimedAt"))
         if at is not None and 0 <= now_ms - at <= 60_000:
-            self.rtts.add((now_ms - at) / 1000.0)
+            self.late.add((now_ms - at) / 1000.0)
 
-    def reset(self, runs: Iterable[Run]):
+    def begin(self, exec_id: str):
+        """Our claim of ``exec_id`` is written: confirmed after a probe."""
+        self._checks[exec_id] = _Check()
+
+    def forget(self, exec_id: str):
+        """The run is over for us; a gate still closed stays closed (the
+        worker sees its run stopped)."""
+        self._checks.pop(exec_id, None)
+        self._gates.pop(exec_id, None)
+
+    def dispatching(self, exec_id: str, gate, mark: int, now: Optional[float] = None):
+        """Our ``dispatchedAt`` ``mark`` is written: ``gate`` opens once the
+        server has it (a probe sent after it is answered), and only if the
+        entry is then still ours with that mark (:meth:`acked`)."""
+        self._gates[exec_id] = _Gate(gate, mark)
+        self.probe(now)
+
+    def reset(self):
         """A new connection: probes sent on the old one will never be answered."""
         self._absent_since.clear()
         self._sent.clear()
-        for run in runs:
-            if run.phase is Phase.CLAIMED and run.confirm_at is None:
-                run.probe = None
+        for check in self._checks.values():
+            if check.confirm_at is None:
+                check.probe = None
+        for gate in self._gates.values():
+            gate.probe = None
         for wait in self._deferred.values():
             wait.probe = None
 
-    def probe(self, runs: Iterable[Run], now: Optional[float] = None):
-        """Give every unconfirmed claim a probe, one sync step 1 for all
-        (``now`` given: its round trip is measured)."""
-        waiting = [r for r in runs
-                   if r.phase is Phase.CLAIMED and r.confirm_at is None and r.probe is None]
+    def probe(self, now: Optional[float] = None):
+        """Give every unconfirmed claim and closed gate a probe, one sync step
+        1 for all (``now`` given: its round trip is measured)."""
+        waiting = [c for c in self._checks.values() if c.confirm_at is None and c.probe is None]
+        waiting += [g for g in self._gates.values() if g.probe is None]
         if not waiting:
             return
         seq = self._probe(now)
         if seq is None:
             return  # not connected: probed again after the next handshake
-        for run in waiting:
-            run.probe = seq
+        for item in waiting:
+            item.probe = seq
 
-    def acked(self, runs: Iterable[Run], seq: int, now: float):
+    def acked(self, seq: int, now: float, entry_now: Callable[[str], Optional[p.Entry]]):
         """The server has answered a sync step 1 sent after these claims: every
         update it had then is here now, concurrent claims included.
+        ``entry_now(exec_id)`` reads an entry as the map holds it now.
 
         A concurrent claim can only come from a monitor that synced before our
         claim reached the server; it announced itself in awareness before
@@ -296,37 +357,80 @@ class Claims:
         for wait in self._deferred.values():  # backups may claim now (next tick)
             if wait.probe is not None and wait.probe <= seq:
                 wait.checked = True
-        for run in runs:
-            if (run.phase is Phase.CLAIMED and run.confirm_at is None and run.probe is not None
-                    and run.probe <= seq):
-                run.confirm_at = now + settle
+        for check in self._checks.values():
+            if check.confirm_at is None and check.probe is not None and check.probe <= seq:
+                check.confirm_at = now + settle
+        for exec_id, gate in list(self._gates.items()):
+            if gate.probe is None or gate.probe > seq:
+                continue
+            self._open(exec_id, gate, entry_now(exec_id))
 
-    def due(self, run: Run, now: float) -> bool:
-        return run.phase is Phase.CLAIMED and run.confirm_at is not None and now >= run.confirm_at
+    def _open(self, exec_id, gate, entry):
+        """The answer to the dispatch probe is here: the run may go only if the
+        entry still names us and carries our mark (a takeover written at the
+        same moment arrives in that same answer)."""
+        if self.still_ours(entry) and entry.dispatched_at == gate.mark:
+            self.log.bind(exec_id=exec_id).debug("%s: the server has its dispatch mark", exec_id)
+            del self._gates[exec_id]
+            gate.gate.set()
+        elif self.still_ours(entry):
+            gate.probe = None    # our mark was overwritten: it is written again, then probed
+        else:
+            self.log.bind(exec_id=exec_id).warning(
+                "%s: the entry is no longer ours at dispatch: not sending it", exec_id)
+            del self._gates[exec_id]
+
+    def due(self, exec_id: str, now: float) -> bool:
+        check = self._checks.get(exec_id)
+        return check is not None and check.confirm_at is not None and now >= check.confirm_at
+
+    def confirmed(self, exec_id: str):
+        """The claim is decided (won or lost): no more bookkeeping for it."""
+        self._checks.pop(exec_id, None)
+
+    def probe_of(self, exec_id: str) -> Optional[int]:
+        check = self._checks.get(exec_id)
+        return check.probe if check is not None else None
+
+    def next_deadline(self, now: float) -> Optional[float]:
+        due = [c.confirm_at for c in self._checks.values() if c.confirm_at is not None]
+        return max(0.0, min(due) - now) if due else None
 
     def still_ours(self, entry: Optional[p.Entry]) -> bool:
         return entry is not None and entry.claimed_by == self.me and not entry.final
 
     # -- other monitors' entries ---------------------------------------------
 
-    def orphans(self, entries: Dict[str, p.Entry], runs: Dict[str, Run],
-                now: float) -> List[p.Entry]:
-        """Entries held by a client that has not been a live monitor for
-        ``--orphan-timeout``: to take over (waiting) or mark lost (running)."""
+    def orphans(self, entries: Dict[str, p.Entry], runs, now: float,
+                first_in_line: Callable[[p.Entry], bool] = lambda entry: False
+                ) -> List[p.Entry]:
+        """Entries to take over (waiting) or mark lost (running): held by a
+        client that has not been a live monitor for ``--orphan-timeout``; held
+        in our name by a run we do not have (a peer's forgery); or a waiting
+        claim, never sent, first in line on its runtime and session, that has
+        not moved for STALLED times that long (without a cluster secret any
+        peer can say it is a monitor: its lease blocks a runtime at most that
+        long; taking a run over that was never sent runs it once still)."""
         if not self.port.is_connected():
             self._absent_since.clear()
             return []
         seen, found = set(), []
         for key, entry in entries.items():
             if (key in runs or entry.status not in (p.CLAIMED, p.READY, p.RUNNING)
-                    or entry.claimed_by is None or entry.claimed_by == self.me):
+                    or entry.claimed_by is None):
                 continue
+            limit = self.config.orphan_timeout
+            if entry.claimed_by != self.me and self.lease_holder(entry.claimed_by):
+                if (entry.status == p.RUNNING or entry.dispatched_at is not None
+                        or not first_in_line(entry)):
+                    continue
+                limit *= STALLED
             seen.add(key)
-            if self.lease_holder(entry.claimed_by):
-                self._absent_since.pop(key, None)
-                continue
-            since = self._absent_since.setdefault(key, now)
-            if now - since >= self.config.orphan_timeout:
+            was, since = self._absent_since.get(key, (entry, now))
+            if was is not entry and limit > self.config.orphan_timeout:
+                since = now   # it moved: its holder is at work
+            self._absent_since[key] = (entry, since)
+            if now - since >= limit:
                 del self._absent_since[key]
                 found.append(entry)
         for key in list(self._absent_since):
@@ -334,7 +438,26 @@ class Claims:
                 del self._absent_since[key]
         return found
 
-    def sweep_interval(self, entries: Dict[str, p.Entry], runs: Dict[str, Run],
+    def lost_message(self, entry: p.Entry) -> Optional[str]:
+        """For an orphan: why it cannot be taken over (it may have run), or
+        None when it never reached its runtime and may be run by us."""
+        who = entry.claimed_by
+        if who == self.me and (entry.status == p.RUNNING or entry.dispatched_at is not None):
+            # No run of ours has it: a peer wrote our name.
+            return ("this cell is marked as run by this monitor (client %s), which does not "
+                    "hold it; not run. Run the cell again." % who)
+        if entry.status == p.RUNNING:
+            # A client that is no monitor (a browser's forged claim) ends here too.
+            return ("the monitor running this cell (client %s) was lost; the output up to "
+                    "that point is kept (a runtime stream cannot be resumed). Run the cell "
+                    "again." % who)
+        if entry.dispatched_at is not None:   # sent, not seen to start: it may have run
+            return ("the monitor that sent this cell to its runtime (client %s) was lost "
+                    "before the runtime answered; the cell may have run. Run it again if it "
+                    "did not." % who)
+        return None
+
+    def sweep_interval(self, entries: Dict[str, p.Entry], runs,
                        orphans: float, retention: float) -> Optional[float]:
         """How soon ``orphans()`` / ``retired()`` must look again: ``orphans``
         seconds while another client holds an entry we do not run, ``retention``
@@ -344,26 +467,10 @@ class Claims:
         for key, entry in entries.items():
             if key in runs:
                 continue
-            if (entry.status in (p.CLAIMED, p.READY, p.RUNNING)
-                    and entry.claimed_by is not None and entry.claimed_by != self.me):
+            if entry.status in (p.CLAIMED, p.READY, p.RUNNING) and entry.claimed_by is not None:
                 return orphans
             waiting = waiting or entry.final
         return retention if waiting and self.config.retention else None
-
-    def retired(self, entries: Dict[str, p.Entry], runs: Dict[str, Run],
-                now_ms: int) -> List[str]:
-        """Finished entries past ``--retention``."""
-        if not self.config.retention or not self.port.is_connected():
-            return []
-        limit = self.config.retention * 1000
-        out = []
-        for key, entry in entries.items():
-            if key in runs or not entry.final:
-                continue
-            done = p.as_int(entry.raw.get("completedAt"))
-            if done is not None and now_ms - done > limit:
-                out.append(key)
-        return out
 
     def stale(self, entries: Dict[str, p.Entry], now_ms: int) -> List[Tuple[str, str]]:
         """Requests older than ``--stale-after``, with the message to write."""

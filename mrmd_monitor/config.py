@@ -45,7 +45,6 @@ from .options import (  # noqa: F401 - re-exported: the value types are part of 
     seconds_above_zero,
     seconds_at_least_zero,
     size_in_bytes,
-    workers,
 )
 from .redact import mask, url_secrets
 

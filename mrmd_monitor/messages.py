@@ -7,9 +7,24 @@ describes what happened and the sync thread decides what to write.
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .output import PendingOutput
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """A run as the pool knows it: what to send where, and whom to tell."""
+    exec_id: str
+    runtime_url: str
+    session: str
+    code: str
+    post: Callable[[Any], None]
+    doc: str = ""   # the document the run belongs to: its share of the workers
+    max_run_time: float = 0.0   # seconds from the POST; 0: no limit
+    # Send the run only once its document's server has the dispatch mark
+    # (Dispatching); the coordinator's jobs all do.
+    confirm_dispatch: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,13 +66,9 @@ class OutputBuffer:
     def limit(self):
         return self._pending.limit
 
-    def put(self, text, cancelled=None):
+    def put(self, text):
         """Append; True when the caller must post OutputReady: none is pending,
-        or one is but ``big`` characters now wait (once until the next take).
-
-        ``cancelled`` is accepted for callers written for a buffer that waited
-        when full; nothing waits any more.
-        """
+        or one is but ``big`` characters now wait (once until the next take)."""
         with self._lock:
             self._pending.add(text)
             held = self._pending.held

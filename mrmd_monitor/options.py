@@ -74,9 +74,6 @@ def at_least_one(value: str) -> int:
     return number
 
 
-workers = at_least_one  # the old name, still imported by tests
-
-
 def size_in_bytes(value: str) -> int:
     """``1048576``, ``512K``, ``2M``, ``1G`` (powers of 1024)."""
     text = str(value).strip().upper()

@@ -12,8 +12,8 @@ Pure: no threads, sockets or clocks.
 
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
+from . import document
 from . import protocol as p
-from .document import find_cell
 from .runs import Phase, Run
 
 Key = Tuple[str, str]
@@ -46,6 +46,15 @@ class RunOrder:
                   if order < run.order]
         return [key for _, key in sorted(mine + theirs)]
 
+    def first_in_line(self, entry: p.Entry, runs: Iterable[Run],
+                      entries: Dict[str, p.Entry]) -> bool:
+        """Is nothing, ours or another monitor's, before this held entry?"""
+        key, order = entry_key(entry), run_order(entry)
+        if any(r.key == key and r.order < order for r in runs):
+            return False
+        queue = self._foreign_runs(entries).get(key, ())
+        return not queue or queue[0][0] >= order
+
     def _foreign_runs(self, entries):
         """Other monitors' unfinished runs by (runtime, session), in request
         order; rebuilt only when something changed since the last look."""
@@ -73,6 +82,32 @@ def run_order(entry: p.Entry, notebook_order: Optional[int] = None) -> Tuple[int
     return entry.requested_at or 0, notebook_order, entry.exec_id
 
 
+class CellIndex:
+    """``document.find_cell``'s answers for a whole batch of entries from one
+    pass over the text: a text of many cells and many requests cost their
+    sum, not their product."""
+
+    def __init__(self, text: str):
+        self._ids: Dict[str, document.Cell] = {}
+        self._code: Dict[Tuple[str, str], document.Cell] = {}
+        self._any: Dict[str, document.Cell] = {}
+        for cell, info, body in document.iter_cells(text):
+            if info.startswith(("output:", "stdin:")):
+                continue
+            words = info.replace("{", " ").replace("}", " ").replace("#", " ").replace("=", " ")
+            words = words.split()
+            for word in words:
+                self._ids.setdefault(word, cell)
+            self._code.setdefault((body, words[0] if words else ""), cell)
+            self._any.setdefault(body, cell)
+
+    def find(self, code: str, language: str, cell_id: Optional[str] = None):
+        if cell_id and cell_id in self._ids:
+            return self._ids[cell_id]
+        code = code.rstrip("\n")
+        return self._code.get((code, language)) if language else self._any.get(code)
+
+
 def request_order(entries, read_text: Callable[[], str]):
     """Sort key for requests claimed together: ``run_order``, with each cell's
     place in the notebook as this monitor sees it now (written into the claim
@@ -80,9 +115,11 @@ def request_order(entries, read_text: Callable[[], str]):
     at once ("run all"): their order in the notebook, top to bottom, decides
     then. An entry that already has its place (a run taken over) keeps it."""
     missing = [e for e in entries if e.notebook_order is None]
-    text = read_text() if missing else ""
     where = {}
-    for e in missing:
-        cell = find_cell(text, e.code or "", e.language, e.cell_id)
-        where[e.exec_id] = cell.start if cell is not None else len(text)
+    if missing:
+        text = read_text()
+        cells = CellIndex(text)
+        for e in missing:
+            cell = cells.find(e.code or "", e.language, e.cell_id)
+            where[e.exec_id] = cell.start if cell is not None else len(text)
     return lambda e: run_order(e, where.get(e.exec_id))

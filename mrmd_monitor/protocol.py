@@ -39,13 +39,15 @@ PHASE_CLAIMED = "claimed"              # claim written, not yet confirmed (probe
 PHASE_WAITING_BLOCK = "waiting-block"  # confirmed; a browser may still make the block
 PHASE_WAITING_TURN = "waiting-turn"    # block ready; an earlier cell of its runtime/session runs
 PHASE_QUEUED = "queued"                # handed to the pool
+PHASE_DISPATCHED = "dispatched"        # marked as sent (dispatchedAt): it may be running
 PHASE_RUNNING = "running"              # the runtime accepted it
 PHASE_DONE = "done"
 RUN_MOVES = {
     PHASE_CLAIMED: {PHASE_WAITING_BLOCK, PHASE_WAITING_TURN, PHASE_DONE},
     PHASE_WAITING_BLOCK: {PHASE_WAITING_TURN, PHASE_DONE},
     PHASE_WAITING_TURN: {PHASE_QUEUED, PHASE_DONE},
-    PHASE_QUEUED: {PHASE_RUNNING, PHASE_DONE},
+    PHASE_QUEUED: {PHASE_DISPATCHED, PHASE_RUNNING, PHASE_DONE},
+    PHASE_DISPATCHED: {PHASE_RUNNING, PHASE_DONE},
     PHASE_RUNNING: {PHASE_DONE},
     PHASE_DONE: set(),
 }
@@ -58,7 +60,17 @@ MAX_CODE_BYTES = 256 * 1024
 # code walks it recursively (Yjs and JSON.parse accept nesting thousands of
 # levels deep; Python's recursion stops at about 1,000).
 MAX_DEPTH = 32
-MAX_ENTRY_BYTES = 1 << 20
+# The sync server closes a connection that sends a message over 1 MiB, and an
+# entry is written whole: what the monitor sends for one entry stays under
+# MAX_WRITE_BYTES (measured on what is about to be sent, not on what the peer
+# sent), an entry past MAX_ENTRY_BYTES is refused, and a request is run only
+# under MAX_REQUEST_BYTES, leaving room for the fields and displays the
+# monitor adds (displays are cut to fit, never the entry's own fields).
+MAX_WRITE_BYTES = 928 * 1024
+MAX_ENTRY_BYTES = 896 * 1024
+MAX_REQUEST_BYTES = 384 * 1024
+# What a refused entry keeps of its fields, in all.
+_REFUSED_BYTES = 256 * 1024
 # What a refused entry keeps of a field that broke a limit, when written back.
 _CUT_CHARS = 1000
 
@@ -135,6 +147,7 @@ class Entry:
     notebook_order: Optional[int]
     output_block_ready: bool
     stdin_response_text: Optional[str]
+    size: int = 0     # bytes, about as much as its JSON
     # Set when the entry breaks a limit (depth, size): such an entry is never
     # run nor walked, only refused (``refused_entry``).
     problem: Optional[str] = None
@@ -151,7 +164,7 @@ def parse_entry(exec_id, value) -> Optional[Entry]:
     status = value.get("status")
     if not isinstance(status, str) or status not in STATUSES:
         return None
-    problem, _ = measure(value)
+    problem, size = measure(value)
     code = value.get("code")
     url = value.get("runtimeUrl")
     session = value.get("session")
@@ -175,6 +188,7 @@ def parse_entry(exec_id, value) -> Optional[Entry]:
         notebook_order=as_int(value.get("notebookOrder")),
         output_block_ready=value.get("outputBlockReady") is True,
         stdin_response_text=text if isinstance(text, str) else None,
+        size=size,
         problem=("the entry is %s" % problem) if problem else None,
     )
 
@@ -187,6 +201,8 @@ def runnable_problem(entry: Entry) -> Optional[str]:
         return "the request has no code"
     if code_too_large(entry.code):
         return "the code is larger than %d bytes (UTF-8)" % MAX_CODE_BYTES
+    if entry.size > MAX_REQUEST_BYTES:
+        return "the request is larger than %d bytes" % MAX_REQUEST_BYTES
     if not entry.runtime_url:
         return "the request has no runtimeUrl"
     if not entry.runtime_url.startswith(("http://", "https://")):
@@ -194,6 +210,21 @@ def runnable_problem(entry: Entry) -> Optional[str]:
     if "\n" in entry.exec_id or "`" in entry.exec_id or not entry.exec_id.strip():
         return "the execution id cannot be used as an output block marker"
     return None
+
+
+def refusal(entry: Entry, allow, now_ms: int):
+    """``(problem, changes)`` for a request this monitor will not run (the
+    changes end it in ``error`` saying why), or None if it may run it."""
+    problem, kind = runnable_problem(entry), "InvalidRequest"
+    if problem is None:
+        problem, kind = runtime_refused(entry.runtime_url, allow), "RuntimeNotAllowed"
+    if not problem:
+        return None
+    changes = {"status": ERROR, "error": error_value(kind, problem), "completedAt": now_ms}
+    if entry.code is not None and code_too_large(entry.code):
+        # Writing the entry back whole would copy the huge code again.
+        changes["code"] = entry.code[:_CUT_CHARS] + "\n# ... (cut by mrmd-monitor)"
+    return problem, changes
 
 
 def code_too_large(code: str) -> bool:
@@ -252,7 +283,7 @@ def refused_entry(raw: dict, problem: str, now_ms: int) -> dict:
     fits is kept as it was, the others are cut (code) or emptied, and the
     entry ends in ``error`` saying why."""
     out = {}
-    budget = MAX_ENTRY_BYTES // 2
+    budget = _REFUSED_BYTES
     for key, value in list(raw.items())[:256]:
         if not isinstance(key, str) or len(key) > 256:
             continue
@@ -267,6 +298,34 @@ def refused_entry(raw: dict, problem: str, now_ms: int) -> dict:
     out.update({"status": ERROR, "completedAt": now_ms, "stdinRequest": None,
                 "error": error_value("InvalidRequest", "%s; not run" % problem)})
     return out
+
+
+def fitted(value: dict) -> Optional[dict]:
+    """``value`` as it may be sent: within MAX_WRITE_BYTES, its displays cut
+    (the last item says so) when they make it too large; None when it cannot
+    be made to fit that way (the entry is then refused)."""
+    problem, size = measure(value, max_bytes=MAX_WRITE_BYTES)
+    if problem is None:
+        return value
+    display = value.get("displayData")
+    if not isinstance(display, list) or not display:
+        return None
+    rest = dict(value, displayData=[])
+    bad, room = measure(rest, max_bytes=MAX_WRITE_BYTES)
+    if bad:
+        return None
+    room = MAX_WRITE_BYTES - room - 1024
+    kept = []
+    for item in display:
+        bad, used = measure(item, MAX_DEPTH - 2, room)
+        if bad:
+            break
+        kept.append(item)
+        room -= used
+    kept.append({"mimeType": "text/plain", "assetId": None,
+                 "data": "[mrmd-monitor: %d rich output(s) left out: the entry would pass the "
+                         "sync server's message limit]" % (len(display) - len(kept))})
+    return dict(value, displayData=kept)
 
 
 def error_value(type_, message, traceback=()):

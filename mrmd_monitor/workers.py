@@ -18,30 +18,16 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from . import messages as m
+from .messages import RunJob
 from .display import DisplayConverter
 from .mrp import CancelToken, MrpClient
 from .protocol import error_value
 from .runner import Runner, job_log
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunJob:
-    exec_id: str
-    runtime_url: str
-    session: str
-    code: str
-    post: Callable[[Any], None]
-    doc: str = ""   # the document the run belongs to: its share of the workers
-    max_run_time: float = 0.0   # seconds from the POST; 0: no limit
-    # Send the run only once its document's server has the dispatch mark
-    # (messages.Dispatching); the coordinator's jobs all do.
-    confirm_dispatch: bool = False
 
 
 class _Slot:
@@ -90,21 +76,13 @@ class WorkerPool:
 
     # -- ordering --------------------------------------------------------------
 
-    def reserve(self, exec_id, key, order):
-        with self._lock:
-            slot = _Slot(exec_id, key, order)
-            self._slots[exec_id] = slot
-            queue = self._queues.setdefault(key, [])
-            queue.append(slot)
-            queue.sort(key=lambda s: s.order)
-
     def submit(self, exec_id, job: RunJob) -> int:
-        """Arm a reserved run. Returns how many runs are ahead of it."""
+        """Queue a run at the back of its (runtime, session), in arrival order.
+        Returns how many runs are ahead of it."""
         with self._lock:
             slot = self._slots.get(exec_id)
-            if slot is None:  # not reserved: at the back of its queue, in arrival order
-                slot = _Slot(exec_id, (job.runtime_url, job.session),
-                             (float("inf"), next(self._arrivals)))
+            if slot is None:
+                slot = _Slot(exec_id, (job.runtime_url, job.session), next(self._arrivals))
                 self._slots[exec_id] = slot
                 self._queues.setdefault(slot.key, []).append(slot)
             slot.job = job

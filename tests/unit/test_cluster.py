@@ -8,7 +8,7 @@ import pytest
 
 from mrmd_monitor import cluster as c
 from mrmd_monitor.cluster import Member
-from tests.unit.test_coordinator import Port
+from tests.support.docport import FakePort as Port
 
 
 def members(*ids, capacity=8, busy=0):
@@ -415,7 +415,7 @@ class _ClusterPort(Port):
 
 def _cluster_world(delays):
     w = _world()
-    w.port = w.co.claims.port = _ClusterPort(w.port, delays)
+    w.port = w.co.port = w.co.claims.port = _ClusterPort(w.port, delays)
     return w
 
 
@@ -559,7 +559,7 @@ def test_the_preferred_monitor_claiming_after_its_own_probe_is_no_backup():
 
 def test_alone_in_the_cluster_nothing_waits():
     w = _cluster_world({})
-    w.port.members = ("us",)
+    w.port.others = False     # no other monitor in this document's awareness
     w.port.auto_ack = False
     w.request("old", requestedAt=1_700_000_000_123 - 2_000)
     assert list(w.co.runs) == ["old"]

@@ -10,6 +10,7 @@ from mrmd_monitor import messages as m
 from mrmd_monitor.config import Config
 from mrmd_monitor.coordinator import Coordinator
 from mrmd_monitor.runs import Phase
+from tests.support.docport import FakePort
 
 ME = 7
 BROWSER = 3_000_000_000
@@ -26,14 +27,9 @@ def out(exec_id, text):
 class Pool:
     def __init__(self):
         self.calls = []
-        self.ahead = 0
-
-    def reserve(self, exec_id, key, order):
-        self.calls.append(("reserve", exec_id, key))
 
     def submit(self, exec_id, job):
         self.calls.append(("submit", exec_id))
-        return self.ahead
 
     def cancel(self, exec_id, interrupt=True):
         self.calls.append(("cancel", exec_id))
@@ -43,32 +39,6 @@ class Pool:
 
     def names(self, kind):
         return [c[1] for c in self.calls if c[0] == kind]
-
-
-class Port:
-    """The document's connection as the coordinator sees it (claims.DocPort):
-    probes answered when the test ticks, a set of monitors in awareness."""
-
-    def __init__(self):
-        self.monitors = {ME, 42}
-        self.seq = 0
-        self.acked = 0
-        self.auto_ack = True
-        self.others = True
-        self.connected = True
-
-    def probe(self):
-        self.seq += 1
-        return self.seq
-
-    def is_monitor(self, client_id):
-        return client_id in self.monitors
-
-    def other_monitors_present(self):
-        return self.others
-
-    def is_connected(self):
-        return self.connected
 
 
 class Clock:
@@ -95,7 +65,7 @@ class World:
         self.text_sub = self.mon_text.observe(lambda e: self._text_moved())
         cfg = Config(sync_url="ws://127.0.0.1:1", block_wait=block_wait, claim_settle=0.0,
                      **config)
-        self.port = Port()
+        self.port = FakePort(monitors={ME, 42}, others=True)
         self.co = Coordinator(self.mon, me=ME, pool=self.pool, post=self.posted.append,
                               config=cfg, port=self.port, clock=self.clock,
                               now_ms=lambda: 1_700_000_000_123)
@@ -142,6 +112,18 @@ class World:
         self.clock.t += 2
         self.co.tick()
         self.co.on_message(m.RunStarted(exec_id))
+
+    def dispatching(self, exec_id):
+        """Request, start the block wait, hand it to the pool: its worker asks
+        to send it (messages.Dispatching); the probe is not answered yet.
+        Returns the gate the worker waits on."""
+        self.request(exec_id)
+        self.clock.t += 2
+        self.co.tick()
+        gate = threading.Event()
+        self.port.auto_ack = False
+        self.co.on_message(m.Dispatching(exec_id, gate))
+        return gate
 
     def entry(self, exec_id):
         self.to_browser()
@@ -308,6 +290,7 @@ def test_claims_in_request_order_within_one_update(w):
         w.br_map["e%d" % i] = {"id": "e%d" % i, "code": "x", "runtimeUrl": "http://127.0.0.1:9",
                                "status": "requested", "requestedAt": t}
     w.to_monitor()
+    w.tick()     # seen long after they were made, with another monitor here: after a probe
     assert held_in_order(w) == ["e1", "e2", "e3"]
     assert run_in_turn(w) == ["e1", "e2", "e3"]
 
@@ -321,6 +304,7 @@ def test_same_millisecond_requests_follow_the_notebook_order():
                              "runtimeUrl": "http://127.0.0.1:9", "status": "requested",
                              "requestedAt": 1000}
     world.to_monitor()
+    world.tick()     # seen long after they were made, with another monitor here: after a probe
     assert held_in_order(world) == ["zz", "aa", "mm", "bb"]
     assert run_in_turn(world) == ["zz", "aa", "mm", "bb"]
 
@@ -377,6 +361,8 @@ def test_stale_requests_expire_on_first_sync():
                            "status": "requested", "requestedAt": now - 60_000}
     world.mon.apply_update(world.br.get_update(world.mon.get_state()))
     world.co.on_synced()
+    world.tick()
+    world.tick()     # seen a minute late, with another monitor here: claimed after a probe
     old, new = world.entry("old"), world.entry("new")
     assert old["status"] == "error" and old["error"]["type"] == "Expired"
     assert "60 minutes" in old["error"]["message"]
@@ -389,7 +375,7 @@ def test_claim_not_confirmed_when_another_monitor_won():
     world.br_text += CELL
     world.to_monitor()
     world.request("e1")
-    assert world.co.runs["e1"].probe == 1 and world.co.runs["e1"].phase is Phase.CLAIMED
+    assert world.co.claims.probe_of("e1") == 1 and world.co.runs["e1"].phase is Phase.CLAIMED
     # A concurrent claim by another monitor with a larger client id arrives first.
     other = Doc(client_id=ME + 1)
     other.apply_update(world.br.get_update())
@@ -568,7 +554,7 @@ def test_measure_is_iterative_and_bounded():
     assert proto.measure({"a": deep(31)})[0] is None
     assert proto.measure({"a": deep(32)})[0] == "nested deeper than 32 levels"
     assert proto.measure(deep(100_000))[0] == "nested deeper than 32 levels"
-    assert proto.measure({"code": "中" * 400_000})[0] == "larger than 1048576 bytes"
+    assert proto.measure({"code": "中" * 400_000})[0] == "larger than %d bytes" % proto.MAX_ENTRY_BYTES
     assert proto.measure({"code": "中" * 300_000})[0] is None
     with pytest.raises(proto.EntryRefused):
         proto.updated({"x": deep(5000)}, {"status": "error"})
@@ -777,7 +763,7 @@ def test_fuzzed_entries_never_escape_and_a_normal_run_follows(caplog):
 
 
 def test_claim_delay_is_one_hook_and_a_request_claimed_meanwhile_is_left(w):
-    w.co.claims.claim_delay = lambda entry: 0.5     # as a backup monitor would
+    w.port.delay = 0.5     # as a backup monitor would
     w.request("e1")
     w.request("e2", code="x = 1")
     assert w.entry("e1")["status"] == "requested" and not w.co.runs
@@ -785,6 +771,7 @@ def test_claim_delay_is_one_hook_and_a_request_claimed_meanwhile_is_left(w):
     w.browser_set("e2", status="claimed", claimedBy=42)    # the preferred monitor took it
     w.clock.t += 0.5
     w.tick()
+    w.tick()     # a backup claims on the server's view: after a probe
     assert list(w.co.runs) == ["e1"]
     assert w.entry("e1")["claimedBy"] == ME and w.entry("e2")["claimedBy"] == 42
 
@@ -829,12 +816,7 @@ def test_past_the_cap_output_waits_in_the_worker_buffer_until_the_flush():
 
 
 def test_a_run_is_sent_only_once_the_server_has_its_dispatch_mark(w):
-    w.request("d1")
-    w.clock.t += 2
-    w.co.tick()
-    gate = threading.Event()
-    w.port.auto_ack = False
-    w.co.on_message(m.Dispatching("d1", gate))
+    gate = w.dispatching("d1")
     assert w.entry("d1")["dispatchedAt"] == 1_700_000_000_123
     assert not gate.is_set()                   # written, not yet known to be at the server
     w.co.on_synced()                           # a reconnect: the probe is asked again

@@ -78,7 +78,7 @@ def test_a_runs_lines_carry_doc_and_exec_id_from_claim_to_runtime(tmp_path, rest
     from mrmd_monitor.display import DisplayConverter
     from mrmd_monitor.mrp import MrpClient
     from mrmd_monitor.runner import Runner
-    from mrmd_monitor.workers import RunJob
+    from mrmd_monitor.messages import RunJob
     from tests.unit.test_coordinator import CELL, ME, World
 
     path = tmp_path / "m.json"

@@ -20,7 +20,7 @@ from mrmd_monitor.errors import (Cancelled, MrpError, RunTimedOut, RuntimeBusy, 
                                  RuntimeRefused, RuntimeUnavailable, StreamError)
 from mrmd_monitor.mrp import CancelToken, MrpClient
 from mrmd_monitor.runner import Runner
-from mrmd_monitor.workers import RunJob
+from mrmd_monitor.messages import RunJob
 from tests.support.local_http import CAPABILITIES, LocalServer, LocalService, QuietHandler
 from tests.support.notebook import uid as new_id
 from tests.support.streams import StreamRunner

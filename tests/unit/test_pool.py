@@ -9,7 +9,8 @@ import pytest
 from mrmd_monitor import messages as m
 from mrmd_monitor.errors import Cancelled
 from mrmd_monitor.sse import MrpEvent
-from mrmd_monitor.workers import RunJob, WorkerPool, share_limit
+from mrmd_monitor.messages import RunJob
+from mrmd_monitor.workers import WorkerPool, share_limit
 from tests.support.waiting import wait_until
 
 
@@ -66,8 +67,8 @@ def world():
         pool.shutdown(timeout=5)
 
 
-def arm(pool, job, order):
-    pool.reserve(job.exec_id, (job.runtime_url, job.session), (order, 0))
+def arm(pool, job):
+    """Hand the run over; the pool runs each (runtime, session) in arrival order."""
     return pool.submit(job.exec_id, job)
 
 
@@ -87,9 +88,9 @@ def test_one_document_cannot_take_every_worker(world):
     pool = make(max_workers=4, share=0.5)
     # Document "a" asks for six endless runs, each on its own session.
     for i in range(6):
-        arm(pool, job("a%d" % i, doc="a", session="s%d" % i), i)
+        arm(pool, job("a%d" % i, doc="a", session="s%d" % i))
     wait_until(lambda: len(client.running()) == 2, timeout=5)
-    arm(pool, job("b0", doc="b", runtime="http://127.0.0.1:8"), 10)
+    arm(pool, job("b0", doc="b", runtime="http://127.0.0.1:8"))
     wait_until(lambda: "b0" in client.running(), timeout=5)
     assert sorted(client.running()) == ["a0", "a1", "b0"]
     assert pool.active() == 3
@@ -104,8 +105,8 @@ def test_one_runtime_cannot_take_every_worker(world):
     client, make, job, posted = world
     pool = make(max_workers=2, share=0.5)
     for i, doc in enumerate("abc"):
-        arm(pool, job("slow-" + doc, doc=doc, runtime="http://127.0.0.1:7", session=doc), i)
-    arm(pool, job("other", doc="d", runtime="http://127.0.0.1:8", session="x"), 5)
+        arm(pool, job("slow-" + doc, doc=doc, runtime="http://127.0.0.1:7", session=doc))
+    arm(pool, job("other", doc="d", runtime="http://127.0.0.1:8", session="x"))
     wait_until(lambda: sorted(client.running()) == ["other", "slow-a"], timeout=5)
 
 
@@ -113,10 +114,8 @@ def test_same_session_runs_one_at_a_time_in_order(world):
     client, make, job, posted = world
     pool = make(max_workers=4)
     e1, e2 = job("e1"), job("e2")
-    pool.reserve("e2", (e2.runtime_url, e2.session), (2, 0))
-    pool.reserve("e1", (e1.runtime_url, e1.session), (1, 0))
-    assert pool.submit("e2", e2) == 1       # requested later: waits behind e1
     assert pool.submit("e1", e1) == 0
+    assert pool.submit("e2", e2) == 1       # handed over later: waits behind e1
     wait_until(lambda: client.running() == ["e1"], timeout=5)
     client.release("e1")
     wait_until(lambda: client.running() == ["e1", "e2"], timeout=5)
@@ -127,9 +126,9 @@ def test_cancel_of_a_queued_run_never_lets_it_run(world):
     for round_ in range(30):
         pool = make(max_workers=2)
         a, b, c = job("a%d" % round_), job("b%d" % round_), job("c%d" % round_)
-        arm(pool, a, 0)
-        arm(pool, b, 1)
-        arm(pool, c, 2)
+        arm(pool, a)
+        arm(pool, b)
+        arm(pool, c)
         wait_until(lambda: a.exec_id in client.running(), timeout=5)
         # Finishing a (which starts b) races the cancel of b.
         t = threading.Thread(target=client.release, args=(a.exec_id,))
@@ -149,9 +148,9 @@ def test_cancel_of_a_queued_run_never_lets_it_run(world):
 def test_a_start_that_fails_ends_the_run_in_error_and_the_queue_moves(world):
     client, make, job, posted = world
     pool = make(max_workers=2)
-    arm(pool, job("first"), 0)
-    arm(pool, job("second"), 1)
-    arm(pool, job("third"), 2)
+    arm(pool, job("first"))
+    arm(pool, job("second"))
+    arm(pool, job("third"))
     wait_until(lambda: client.running() == ["first"], timeout=5)
     real = pool._streams.submit
     calls = []
