@@ -26,7 +26,7 @@ Pure: no sockets, threads or clocks.
 import json
 import re
 from json.decoder import scanstring
-from typing import Iterable, Iterator, List, NamedTuple, Optional
+from typing import Iterator, List, NamedTuple, Optional
 
 from .errors import EventError, EventTooLarge
 
@@ -38,9 +38,10 @@ _FAST_DATA = re.compile(rb'data: ?\{"content": ?"')
 # ``accumulated`` sends it: taken in one step, without going line by line.
 _FAST_EVENT = re.compile(rb'event: ?(stdout|stderr)(\r\n|\n)data: ?\{(?:"seq": ?(\d{1,15}), ?)?'
                          rb'"content": ?"')
-_ACCUMULATED_TEXT = re.compile(r' ?"accumulated": ?"')
+_ACCUMULATED = re.compile(rb' ?"accumulated": ?"')
+_SPACES = re.compile(rb"[ \t]*")
 _KIND_NAMES = {b"stdout": "stdout", b"stderr": "stderr"}
-_CR, _LF, _BACKSLASH, _CLOSE = 0x0D, 0x0A, 0x5C, 0x7D
+_CR, _LF, _BACKSLASH, _CLOSE, _COMMA = 0x0D, 0x0A, 0x5C, 0x7D, 0x2C
 
 
 #: A data line of an event other than stdout/stderr longer than this is
@@ -196,9 +197,11 @@ def _line_end(buf, start, end=None):
     return i if i != -1 else j
 
 
-def _decode_string(raw) -> Optional[str]:
-    """A JSON string literal (quotes included) as str, or None if invalid."""
-    text = bytes(raw).decode("utf-8", "replace")
+def _decode_string(buf, start=0, end=None) -> Optional[str]:
+    """The JSON string literal (quotes included) at ``buf[start:end]`` as
+    str, or None if invalid."""
+    with memoryview(buf) as view:   # decoded without an intermediate copy
+        text = str(view[start:end], "utf-8", "replace")
     try:
         value, end = scanstring(text, 1)
     except ValueError:
@@ -257,7 +260,10 @@ class SSESplitter:
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self.max_event_bytes = max_event_bytes
         self._tail = bytearray()   # a line not ended yet (holds no CR or LF)
-        self._qscan = 0            # the tail length at which to look for its content again (-2: never)
+        self._new_tail()
+        #: Bytes of partial lines examined so far: stays within a small
+        #: multiple of the bytes fed, whatever the read sizes (tests check it).
+        self.scanned = 0
         self._skip_lf = False      # the last line ended with a CR at a chunk's end
         self._skipping = False     # in the rest of an output data line we have the content of
         self._skip_last = 0        # the last byte of that line seen so far
@@ -308,7 +314,8 @@ class SSESplitter:
                 self._grow_tail()
                 return
             self._tail += chunk[pos:k]
-            line, self._tail, self._qscan = self._tail, bytearray(), 0
+            line, self._tail = self._tail, bytearray()
+            self._new_tail()
             event = self._line(line, 0, len(line))
             if event is not None:
                 yield event
@@ -322,7 +329,7 @@ class SSESplitter:
                     k = _line_end(chunk, start)
                     eol = m.group(2)
                     if k != -1 and chunk[k - 2:k] == b'"}' and chunk.startswith(eol + eol, k):
-                        content = _decode_string(chunk[start - 1:k - 1])
+                        content = _decode_string(chunk, start - 1, k - 1)
                         if content is not None:
                             seq = m.group(3)
                             data = {"content": content} if seq is None else \
@@ -383,17 +390,14 @@ class SSESplitter:
     def _fast_line(self, buf, quote, end) -> bool:
         """A whole output data line: decode ``content`` only; False if the
         line is not of that shape after all (the general path decides)."""
-        window = 8192
-        while True:
-            stop = min(end, quote + window)
-            found = _content_of(buf, quote, stop)
-            if found is not None or stop == end:
-                break
-            window *= 4
-        if found is None:
+        close, _ = _closing_quote(buf, quote + 1, False)
+        if close == -1 or close >= end:
             return False
-        content, after, rest = found
-        if after == "close" and stop == end and rest.strip() == "}":
+        content = _decode_string(buf, quote, close + 1)
+        if content is None:
+            return False
+        after, pos = _after_content(buf, close + 1, end)
+        if after == "close" and _SPACES.match(buf, pos + 1, end).end() == end:
             pass
         elif after == "accumulated" and _last_non_space(buf, quote, end) == _CLOSE:
             pass
@@ -407,32 +411,17 @@ class SSESplitter:
         complete (and stop holding the line), or refuse an oversized event."""
         tail = self._tail
         if (self._kind in OUTPUT_KINDS and self._fast is None and not self._data
-                and tail[:1] == b"d" and self._qscan != -2 and len(tail) >= self._qscan):
-            m = _FAST_DATA.match(tail)
-            if m is not None:
-                found = _content_of(tail, m.end() - 1, len(tail))
-                if found is None:
-                    # Not complete yet: look again once the tail has doubled, so
-                    # that the attempts cost linear time in all.
-                    self._qscan = 2 * len(tail)
-                elif found[1] in ("close", "accumulated"):
-                    self._fast = {"content": found[0]}
-                    self._skipping = True
-                    self._skip_last = tail[-1]
-                    self._tail, self._qscan = bytearray(), 0
-                    return
-                elif found[1] == "more":
-                    self._qscan = len(tail) + 24
-                else:
-                    self._qscan = -2   # not the usual shape: the general path decides
-            elif len(tail) >= 24:
-                self._qscan = -2
+                and tail[:1] == b"d" and self._qpos != -2 and len(tail) > self._qpos):
+            self._seek_content(tail)
+            if self._skipping:
+                return
         if (len(self._tail) > ELIDE_AFTER and self._kind not in OUTPUT_KINDS
                 and self._tail.startswith(b"data:")):
             start = 6 if self._tail[5:6] == b" " else 5
             self._elider = _Elider()
             self._elider.feed(bytes(self._tail[start:]))
-            self._tail, self._qscan = bytearray(), 0
+            self._tail = bytearray()
+            self._new_tail()
             if len(self._elider.out) + self._held > self.max_event_bytes:
                 self._elider = None
                 self._check_size(force=True)
@@ -440,6 +429,48 @@ class SSESplitter:
         if len(self._tail) + self._held > self.max_event_bytes:
             self._tail = bytearray()
             self._check_size(force=True)
+
+    def _seek_content(self, tail) -> None:
+        """Look for the end of an output line's ``content`` in the bytes the
+        tail gained since the last look (each byte is looked at once, however
+        small the reads), then at what follows the string."""
+        n = len(tail)
+        if self._qcontent is None:
+            if self._qpos == 0:
+                m = _FAST_DATA.match(tail)
+                if m is None:
+                    if n >= 24:
+                        self._qpos = -2   # not the usual shape: the general path decides
+                    return
+                self._qpos = m.end()
+            close, self._qesc = _closing_quote(tail, self._qpos, self._qesc)
+            self.scanned += n - self._qpos
+            if close == -1:
+                self._qpos = n
+                return
+            quote = _FAST_DATA.match(tail).end() - 1
+            self._qcontent = _decode_string(tail, quote, close + 1)
+            self.scanned += close + 1 - quote
+            if self._qcontent is None:
+                self._qpos = -2
+                return
+            self._qpos = close + 1
+        after, pos = _after_content(tail, self._qpos, n)
+        self.scanned += pos - self._qpos + 1
+        self._qpos = pos
+        if after in ("close", "accumulated"):
+            self._fast = {"content": self._qcontent}
+            self._skipping = True
+            self._skip_last = tail[-1]
+            self._tail = bytearray()
+            self._new_tail()
+        elif after == "other":
+            self._qpos = -2
+
+    def _new_tail(self) -> None:
+        self._qpos = 0           # where the content search resumes in the tail (-2: never)
+        self._qesc = False       # ... and whether it resumes inside an escape
+        self._qcontent = None    # the content, once its string has ended
 
     def _end_skipped_line(self, last) -> None:
         self._skipping = False
@@ -473,47 +504,23 @@ class SSESplitter:
         return MrpEvent(kind, data)
 
 
-def _content_of(buf, quote, stop):
-    """``(content, after, rest)`` for the JSON string starting at ``buf[quote]``
-    when it ends before ``stop``, else None (or ``after == "other"`` when it
-    is not a valid string). ``after`` says what follows it (see _after_text)."""
-    with memoryview(buf) as view:   # decoded without an intermediate copy
-        text = str(view[quote:stop], "utf-8", "replace")
-    try:
-        content, end = scanstring(text, 1)
-    except ValueError as exc:
-        if getattr(exc, "msg", "").startswith("Unterminated"):
-            return None
-        return "", "other", ""
-    if not content.isascii() and _may_hold_surrogates(text[:end]):
-        content = _scrub(content)
-    rest = text[end:]
-    return content, _after_text(rest), rest
-
-
-def _after_text(rest):
-    """What follows the content string: ``close`` (the object ends),
-    ``accumulated`` (only that key follows: it may be skipped), ``other`` (the
-    general path must decide) or ``more`` (too little yet)."""
-    r = rest.lstrip(" \t")
-    if not r:
-        return "more"
-    if r[0] == "}":
-        return "close"
-    if r[0] != ",":
-        return "other"
-    if len(r) < 20:
-        return "more"
-    return "accumulated" if _ACCUMULATED_TEXT.match(r, 1) else "other"
-
-
-def _next_non_space(buf, i, end):
-    while i < end:
-        c = buf[i]
-        if c not in (0x20, 0x09):
-            return c
-        i += 1
-    return None
+def _after_content(buf, i, end):
+    """``(after, pos)``: what follows an output line's content string, which
+    ends before ``buf[i]``: ``close`` (the object ends at ``pos``),
+    ``accumulated`` (only that key follows: it may be skipped), ``other``
+    (the general path must decide) or ``more`` (too little yet; spaces up
+    to ``pos`` need not be looked at again)."""
+    pos = _SPACES.match(buf, i, end).end()
+    if pos == end:
+        return "more", pos
+    c = buf[pos]
+    if c == _CLOSE:
+        return "close", pos
+    if c != _COMMA:
+        return "other", pos
+    if end - pos < 20:
+        return "more", pos
+    return ("accumulated" if _ACCUMULATED.match(buf, pos + 1, end) else "other"), pos
 
 
 def _last_non_space(buf, start, end):
@@ -524,12 +531,3 @@ def _last_non_space(buf, start, end):
             return c
         i -= 1
     return None
-
-
-def iter_events(chunks: Iterable[bytes], max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
-                ) -> Iterator[MrpEvent]:
-    """Every complete event in ``chunks``; raises EventError."""
-    splitter = SSESplitter(max_event_bytes)
-    for chunk in chunks:
-        if chunk:
-            yield from splitter.feed(chunk)

@@ -9,7 +9,7 @@ import tracemalloc
 import pytest
 
 from mrmd_monitor.errors import EventError, EventTooLarge
-from mrmd_monitor.sse import MrpEvent, SSESplitter, iter_events
+from mrmd_monitor.sse import DEFAULT_MAX_EVENT_BYTES, MrpEvent, SSESplitter
 from tests.support.fault_runtime import garbage_stream
 
 MIB = 1024 * 1024
@@ -20,6 +20,14 @@ def stream(events, eol="\r\n"):
     for kind, data in events:
         out += "event: %s%sdata: %s%s%s" % (kind, eol, json.dumps(data), eol, eol)
     return out.encode()
+
+
+def iter_events(chunks, max_event_bytes=DEFAULT_MAX_EVENT_BYTES):
+    """Every complete event in ``chunks``, as the MRP client reads them."""
+    splitter = SSESplitter(max_event_bytes)
+    for chunk in chunks:
+        if chunk:
+            yield from splitter.feed(chunk)
 
 
 def chunked(raw, size):
