@@ -130,6 +130,32 @@ def parse_url(url: Any) -> HttpURL:
     return HttpURL(scheme, host, port, path.rstrip("/"))
 
 
+def runtime_origin(url: Any) -> str:
+    """The runtime's ``host:port`` as one canonical string, for what must not
+    change with the spelling of its URL (a worker share, a metrics label):
+    host case, a trailing dot, the path and every loopback or unspecified
+    address (``127.0.0.2``, ``::1``, ``0.0.0.0``, ``::ffff:127.0.0.1``, all
+    reaching this machine) fold into one. A URL that does not parse is its
+    own origin (it is refused before any call)."""
+    try:
+        parsed = parse_url(url)
+    except URLRefused:
+        return "invalid:%s" % sanitize(str(url), 80)
+    host = parsed.host.rstrip(".")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if host == "localhost" or (address is not None
+                               and (address.is_loopback or address.is_unspecified)):
+        host = "localhost"
+    elif address is not None:
+        host = str(address)
+    return "%s:%d" % ("[%s]" % host if ":" in host else host, parsed.port)
+
+
 def refused_by_allowlist(url: HttpURL, patterns) -> Optional[str]:
     """Why ``url`` is not allowed by ``patterns``, or None if one allows it.
 

@@ -282,8 +282,10 @@ OPTIONS = (
            metavar=S),
     Option("stale-after", seconds_at_least_zero, 600.0, "at start, requests older than this are "
            "marked expired instead of run (0: never)", metavar=S),
-    Option("max-run-time", seconds_at_least_zero, 0.0, "stop and mark error a run that takes "
-           "longer", metavar=S, shown="0: unlimited"),
+    Option("max-run-time", seconds_at_least_zero, 86400.0, "stop and mark error a run that "
+           "takes longer, counted from the request to the runtime: a day lets hours-long "
+           "notebook runs finish while an endless cell cannot hold a worker for good; raise it "
+           "for longer runs, 0 for no limit", metavar=S, shown="86400 (24 h); 0: unlimited"),
     Option("max-output-bytes", size_in_bytes, 2 * 1024 * 1024, "most output one run keeps in "
            "the document: past it, the head and the latest tail are kept with a line saying how "
            "much was left out", metavar=B, shown="2M"),
