@@ -26,36 +26,33 @@ def test_every_spelling_of_one_runtime_has_one_origin():
     assert runtime_origin("http://10.0.0.1:9") != runtime_origin("http://10.0.0.2:9")
 
 
-def test_twelve_spellings_leave_workers_for_a_third_document(world):  # noqa: F811
+def third_document_runs(world, runtimes, held):
+    """Documents a and b each ask for an endless run on every runtime of
+    ``runtimes`` (each on its own session); ``held`` workers start (decided
+    under the pool's lock, at submit); then document c's one run must start."""
     client, make, job, posted = world
     pool = make(max_workers=8, share=0.5)
     for doc in "ab":
-        for i, url in enumerate(SPELLINGS):
-            pool.submit("%s%d" % (doc, i), job("%s%d" % (doc, i), doc=doc, runtime=url,
-                                               session="%s-%d" % (doc, i)))
-    assert pool.active() == 4
+        for i, url in enumerate(runtimes):
+            exec_id = "%s%d" % (doc, i)
+            pool.submit(exec_id, job(exec_id, doc=doc, runtime=url, session=exec_id))
+    assert pool.active() == held
     pool.submit("c0", job("c0", doc="c", runtime="http://127.0.0.1:8/mrp/v1", session="c"))
     wait_until(lambda: "c0" in client.running(), timeout=5,
                message="the third document's run never started")
-    # One runtime, however spelt, holds its share and no more.
-    assert pool.active() == 5
+    return pool
+
+
+def test_twelve_spellings_leave_workers_for_a_third_document(world):  # noqa: F811
+    # One runtime, however spelt, holds its share (4 of 8) and no more.
+    assert third_document_runs(world, SPELLINGS, held=4).active() == 5
 
 
 def test_the_last_worker_waits_for_a_document_that_holds_none(world):  # noqa: F811
-    client, make, job, posted = world
-    pool = make(max_workers=8, share=0.5)
-    # Twelve genuinely different runtimes: the runtime share does not bind.
-    for doc in "ab":
-        for i in range(12):
-            pool.submit("%s%d" % (doc, i), job("%s%d" % (doc, i), doc=doc,
-                                               runtime="http://127.0.0.1:%d" % (100 + i),
-                                               session=doc))
-    assert pool.active() == 7   # decided under the pool's lock, at submit
-    wait_until(lambda: len(client.running()) == 7, timeout=5)
-    pool.submit("c0", job("c0", doc="c", runtime="http://127.0.0.1:8", session="c"))
-    wait_until(lambda: "c0" in client.running(), timeout=5,
-               message="the third document's run never started")
-    assert pool.active() == 8
+    # Twelve genuinely different runtimes: the runtime share does not bind,
+    # each document holds its share, and the eighth worker waits for c.
+    runtimes = ["http://127.0.0.1:%d" % (100 + i) for i in range(12)]
+    assert third_document_runs(world, runtimes, held=7).active() == 8
 
 
 def test_one_spelt_two_ways_still_runs_one_at_a_time(world):  # noqa: F811
