@@ -104,7 +104,11 @@ class Coordinator:
             self._index(keys)
             self._expire_stale()
         self.claims.reset(self.runs.values())
-        self.on_entries_changed(keys, fresh=False)
+        # Entries deleted while we were away are not in the map any more: look
+        # at them too, or their index entries and runs stay for good.
+        present = set(keys)
+        gone = [k for k in dict.fromkeys([*self.entries_index, *self.runs]) if k not in present]
+        self.on_entries_changed(keys + gone, fresh=False)
         self.claims.probe(self.runs.values(), self.clock())
         # Probes sent before the reconnect are never answered: ask again.
         for run in self.runs.values():
