@@ -258,8 +258,10 @@ OPTIONS = (
     Option("max-workers", at_least_one, 8, "executions that may run at the same time",
            metavar="N", reloadable=False),
     Option("worker-share", fraction, 0.5, "the largest part of --max-workers that one document, "
-           "or one runtime, may hold at once (at least one worker), so that others are never "
-           "starved", metavar="FRACTION", reloadable=False),
+           "or one runtime (its host and port, however a URL spells them), may hold at once (at "
+           "least one worker); below 1, the last free worker also waits for a document that "
+           "holds none, so that others are never starved", metavar="FRACTION",
+           reloadable=False),
     Option("flush-interval", seconds_at_least_zero, 0.05,
            "how often buffered output is written into the document", metavar=S),
     Option("block-wait", seconds_at_least_zero, 1.0, "how long a claimed run waits for a browser "
