@@ -9,6 +9,7 @@ MAX_SHORT_BODY for a short call and at --max-event-bytes for a stream."""
 
 import gzip
 import tracemalloc
+import zlib
 
 import pytest
 
@@ -20,18 +21,24 @@ MIB = 1024 * 1024
 UNPACKED = 256 * MIB
 
 
-def pack(data, layers):
-    for _ in range(layers):
-        data = gzip.compress(data, 9)
-    return data
+def gzipped(head, filler, size):
+    """``head`` then ``size`` bytes of ``filler``, gzip-compressed piece by
+    piece (the test never holds the unpacked bytes)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out = [packer.compress(head)]
+    piece = filler * MIB
+    for _ in range(size // MIB):
+        out.append(packer.compress(piece))
+    out.append(packer.flush())
+    return b"".join(out)
 
 
 @pytest.fixture(scope="module")
 def bombs():
-    spaces = pack(b" " * UNPACKED, 1)
-    line = pack(b'event: stdout\ndata: {"content": "' + b"x" * UNPACKED, 1)
-    return {"capabilities": spaces, "capabilities2": pack(spaces, 1), "stream": line,
-            "stream2": pack(line, 1)}
+    spaces = gzipped(b"", b" ", UNPACKED)
+    line = gzipped(b'event: stdout\ndata: {"content": "', b"x", UNPACKED)
+    return {"capabilities": spaces, "capabilities2": gzip.compress(spaces, 9), "stream": line,
+            "stream2": gzip.compress(line, 9)}
 
 
 @pytest.fixture
