@@ -22,6 +22,7 @@ import requests
 
 from .cluster import MAX_DOCUMENTS
 from .errors import DiscoveryError, MonitorError, NoStatsEndpoint
+from .httpbody import read_limited
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +71,6 @@ def plan(listed, following, max_docs):
     return new[:room], detach, new[room:]
 
 
-def _read_limited(response, url, limit):
-    body = bytearray()
-    for chunk in response.iter_content(65536):
-        body += chunk
-        if len(body) > limit:
-            raise DiscoveryError("%s answered more than %d bytes: larger than a document list "
-                                 "should be" % (url, limit), url=url)
-    return bytes(body)
-
-
 def fetch_documents(url, *, timeout, token=None, verify=True, limit=MAX_STATS_BYTES):
     """The names listed at ``url``. Raises NoStatsEndpoint when the server has
     no document list there, DiscoveryError for any other failure."""
@@ -95,7 +86,10 @@ def fetch_documents(url, *, timeout, token=None, verify=True, limit=MAX_STATS_BY
             if response.status_code != 200:
                 raise DiscoveryError("%s answered HTTP %d" % (url, response.status_code),
                                      url=url, status_code=response.status_code)
-            body = _read_limited(response, url, limit)
+            body = read_limited(response, limit)
+            if len(body) > limit:
+                raise DiscoveryError("%s answered more than %d bytes: larger than a document "
+                                     "list should be" % (url, limit), url=url)
     except requests.RequestException as exc:
         raise DiscoveryError("cannot reach %s: %s" % (url, type(exc).__name__), url=url) from None
     try:

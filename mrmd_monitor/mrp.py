@@ -37,8 +37,8 @@ from urllib3.exceptions import HTTPError
 
 from .errors import (Cancelled, MrpError, RunTimedOut, RuntimeBusy, RuntimeHTTPError,
                      RuntimeRefused, RuntimeUnavailable, StreamError, URLRefused)
-from .http import (DEADLINES, CancelToken, HttpURL, new_session, opening, parse_url,
-                   read_limited, response_socket)
+from .http import DEADLINES, CancelToken, HttpURL, new_session, opening, parse_url, response_socket
+from .httpbody import read_limited
 from .logs import ContextAdapter, context
 from .mrpstream import FINAL_KINDS, Busy, EventStream, excerpt, json_object, transport_reason
 from .sse import DEFAULT_MAX_EVENT_BYTES, OUTPUT_KINDS, MrpEvent

@@ -19,7 +19,8 @@ import requests
 from urllib3.exceptions import ReadTimeoutError
 
 from .errors import EventError, EventTooLarge, MrpError, RuntimeHTTPError, StreamError
-from .http import CancelToken, HttpURL, iter_body, read_limited, sanitize
+from .http import CancelToken, HttpURL, sanitize
+from .httpbody import iter_body, read_limited
 from .logs import ContextAdapter
 from .sse import MrpEvent, SSESplitter
 

@@ -49,14 +49,7 @@ class SyncProxy:
             self.listener.close()
         except OSError:
             pass
-        with self._lock:
-            socks = list(self._socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+        self.cut()
         for t in list(self._threads):
             t.join(5)
 
