@@ -14,7 +14,7 @@ import sys
 from typing import Optional, Sequence
 
 from . import __version__
-from .config import PROG, ParserExit, describe, load_config
+from .config import PROG, ParserExit, config_file_warning, describe, load_config
 from .errors import ConfigError
 from .logs import setup_logging
 
@@ -76,6 +76,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(exc)
 
     log.info("mrmd-monitor %s starting with %s", __version__, describe(config))
+    warning = config_file_warning(config)
+    if warning:
+        log.warning("%s", warning)
 
     from .daemon import Daemon  # imported here: the CLI must work without it for --help
 

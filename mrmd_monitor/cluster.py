@@ -10,7 +10,8 @@ with no coordinator and no new infrastructure:
   (:func:`assignment`, rendezvous hashing with bounded loads);
 - which monitor should claim a request first (:func:`claim_order`, rendezvous
   hashing of the (runtime, session) pair weighted by capacity over load,
-  with bounded loads), and how long another one waits before it claims as a
+  with bounded loads, the pairs requested at the same moment placed one
+  after another), and how long another one waits before it claims as a
   backup (:func:`claim_delay`).
 
 Views differ for a moment while awareness travels; nothing here has to be
@@ -24,6 +25,7 @@ checked, bounded, and a state that does not fit is not a member.
 Pure: no threads, sockets or clocks.
 """
 
+import functools
 import hashlib
 import math
 import uuid
@@ -58,6 +60,13 @@ LOAD_SLACK = 0.2
 #: (:func:`loads_as_of`), and states are kept this long for it.
 LOADS_BEFORE_MS = 200
 HISTORY_MS = 10_000
+
+#: Requests made within this long of each other are one burst (claim_order);
+#: twice LOADS_BEFORE_MS, so that a load the published states cannot show
+#: yet is counted in the burst instead.
+BURST_MS = 2 * LOADS_BEFORE_MS
+#: Most pairs of one burst placed one after another.
+MAX_BURST_PAIRS = 64
 
 
 @dataclass(frozen=True)
@@ -291,9 +300,34 @@ def run_key(runtime_url: str, session) -> str:
     return "%s\0%s" % ((runtime_url or "").rstrip("/"), session or "")
 
 
+def burst_keys(requests: Iterable[Tuple[str, str, Optional[int]]], at_ms: Optional[int]
+               ) -> Tuple[str, ...]:
+    """The burst a request made at ``at_ms`` belongs to: the run keys of the
+    requests made in the :data:`BURST_MS` up to that moment (included), whose
+    loads the states published before it cannot show yet. Each key once,
+    ordered by its first request in that span, then by key: every monitor
+    computes the same tuple whatever order it lists the requests in, and
+    requests made later do not change it. At most :data:`MAX_BURST_PAIRS`,
+    the earliest (a flood of pairs beyond them is ranked as before).
+
+    ``requests``: ``(runtime_url, session, requested_at)`` of the document's
+    entries (``requestedAt`` in ms; None is skipped)."""
+    if at_ms is None:
+        return ()
+    since = at_ms - BURST_MS
+    first: Dict[str, int] = {}
+    for runtime_url, session, when in requests:
+        if when is None or not since < when <= at_ms:
+            continue
+        key = run_key(runtime_url, session)
+        if when < first.get(key, when + 1):
+            first[key] = when
+    return tuple(sorted(first, key=lambda k: (first[k], k))[:MAX_BURST_PAIRS])
+
+
 def claim_order(runtime_url: str, session, members: Sequence[Member],
                 loads: Optional[Sequence[Member]] = None,
-                slack: float = LOAD_SLACK) -> List[Member]:
+                slack: float = LOAD_SLACK, burst: Sequence[str] = ()) -> List[Member]:
     """Who should claim this run, first to last: rendezvous hashing of the
     (runtime, session) pair, each member weighted by its capacity over its
     load (``capacity / (1 + busy)``: a busy or full monitor is first for
@@ -307,6 +341,14 @@ def claim_order(runtime_url: str, session, members: Sequence[Member],
     monitor shown with room while the others were full then got every new
     pair until its load caught up.
 
+    Requests made at the same moment all see the same published loads, so
+    the hash alone would split them: ``burst`` (:func:`burst_keys`) places
+    the pairs of the burst before this one first, one after another, each
+    on the first member in its order still under its share of the burst
+    so far (``ceil(pairs * capacity / total capacity)``); this pair then
+    goes after the members at that cap. Every run of one pair in the burst
+    gets the same answer.
+
     ``members`` are the monitors that can claim here (present in the
     document); ``loads``, when given, the whole cluster's published states
     (the control document's), which replace the counts of the same ids in
@@ -314,10 +356,41 @@ def claim_order(runtime_url: str, session, members: Sequence[Member],
     from the same published states."""
     key = run_key(runtime_url, session)
     fresh = {m.id: m for m in loads or ()}
-    here = [fresh.get(m.id, m) for m in members]
-    cluster = list(fresh.values()) + [m for m in here if m.id not in fresh]
-    ranked = ranking(key, here, weight=lambda m: m.capacity / (1.0 + m.busy))
-    return sorted(ranked, key=lambda m: over_bound(m, cluster, slack))
+    here = tuple(fresh.get(m.id, m) for m in members)
+    cluster = tuple(fresh.values()) + tuple(m for m in here if m.id not in fresh)
+    burst = tuple(burst)
+    if key not in burst:
+        return _bounded(key, here, cluster, slack)
+    return list(_burst_order(key, burst[:burst.index(key)], here, cluster, slack))
+
+
+@functools.lru_cache(maxsize=4096)
+def _ranked(key: str, here: Tuple[Member, ...]) -> Tuple[Member, ...]:
+    # Every deferred request asks again at each look: the hashes are kept.
+    return tuple(ranking(key, here, weight=lambda m: m.capacity / (1.0 + m.busy)))
+
+
+def _bounded(key, here, cluster, slack) -> List[Member]:
+    return sorted(_ranked(key, here), key=lambda m: over_bound(m, cluster, slack))
+
+
+@functools.lru_cache(maxsize=1024)
+def _burst_order(key, before, here, cluster, slack) -> Tuple[Member, ...]:
+    over = {m.id: over_bound(m, cluster, slack) for m in here}
+    placed = dict.fromkeys(over, 0)
+    for other in before + (key,):
+        caps = _burst_caps(sum(placed.values()) + 1, here)
+        order = sorted(_ranked(other, here),
+                       key=lambda m: (over[m.id], placed[m.id] >= caps[m.id]))
+        placed[order[0].id] += 1
+    return tuple(order)
+
+
+def _burst_caps(pairs: int, here: Sequence[Member]) -> Dict[str, int]:
+    """Most of ``pairs`` each member may take: its share by capacity, rounded
+    up (their sum is at least ``pairs``: one member always has room)."""
+    total = sum(m.capacity for m in here) or 1
+    return {m.id: math.ceil(pairs * m.capacity / total) for m in here}
 
 
 def over_bound(member: Member, cluster: Sequence[Member], slack: float = LOAD_SLACK) -> bool:
@@ -330,7 +403,8 @@ def over_bound(member: Member, cluster: Sequence[Member], slack: float = LOAD_SL
 
 
 def claim_delay(runtime_url: str, session, members: Optional[Sequence[Member]], me: str,
-                step: float = CLAIM_STEP, loads: Optional[Sequence[Member]] = None) -> float:
+                step: float = CLAIM_STEP, loads: Optional[Sequence[Member]] = None,
+                burst: Sequence[str] = ()) -> float:
     """Seconds monitor ``me`` waits before claiming this run: ``step`` per
     member ranked before it (0 for the preferred monitor, or with no other
     member in sight). Two monitors never get the same delay from the same
@@ -338,7 +412,7 @@ def claim_delay(runtime_url: str, session, members: Optional[Sequence[Member]], 
     not claim in time."""
     if members is None or len(members) <= 1:
         return 0.0
-    order = [m.id for m in claim_order(runtime_url, session, members, loads)]
+    order = [m.id for m in claim_order(runtime_url, session, members, loads, burst=burst)]
     if me not in order:
         return 0.0  # we do not see ourselves: behave as before, alone
     return order.index(me) * step

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import re
+import stat
 import sys
 from typing import Any, Mapping, Optional, Sequence
 from urllib.parse import urlsplit
@@ -381,6 +382,25 @@ def load_config(argv: Optional[Sequence[str]], env: Optional[Mapping[str, str]] 
             values[option.field] = _value(option, namespace)
     by_option = tuple((name, sources.get(field, SOURCE_DEFAULT)) for name, field in OPTION_FIELDS)
     return Config(config_file=namespace.config_file, sources=by_option, **values)
+
+
+def config_file_warning(config) -> Optional[str]:
+    """A warning when the ``-c`` file can be read by its group or by others
+    (it may hold the token), else None. Said at start and on each reload;
+    the file is left as it is: its owner decides."""
+    path = getattr(config, "config_file", None)
+    if not path:
+        return None
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+    who = [name for bit, name in ((stat.S_IRGRP, "group"), (stat.S_IROTH, "others"))
+           if mode & bit]
+    if not who:
+        return None
+    return ("the config file %s (mode %04o) is readable by %s; it may hold the token: "
+            "chmod 600 it" % (path, mode, " and ".join(who)))
 
 
 # --------------------------------------------------------------------------

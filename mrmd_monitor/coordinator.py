@@ -266,7 +266,11 @@ class Coordinator:
                 self.log.bind(exec_id=key).warning("expiring %s: %s", key, msg)
                 self.entries.end(key, "Expired", msg)
         self.claims.reset()   # probes sent before the reconnect are never answered
-        self.on_entries_changed(keys, fresh=False)
+        # Entries deleted while we were away are not in the map any more: look
+        # at them too, or their index entries and runs stay for good.
+        present = set(keys)
+        gone = [k for k in dict.fromkeys([*self.entries.index, *self.runs]) if k not in present]
+        self.on_entries_changed(keys + gone, fresh=False)
 
     def on_entries_changed(self, keys, fresh=True):
         """Entries changed by a remote peer (``fresh``: just now, not the

@@ -26,7 +26,7 @@ from . import __version__, cluster, statuspage
 from . import messages as m
 from .assets import AssetStore
 from .claims import Latencies
-from .config import OPTION_FIELDS, load_config, shown
+from .config import OPTION_FIELDS, config_file_warning, load_config, shown
 from .discovery import Discovery, plan
 from .display import DisplayConverter
 from .errors import ConfigError, StatusServerError
@@ -520,6 +520,9 @@ class Daemon:
         where = new.config_file or "the command line and environment"
         log.info("SIGHUP: configuration reloaded from %s: %s", where,
                  "; ".join(changes) if changes else "nothing changed")
+        warning = config_file_warning(new)
+        if warning:
+            log.warning("SIGHUP: %s", warning)
         if frozen:
             log.warning("SIGHUP: %s cannot change while running; restart the monitor to apply "
                         "the new value(s)", ", ".join(_OPTION_OF.get(f, f) for f in frozen))

@@ -6,10 +6,11 @@ follows that list, at most ``--max-docs`` documents. The poll is blocking
 HTTP, so it has a thread of its own; it only reports names, and the daemon
 attaches and detaches sync threads (``plan`` decides which).
 
-The answer is outside input: it is read to at most ``MAX_STATS_BYTES``,
-redirects are not followed (the token would go with them), and a bad answer
-after a good one is logged once while the documents already followed are
-kept; only a server that never listed its documents ends the monitor.
+The answer is outside input: it is read to at most ``MAX_STATS_BYTES`` and
+``MAX_LISTED`` names, redirects are not followed (the token would go with
+them), and a bad answer after a good one is logged once while the documents
+already followed are kept; only a server that never listed its documents
+ends the monitor.
 """
 
 import json
@@ -19,12 +20,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from .cluster import MAX_DOCUMENTS
 from .errors import DiscoveryError, MonitorError, NoStatsEndpoint
+from .httpbody import read_limited
 
 log = logging.getLogger(__name__)
 
 #: Most bytes of a /stats answer read (about 40,000 document names).
 MAX_STATS_BYTES = 4 * 1024 * 1024
+#: Most distinct document names taken from one answer (the rest are not
+#: read); the cluster's assignment plans over as many at most.
+MAX_LISTED = MAX_DOCUMENTS
 
 
 def stats_url(sync_url):
@@ -34,17 +40,20 @@ def stats_url(sync_url):
     return urlunsplit((scheme, parts.netloc, path, "", ""))
 
 
-def parse_stats(payload):
-    """Document names from a /stats answer; raises ValueError if it has no list."""
+def parse_stats(payload, limit=MAX_LISTED):
+    """Document names from a /stats answer, each once, in order, at most
+    ``limit`` of them; raises ValueError if it has no list."""
     docs = payload.get("documents") if isinstance(payload, dict) else None
     if not isinstance(docs, list):
         raise ValueError("no documents list")
-    names = []
+    names = {}   # a dict keeps the order and finds a duplicate in one step
     for doc in docs:
         name = doc.get("name") if isinstance(doc, dict) else doc
-        if isinstance(name, str) and name.strip() and name not in names:
-            names.append(name)
-    return names
+        if isinstance(name, str) and name.strip():
+            names[name] = None
+            if len(names) >= limit:
+                break
+    return list(names)
 
 
 def plan(listed, following, max_docs):
@@ -62,16 +71,6 @@ def plan(listed, following, max_docs):
     return new[:room], detach, new[room:]
 
 
-def _read_limited(response, url, limit):
-    body = bytearray()
-    for chunk in response.iter_content(65536):
-        body += chunk
-        if len(body) > limit:
-            raise DiscoveryError("%s answered more than %d bytes: larger than a document list "
-                                 "should be" % (url, limit), url=url)
-    return bytes(body)
-
-
 def fetch_documents(url, *, timeout, token=None, verify=True, limit=MAX_STATS_BYTES):
     """The names listed at ``url``. Raises NoStatsEndpoint when the server has
     no document list there, DiscoveryError for any other failure."""
@@ -87,7 +86,10 @@ def fetch_documents(url, *, timeout, token=None, verify=True, limit=MAX_STATS_BY
             if response.status_code != 200:
                 raise DiscoveryError("%s answered HTTP %d" % (url, response.status_code),
                                      url=url, status_code=response.status_code)
-            body = _read_limited(response, url, limit)
+            body = read_limited(response, limit)
+            if len(body) > limit:
+                raise DiscoveryError("%s answered more than %d bytes: larger than a document "
+                                     "list should be" % (url, limit), url=url)
     except requests.RequestException as exc:
         raise DiscoveryError("cannot reach %s: %s" % (url, type(exc).__name__), url=url) from None
     try:
@@ -115,6 +117,7 @@ class Discovery(threading.Thread):
         self._halt = threading.Event()
         self._known = None       # the names of the last good answer
         self._troubled = False   # a failure is logged; the next success says so
+        self._full = False       # the list reached MAX_LISTED (said once)
 
     @property
     def config(self):
@@ -142,6 +145,12 @@ class Discovery(threading.Thread):
                         log.info("document discovery: %s answers again", self.url)
                     self._troubled = False
                     self._known = names
+                    if (len(names) >= MAX_LISTED) != self._full:
+                        self._full = not self._full
+                        if self._full:
+                            log.warning("document discovery: %s lists %d documents or more; "
+                                        "only the first %d are considered", self.url,
+                                        MAX_LISTED, MAX_LISTED)
                     self._report(names)
                 self._halt.wait(config.discover_interval)
         except BaseException:  # noqa: B902 - never die silently

@@ -2,10 +2,17 @@
 
 The one piece of state shared between threads besides the mailboxes: plain
 numbers under a lock, never a pycrdt object.
+
+A ``runtime`` label comes from a URL any peer writes: it is the runtime's
+canonical origin (:func:`.http.runtime_origin`), a runtime gauge back at 0
+is dropped, and at most :data:`MAX_RUNTIME_SERIES` series of one metric are
+shown, the smallest summed under ``runtime="other"``.
 """
 
 import threading
 from typing import Dict, Tuple
+
+from .http import runtime_origin
 
 Key = Tuple[str, Tuple[Tuple[str, str], ...]]
 
@@ -29,6 +36,11 @@ HELP = {
     "mrmd_monitor_cluster_members": ("gauge", "Monitors present in the control document."),
 }
 
+#: Most series of one metric with a ``runtime`` label (``other`` included).
+MAX_RUNTIME_SERIES = 32
+RUNTIME_LABEL = "runtime"
+OTHER_RUNTIMES = "other"
+
 #: Upper bounds (seconds) of the flush latency histogram's buckets.
 FLUSH_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _HISTOGRAM_PARTS = ("_bucket", "_sum", "_count")
@@ -41,16 +53,28 @@ class Metrics:
 
     @staticmethod
     def _key(name, labels) -> Key:
+        runtime = labels.get(RUNTIME_LABEL)
+        if isinstance(runtime, str) and "://" in runtime:   # a URL; else a label already
+            labels = dict(labels, runtime=runtime_origin(runtime))
         return name, tuple(sorted((k, str(v)) for k, v in labels.items()))
+
+    def _store(self, key, value):
+        """Lock held. A runtime's gauge back at 0 goes: its runtime may never come back."""
+        if value == 0 and HELP.get(key[0], ("",))[0] == "gauge" and \
+                any(k == RUNTIME_LABEL for k, _ in key[1]):
+            self._values.pop(key, None)
+        else:
+            self._values[key] = value
 
     def inc(self, name, value=1.0, **labels):
         key = self._key(name, labels)
         with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + value
+            self._store(key, self._values.get(key, 0.0) + value)
 
     def set(self, name, value, **labels):
+        key = self._key(name, labels)
         with self._lock:
-            self._values[self._key(name, labels)] = float(value)
+            self._store(key, float(value))
 
     def observe(self, name, value, buckets=FLUSH_BUCKETS, **labels):
         """One observation of a histogram: cumulative ``_bucket{le}``, ``_sum``, ``_count``."""
@@ -75,8 +99,10 @@ class Metrics:
             return self._values.get(self._key(name, labels), 0.0)
 
     def snapshot(self):
+        """Every series, runtime ones bounded (see the module's docstring)."""
         with self._lock:
-            return dict(self._values)
+            values = dict(self._values)
+        return _fold_runtimes(values)
 
     def render_prometheus(self) -> str:
         """The Prometheus text exposition format."""
@@ -93,6 +119,28 @@ class Metrics:
                 shown = int(value) if float(value).is_integer() else value
                 out.append("%s%s %s" % (name, "{%s}" % label_text if label_text else "", shown))
         return "\n".join(out) + "\n"
+
+
+def _fold_runtimes(values):
+    """``values`` with at most MAX_RUNTIME_SERIES runtime series per metric
+    (and other labels): the largest kept, the rest summed under ``other``."""
+    groups: Dict[tuple, list] = {}
+    for key, value in values.items():
+        labels = dict(key[1])
+        if RUNTIME_LABEL in labels:
+            rest = tuple((k, v) for k, v in key[1] if k != RUNTIME_LABEL)
+            groups.setdefault((key[0], rest), []).append((value, labels[RUNTIME_LABEL], key))
+    for (name, rest), members in groups.items():
+        if len(members) <= MAX_RUNTIME_SERIES:
+            continue
+        members.sort(key=lambda m: (-m[0], m[1]))
+        other = 0.0
+        for value, _runtime, key in members[MAX_RUNTIME_SERIES - 1:]:
+            other += value
+            del values[key]
+        key = (name, tuple(sorted(rest + ((RUNTIME_LABEL, OTHER_RUNTIMES),))))
+        values[key] = values.get(key, 0.0) + other
+    return values
 
 
 def _family(name):

@@ -19,16 +19,13 @@ of a document names it). Hence:
 * error texts quote at most a short sanitised excerpt of what came back.
 
 Throughput: the body is read as it arrives, up to 64 KiB at a time, and
-split by :mod:`.sse` in one pass, decoding only ``content`` of output events.
+split by :mod:`.sse` in one pass, decoding only ``content`` of output events
+(:mod:`.mrpstream` reads one stream).
 """
 
 from __future__ import annotations
 
-import email.utils
-import datetime
-import json
 import logging
-import socket
 import threading
 import time
 import weakref
@@ -36,24 +33,20 @@ from contextlib import contextmanager
 from typing import Callable, Optional
 
 import requests
-from urllib3.exceptions import HTTPError, ReadTimeoutError
+from urllib3.exceptions import HTTPError
 
-from .errors import (Cancelled, EventError, EventTooLarge, MrpError, RunTimedOut, RuntimeBusy,
-                     RuntimeHTTPError, RuntimeRefused, RuntimeUnavailable, StreamError,
-                     URLRefused)
-from .http import (DEADLINES, CancelToken, HttpURL, iter_body, new_session, opening, parse_url,
-                   read_limited, response_socket, sanitize)
+from .errors import (Cancelled, MrpError, RunTimedOut, RuntimeBusy, RuntimeHTTPError,
+                     RuntimeRefused, RuntimeUnavailable, StreamError, URLRefused)
+from .http import DEADLINES, CancelToken, HttpURL, new_session, opening, parse_url, response_socket
+from .httpbody import read_limited
 from .logs import ContextAdapter, context
-from .sse import DEFAULT_MAX_EVENT_BYTES, OUTPUT_KINDS, MrpEvent, SSESplitter
+from .mrpstream import FINAL_KINDS, Busy, EventStream, excerpt, json_object, transport_reason
+from .sse import DEFAULT_MAX_EVENT_BYTES, OUTPUT_KINDS, MrpEvent
 
 __all__ = ["CancelToken", "MrpClient", "MrpEvent", "OUTPUT_KINDS", "FINAL_KINDS"]
 
 log = logging.getLogger(__name__)
 
-#: Bytes per read handed to the SSE splitter.
-STREAM_CHUNK_SIZE = 65536
-#: Longest excerpt of an unexpected response body quoted in an error message.
-BODY_EXCERPT_CHARS = 120
 #: Most bytes of a short call's answer that are read at all.
 MAX_SHORT_BODY = 64 * 1024
 #: How long a refused ``/input`` is retried (see :meth:`MrpClient.send_input`).
@@ -71,44 +64,11 @@ MAX_BACKOFF_SECONDS = 5.0
 #: the execution and take the next one. The runtime is asked to interrupt
 #: meanwhile; a second cancel (shutdown) cuts at once.
 CANCEL_DRAIN_SECONDS = 30.0
-#: Most seq gaps logged per stream.
-MAX_SEQ_GAP_LOGS = 5
-
-FINAL_KINDS = frozenset(("result", "error"))
-BUSY_STATUSES = (409, 503)
 
 # Why a token expired (CancelToken.expire).
 EXPIRED_HEADERS = "headers"
 EXPIRED_CALL = "call"
 EXPIRED_RUN = "max-run-time"
-
-
-class _Busy(Exception):
-    """The runtime did not start our run: it is busy with another one.
-
-    A signal inside this module, not an error: execute_stream turns it into a
-    wait, or into errors.RuntimeBusy, so it stays here, out of errors.py."""
-
-    def __init__(self, status, retry_after, current):
-        super().__init__(status)
-        self.status = status
-        self.retry_after = retry_after
-        self.current = current
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    seen = set()
-    todo = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, (requests.Timeout, ReadTimeoutError, socket.timeout)):
-            return True
-        todo.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
-        todo.extend((e.__cause__, e.__context__))
-    return False
 
 
 def _run_logger(run_log: Optional[ContextAdapter], exec_id: Optional[str]) -> ContextAdapter:
@@ -127,29 +87,19 @@ def _parse(runtime_url, exec_id=None) -> HttpURL:
                              execution_id=exec_id) from None
 
 
-class MrpClient:
-    """Blocking client for one or many MRP runtimes, safe to use from many threads.
+class _Calls:
+    """The transport under :class:`MrpClient`: a ``requests.Session`` per
+    thread (sessions are not thread safe; no connection is used twice, so
+    each socket reaches its token), and small requests bounded as a whole
+    (``request_timeout`` bounds the reads, with ``connect_timeout`` the whole
+    call), their failures as typed errors."""
 
-    Each thread gets its own ``requests.Session`` (sessions are not thread
-    safe); no connection is used twice, so each socket reaches its token.
-    ``request_timeout`` bounds a short call's reads; with ``connect_timeout``
-    it bounds the whole call.
-    """
-
-    def __init__(self, connect_timeout: float = 10.0, idle_timeout: float = 300.0,
-                 request_timeout: float = 30.0, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-                 capabilities_ttl: float = CAPABILITIES_TTL,
-                 busy_wait: float = BUSY_WAIT_SECONDS) -> None:
+    def __init__(self, connect_timeout: float, request_timeout: float) -> None:
         self.connect_timeout = connect_timeout
-        self.idle_timeout = idle_timeout
         self.request_timeout = request_timeout
-        self.max_event_bytes = max_event_bytes
-        self.capabilities_ttl = capabilities_ttl
-        self.busy_wait = busy_wait
         self._local = threading.local()
         self._lock = threading.Lock()
         self._sessions: "weakref.WeakSet[requests.Session]" = weakref.WeakSet()
-        self._verified: dict = {}   # base URL -> monotonic time the check stops being trusted
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
@@ -196,8 +146,6 @@ class MrpClient:
         finally:
             DEADLINES.cancel(handle)
 
-    # -- short calls -------------------------------------------------------------
-
     def _short(self, method: str, url: HttpURL, path: str, body: Optional[dict], *,
                token: Optional[CancelToken] = None, where: dict):
         """One small request, bounded as a whole; returns (status, headers, body bytes).
@@ -221,7 +169,7 @@ class MrpClient:
                     if token.stopped:
                         raise self._stopped(token, url, where, path) from exc
                     raise RuntimeUnavailable("cannot reach the runtime at %s: %s" % (
-                        url.base, _transport_reason(exc)), **where) from exc
+                        url.base, transport_reason(exc)), **where) from exc
             if token.stopped:
                 raise self._stopped(token, url, where, path)
             return response.status_code, response.headers, raw
@@ -233,18 +181,32 @@ class MrpClient:
     def _short_json(self, method, url, path, body, *, where, token=None, quote=True) -> dict:
         status, _headers, raw = self._short(method, url, path, body, token=token, where=where)
         where = dict(where, status_code=status)
-        quoted = ": " + _excerpt(raw) if quote and _excerpt(raw) else ""
+        quoted = ": " + excerpt(raw) if quote and excerpt(raw) else ""
         if 300 <= status < 400:
             raise RuntimeHTTPError("runtime at %s answered %s with a redirect (HTTP %d), which "
                                    "is never followed" % (url.base, path, status), **where)
         if not 200 <= status < 300:
             raise RuntimeHTTPError("runtime at %s answered HTTP %d to %s%s" % (
                 url.base, status, path, quoted), **where)
-        data = _json_object(raw)
+        data = json_object(raw)
         if data is None:
             raise RuntimeHTTPError("runtime at %s answered %s with something that is not a "
                                    "JSON object%s" % (url.base, path, quoted), **where)
         return data
+
+class MrpClient(_Calls):
+    """Blocking client for one or many MRP runtimes, safe to use from many threads."""
+
+    def __init__(self, connect_timeout: float = 10.0, idle_timeout: float = 300.0,
+                 request_timeout: float = 30.0, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+                 capabilities_ttl: float = CAPABILITIES_TTL,
+                 busy_wait: float = BUSY_WAIT_SECONDS) -> None:
+        super().__init__(connect_timeout, request_timeout)
+        self.idle_timeout = idle_timeout
+        self.max_event_bytes = max_event_bytes
+        self.capabilities_ttl = capabilities_ttl
+        self.busy_wait = busy_wait
+        self._verified: dict = {}   # base URL -> monotonic time the check stops being trusted
 
     def check_runtime(self, runtime_url: str, *, exec_id: Optional[str] = None,
                       token: Optional[CancelToken] = None) -> None:
@@ -268,7 +230,7 @@ class MrpClient:
         elif status != 200:
             reason = "GET /capabilities answered HTTP %d" % status
         else:
-            data = _json_object(raw)
+            data = json_object(raw)
             features = data.get("features") if data is not None else None
             if data is None:
                 reason = "GET /capabilities did not answer a JSON object"
@@ -343,7 +305,7 @@ class MrpClient:
                     return self._execute_once(url, code=code, session=session, exec_id=exec_id,
                                               on_event=on_event, cancel=cancel, where=where,
                                               rlog=rlog)
-                except _Busy as busy:
+                except Busy as busy:
                     if busy.current and busy.current == exec_id:
                         raise RuntimeHTTPError("runtime at %s says this execution is already "
                                                "running there" % url.base,
@@ -391,7 +353,7 @@ class MrpClient:
             if token.stopped:
                 raise
             return None
-        data = _json_object(raw) if status == 200 else None
+        data = json_object(raw) if status == 200 else None
         state = data.get("state") if data is not None else None
         return state if isinstance(state, str) else None
 
@@ -419,7 +381,7 @@ class MrpClient:
                 if cancel.stopped:
                     raise self._stopped(cancel, url, where) from exc
                 raise RuntimeUnavailable("cannot reach the runtime at %s: %s" % (
-                    url.base, _transport_reason(exc)), **where) from exc
+                    url.base, transport_reason(exc)), **where) from exc
             finally:
                 DEADLINES.cancel(handle)
             if cancel.stopped and not cancel.draining:
@@ -428,140 +390,17 @@ class MrpClient:
             if sock is None:
                 rlog.debug("no socket found under the response; cancel will act between events")
             cancel.attach(sock)
-            self._check_stream_response(response, url, cancel, where, rlog)
-            self._read_events(response, url, on_event, cancel, where, rlog)
+            stream = EventStream(url, cancel, where, rlog, idle_timeout=self.idle_timeout,
+                                 max_event_bytes=self.max_event_bytes,
+                                 stopped=lambda: self._stopped(cancel, url, where))
+            stream.check(response)
+            stream.read(response, on_event)
         finally:
             # Detach first: once the socket is released nobody may shut it down.
             cancel.detach()
             cancel.drain_on_cancel(0.0)   # only a stream is drained, never a short call
             if response is not None:
                 response.close()
-
-    def _check_stream_response(self, response, url, cancel, where, rlog) -> None:
-        status = response.status_code
-        where = dict(where, status_code=status)
-        if not 200 <= status < 300:
-            try:
-                raw = read_limited(response, 4096)
-            except Exception as exc:  # noqa: BLE001 - the body is only decoration
-                rlog.debug("could not read the response body: %s", exc)
-                raw = b""
-            if cancel.stopped:
-                raise self._stopped(cancel, url, where)
-            if status in BUSY_STATUSES:
-                data = _json_object(raw) or {}
-                current = data.get("currentExecId") or data.get("execId")
-                raise _Busy(status, _retry_after(response.headers.get("Retry-After")),
-                            current if isinstance(current, str) else None)
-            if 300 <= status < 400:
-                raise RuntimeHTTPError("runtime at %s answered with a redirect (HTTP %d), which "
-                                       "is never followed" % (url.base, status), **where)
-            excerpt = _excerpt(raw)
-            reason = sanitize(response.reason or "", 40)
-            raise RuntimeHTTPError(("runtime at %s answered HTTP %d %s" % (url.base, status, reason))
-                                   .rstrip() + (": " + excerpt if excerpt else ""), **where)
-        ctype = response.headers.get("Content-Type", "")
-        if ctype.split(";", 1)[0].strip().lower() != "text/event-stream":
-            try:
-                excerpt = _excerpt(read_limited(response, 4096))
-            except Exception as exc:  # noqa: BLE001 - the body is only decoration
-                rlog.debug("could not read the response body: %s", exc)
-                excerpt = ""
-            if cancel.stopped:
-                raise self._stopped(cancel, url, where)
-            raise StreamError("runtime at %s answered %s instead of an event stream%s" % (
-                url.base, sanitize(ctype, 60) or "no content type",
-                ": " + excerpt if excerpt else ""), **where)
-
-    def _read_events(self, response, url, on_event, cancel, where, rlog) -> None:
-        exec_id = where["execution_id"]
-        splitter = SSESplitter(self.max_event_bytes)
-        chunks = iter_body(response, STREAM_CHUNK_SIZE)
-        saw_final = False
-        count = 0
-        last_seq = None
-        gaps = 0
-        debug = rlog.isEnabledFor(logging.DEBUG)
-        while True:
-            try:
-                chunk = next(chunks, None)
-            except Exception as exc:  # noqa: BLE001 - every read failure becomes a typed error
-                if cancel.stopped:
-                    raise self._stopped(cancel, url, where) from exc
-                if _is_timeout(exc):
-                    raise StreamError("runtime at %s sent nothing for %g s" % (
-                        url.base, self.idle_timeout), **where) from exc
-                raise StreamError("lost the connection to the runtime at %s in the middle of "
-                                  "the run (did the runtime stop?): %s" % (
-                                      url.base, _transport_reason(exc)), **where) from exc
-            if cancel.stopped:
-                if cancel.draining and chunk is not None:
-                    self._drain(chunks, splitter, chunk, url, where, rlog)
-                raise self._stopped(cancel, url, where)
-            if chunk is None:
-                if saw_final:
-                    rlog.debug("stream for %s ended after its result without done", exec_id)
-                    return
-                raise StreamError("the event stream from %s ended before a result or error "
-                                  "(%d events received)" % (url.base, count), **where)
-            events = splitter.feed(chunk)
-            while True:
-                try:
-                    event = next(events, None)
-                except EventTooLarge as exc:
-                    raise StreamError("runtime at %s sent %s (--max-event-bytes); the run was "
-                                      "stopped" % (url.base, _event_error(exc)), **where) from None
-                except EventError as exc:
-                    raise StreamError("runtime at %s sent %s" % (url.base, _event_error(exc)),
-                                      **where) from None
-                if event is None:
-                    break
-                if cancel.stopped:
-                    if cancel.draining and event.kind != "done":
-                        self._drain(chunks, splitter, b"", url, where, rlog, events)
-                    raise self._stopped(cancel, url, where)
-                count += 1
-                kind, data = event
-                seq = data.get("seq")
-                if type(seq) is int:
-                    if last_seq is not None and seq != last_seq + 1 and gaps < MAX_SEQ_GAP_LOGS:
-                        gaps += 1
-                        rlog.warning("events of %s from %s out of sequence: seq %d after %d",
-                                     exec_id, url.base, seq, last_seq)
-                    last_seq = seq
-                if debug:
-                    # Sizes and keys only: output may echo a stdin answer (a password).
-                    rlog.debug("event %s for %s: keys %s", sanitize(kind, 40), exec_id,
-                               sanitize(",".join(sorted(map(str, data))), 200))
-                on_event(event)
-                if kind in FINAL_KINDS:
-                    saw_final = True
-                elif kind == "done":
-                    if not saw_final:
-                        raise StreamError("runtime at %s finished execution %s without a result "
-                                          "or error" % (url.base, exec_id), **where)
-                    return
-
-    def _drain(self, chunks, splitter, chunk, url, where, rlog, pending=()) -> None:
-        """Read a cancelled stream to its ``done`` (delivering nothing), so that
-        the runtime ends the execution; returns when it did, or when the
-        drain deadline (a socket shutdown) or anything else ends the stream."""
-        rlog.info("%s was cancelled: reading the runtime's stream to its end so that "
-                  "%s can take the next run", where["execution_id"], url.base)
-        try:
-            for kind, _data in pending:   # the rest of the chunk being split
-                if kind == "done":
-                    return
-            while chunk is not None:
-                for kind, _data in splitter.feed(chunk):
-                    if kind == "done":
-                        rlog.debug("the cancelled stream of %s ended", where["execution_id"])
-                        return
-                chunk = next(chunks, None)
-        except Exception as exc:  # noqa: BLE001 - the run is cancelled whatever happened
-            rlog.warning("the cancelled stream of %s was cut before the runtime ended it (%s); "
-                         "%s may stay busy", where["execution_id"], sanitize(str(exc), 120),
-                         url.base)
 
     # -- input and interrupt -------------------------------------------------
 
@@ -619,55 +458,3 @@ class MrpClient:
         rlog.debug("interrupt of %s on %s: interrupted=%s", exec_id or session, url.base,
                    interrupted)
         return interrupted, "" if interrupted else "the runtime answered interrupted: false"
-
-    def interrupt(self, runtime_url: str, session: str, exec_id: Optional[str] = None) -> bool:
-        """Best effort: the runtime's ``interrupted``, or False (logged) if the call failed."""
-        return self.interrupt_status(runtime_url, session, exec_id)[0]
-
-
-def _json_object(raw: bytes) -> Optional[dict]:
-    try:
-        data = json.loads(raw.decode("utf-8", "replace")) if raw else None
-    except (ValueError, RecursionError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _excerpt(raw: bytes, limit: int = BODY_EXCERPT_CHARS) -> str:
-    return sanitize(raw[:4 * limit].decode("utf-8", "replace"), limit)
-
-
-def _event_error(exc: EventError) -> str:
-    return sanitize(str(exc), 200)
-
-
-def _retry_after(value: Optional[str]) -> Optional[float]:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-        return (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
-    except (TypeError, ValueError):
-        return None
-
-
-def _transport_reason(exc: BaseException) -> str:
-    """A short reason for a requests/urllib3 failure, without the repr noise."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return "connection timed out"
-    text = str(exc)
-    for marker, reason in (("Connection refused", "connection refused"),
-                           ("Name or service not known", "unknown host"),
-                           ("nodename nor servname", "unknown host"),
-                           ("No route to host", "no route to host"),
-                           ("Network is unreachable", "network unreachable")):
-        if marker in text:
-            return reason
-    if _is_timeout(exc):
-        return "timed out"
-    return sanitize(text, 160) or type(exc).__name__

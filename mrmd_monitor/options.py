@@ -256,8 +256,10 @@ OPTIONS = (
     Option("max-workers", at_least_one, 8, "executions that may run at the same time",
            metavar="N", reloadable=False),
     Option("worker-share", fraction, 0.5, "the largest part of --max-workers that one document, "
-           "or one runtime, may hold at once (at least one worker), so that others are never "
-           "starved", metavar="FRACTION", reloadable=False),
+           "or one runtime (its host and port, however a URL spells them), may hold at once (at "
+           "least one worker); below 1, the last free worker also waits for a document that "
+           "holds none, so that others are never starved", metavar="FRACTION",
+           reloadable=False),
     Option("flush-interval", seconds_at_least_zero, 0.05,
            "how often buffered output is written into the document", metavar=S),
     Option("block-wait", seconds_at_least_zero, 1.0, "how long a claimed run waits for a browser "
@@ -281,8 +283,10 @@ OPTIONS = (
            metavar=S),
     Option("stale-after", seconds_at_least_zero, 600.0, "at start, requests older than this are "
            "marked expired instead of run (0: never)", metavar=S),
-    Option("max-run-time", seconds_at_least_zero, 0.0, "stop and mark error a run that takes "
-           "longer", metavar=S, shown="0: unlimited"),
+    Option("max-run-time", seconds_at_least_zero, 86400.0, "stop and mark error a run that "
+           "takes longer, counted from the request to the runtime: a day lets hours-long "
+           "notebook runs finish while an endless cell cannot hold a worker for good; raise it "
+           "for longer runs, 0 for no limit", metavar=S, shown="86400 (24 h); 0: unlimited"),
     Option("max-output-bytes", size_in_bytes, 2 * 1024 * 1024, "most output one run keeps in "
            "the document: past it, the head and the latest tail are kept with a line saying how "
            "much was left out", metavar=B, shown="2M"),

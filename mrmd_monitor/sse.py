@@ -4,7 +4,9 @@
 ``data`` being the event's JSON object, each event built once. Its costs:
 
 * every byte is scanned once for line ends: a partial line is kept with the
-  knowledge that it holds none, and only new bytes are searched;
+  knowledge that it holds none, and only new bytes are searched; the end of
+  an output line's ``content`` is looked for in the same way, resumed where
+  the last read stopped (``scanned`` counts the bytes looked at);
 * a line inside a chunk is handled in place (indices into the chunk), so a
   small event costs what it carries, not the size of the chunk around it;
 * ``stdout``/``stderr`` data shaped ``{"content": "...", ...}`` (mrmd-python
@@ -15,7 +17,8 @@
 * an event may hold at most ``max_event_bytes`` in memory: past that it is
   refused with :class:`EventTooLarge` (skipped bytes are not held, so they
   do not count); in events other than output, ``stdout``/``stderr`` strings
-  are cut to 64 KiB while reading (a ``result`` repeats the whole output).
+  are cut to 64 KiB while reading (a ``result`` repeats the whole output;
+  :mod:`.jsonbytes` holds the byte-level JSON scanning).
 
 Malformed data raises :class:`EventError` naming the event. An event left
 incomplete when the stream ends is dropped, as the SSE grammar says.
@@ -25,10 +28,10 @@ Pure: no sockets, threads or clocks.
 
 import json
 import re
-from json.decoder import scanstring
-from typing import Iterable, Iterator, List, NamedTuple, Optional
+from typing import Iterator, List, NamedTuple, Optional
 
 from .errors import EventError, EventTooLarge
+from .jsonbytes import Elider, closing_quote, decode_string, elide, may_hold_surrogates, scrub
 
 DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
 OUTPUT_KINDS = frozenset(("stdout", "stderr"))
@@ -38,143 +41,18 @@ _FAST_DATA = re.compile(rb'data: ?\{"content": ?"')
 # ``accumulated`` sends it: taken in one step, without going line by line.
 _FAST_EVENT = re.compile(rb'event: ?(stdout|stderr)(\r\n|\n)data: ?\{(?:"seq": ?(\d{1,15}), ?)?'
                          rb'"content": ?"')
-_ACCUMULATED_TEXT = re.compile(r' ?"accumulated": ?"')
+_ACCUMULATED = re.compile(rb' ?"accumulated": ?"')
+_SPACES = re.compile(rb"[ \t]*")
 _KIND_NAMES = {b"stdout": "stdout", b"stderr": "stderr"}
-_CR, _LF, _BACKSLASH, _CLOSE = 0x0D, 0x0A, 0x5C, 0x7D
+_CR, _LF, _CLOSE, _COMMA = 0x0D, 0x0A, 0x7D, 0x2C
 
 
 #: A data line of an event other than stdout/stderr longer than this is
 #: copied with its ``stdout``/``stderr``/``accumulated`` strings cut to
-#: ELIDE_STRING_BYTES (a ``result`` repeats the whole output as ``stdout``,
+#: jsonbytes.ELIDE_STRING_BYTES (a ``result`` repeats the whole output as ``stdout``,
 #: which the monitor does not keep): only the copy is held and counts
 #: against the limit; other strings (display data) are kept whole.
 ELIDE_AFTER = 1024 * 1024
-ELIDE_STRING_BYTES = 64 * 1024
-_ELIDED = b" [... cut by mrmd-monitor]"
-#: The strings that may be cut: output the monitor has already streamed.
-CUT_KEYS = frozenset((b"stdout", b"stderr", b"accumulated"))
-
-
-class _Elider:
-    """Copies JSON text, piece by piece, keeping at most ``keep`` bytes of each
-    string that is the value of a key in ``CUT_KEYS`` (cut on an escape
-    boundary); every other string is kept whole. Linear in time: a string's
-    closing quote is found with C-speed ``bytes`` calls on a window that doubles."""
-
-    def __init__(self, keep: int = ELIDE_STRING_BYTES) -> None:
-        self.keep = keep
-        self.out = bytearray()
-        self.in_string = False
-        self.length = 0          # bytes of the current string seen so far
-        self.escaped = False     # the previous piece ended inside an escape (a lone backslash)
-        self.body = 0            # where the current string's body starts in ``out``
-        self.cut = False         # the current string may be cut
-        self.trimmed = False     # the current string was cut (and its last escape mended)
-        self.key = False         # the last string was a key in CUT_KEYS, maybe followed by ":"
-        self.colon = False       # ... and the ":" has come
-
-    def feed(self, data) -> None:
-        i, n = 0, len(data)
-        while i < n:
-            if not self.in_string:
-                q = data.find(b'"', i)
-                if self.key:
-                    self._between(data[i:q if q != -1 else n])
-                if q == -1:
-                    self.out += data[i:]
-                    return
-                self.out += data[i:q + 1]
-                self.cut = self.key and self.colon
-                self.key = False
-                self.in_string, self.length, self.escaped = True, 0, False
-                self.body, self.trimmed = len(self.out), False
-                i = q + 1
-                continue
-            close, escaped = _closing_quote(data, i, self.escaped)
-            end = close if close != -1 else n
-            self._string_piece(data, i, end)
-            if close == -1:
-                self.escaped = escaped
-                return
-            if self.trimmed:
-                self.out += _ELIDED
-            self.key = self.length <= 16 and bytes(self.out[self.body:]) in CUT_KEYS
-            self.colon = False
-            self.out += b'"'
-            self.in_string = False
-            i = close + 1
-
-    def _between(self, gap) -> None:
-        """Bytes between a string that may be a key and the next string."""
-        rest = gap.strip(b" \t")
-        if not rest:
-            return
-        if rest == b":" and not self.colon:
-            self.colon = True
-        else:
-            self.key = False
-
-    def _string_piece(self, data, start, end) -> None:
-        if not self.cut:
-            self.out += data[start:end]
-            self.length += end - start
-            return
-        room = self.keep - self.length
-        self.length += end - start
-        if room > 0:
-            self.out += data[start:end] if end - start <= room else data[start:start + room]
-        if self.length > self.keep and not self.trimmed:
-            self.trimmed = True
-            _trim_escape(self.out, self.body)
-
-
-def _trim_escape(out, lo):
-    """Drop an escape cut short at the end of ``out`` (a lone backslash, or
-    ``\\u`` with fewer than four digits); the string's body starts at ``lo``."""
-    b = len(out) - 1
-    while b >= lo and out[b] == _BACKSLASH:
-        b -= 1
-    if (len(out) - 1 - b) % 2 == 1:
-        del out[-1]
-        return
-    u = out.rfind(b"\\u", max(lo, len(out) - 5))
-    if u != -1 and u + 6 > len(out):
-        k = u - 1
-        while k >= lo and out[k] == _BACKSLASH:
-            k -= 1
-        if (u - 1 - k) % 2 == 0:
-            del out[u:]
-
-
-def _closing_quote(data, i, escaped):
-    """(index of the quote closing a JSON string, or -1; whether ``data`` ends
-    inside an escape), searching from ``i`` inside the string. Escape pairs
-    are blanked out (``\\\\`` then ``\\"``, left to right as JSON reads them),
-    so the first quote left is the closing one."""
-    n = len(data)
-    start = i + 1 if escaped else i
-    if data.find(b'"', start) == -1:
-        # No quote at all (a long string going by): only whether the piece
-        # ends inside an escape matters, which the parity of its trailing
-        # backslashes says (the byte before them ends no escape).
-        tail = data[max(start, n - 64):n]
-        run = len(tail) - len(tail.rstrip(b"\\"))
-        if run < len(tail) or n - 64 <= start:
-            return -1, run % 2 == 1
-    window = 256
-    while True:
-        stop = min(n, start + window)
-        blanked = data[start:stop].replace(b"\\\\", b"__").replace(b'\\"', b"__")
-        q = blanked.find(b'"')
-        if q != -1:
-            return start + q, False
-        if stop == n:
-            return -1, blanked.endswith(b"\\")
-        window *= 2   # searched again from ``start``: a pair cut by the edge is seen whole
-def _elide(value) -> bytes:
-    elider = _Elider()
-    elider.feed(value)
-    return bytes(elider.out)
 
 
 class MrpEvent(NamedTuple):
@@ -196,39 +74,6 @@ def _line_end(buf, start, end=None):
     return i if i != -1 else j
 
 
-def _decode_string(raw) -> Optional[str]:
-    """A JSON string literal (quotes included) as str, or None if invalid."""
-    text = bytes(raw).decode("utf-8", "replace")
-    try:
-        value, end = scanstring(text, 1)
-    except ValueError:
-        return None
-    if end != len(text):
-        return None
-    # An ASCII value holds no surrogate (isascii() is O(1)): the text is not searched.
-    return _scrub(value) if not value.isascii() and _may_hold_surrogates(text) else value
-
-
-def _may_hold_surrogates(text: str) -> bool:
-    # Only a \uD800-\uDFFF escape can make one; emoji (pairs) pass the check below.
-    return "\\ud" in text or "\\uD" in text
-
-
-def _scrub(value):
-    """``value`` without lone surrogates (JSON allows them; UTF-8 and Yjs do not)."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-            return value
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "replace").decode("utf-8")
-    if isinstance(value, dict):
-        return {_scrub(k): _scrub(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    return value
-
-
 def loads_object(raw, kind) -> dict:
     """The event's data as a JSON object; raises EventError."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else raw
@@ -244,9 +89,9 @@ def loads_object(raw, kind) -> dict:
     if not isinstance(data, dict):
         raise EventError("a %r event that is not a JSON object (%s)" % (kind, type(data).__name__),
                          kind=kind)
-    if _may_hold_surrogates(text):
+    if may_hold_surrogates(text):
         try:
-            data = _scrub(data)
+            data = scrub(data)
         except RecursionError:
             raise EventError("a %r event whose data is nested too deeply" % kind,
                              kind=kind) from None
@@ -257,11 +102,14 @@ class SSESplitter:
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self.max_event_bytes = max_event_bytes
         self._tail = bytearray()   # a line not ended yet (holds no CR or LF)
-        self._qscan = 0            # the tail length at which to look for its content again (-2: never)
+        self._new_tail()
+        #: Bytes of partial lines examined so far: stays within a small
+        #: multiple of the bytes fed, whatever the read sizes (tests check it).
+        self.scanned = 0
         self._skip_lf = False      # the last line ended with a CR at a chunk's end
         self._skipping = False     # in the rest of an output data line we have the content of
         self._skip_last = 0        # the last byte of that line seen so far
-        self._elider: Optional[_Elider] = None   # a long data line, copied with strings cut
+        self._elider: Optional[Elider] = None   # a long data line, copied with strings cut
         self._reset()
 
     def _reset(self) -> None:
@@ -308,7 +156,8 @@ class SSESplitter:
                 self._grow_tail()
                 return
             self._tail += chunk[pos:k]
-            line, self._tail, self._qscan = self._tail, bytearray(), 0
+            line, self._tail = self._tail, bytearray()
+            self._new_tail()
             event = self._line(line, 0, len(line))
             if event is not None:
                 yield event
@@ -322,7 +171,7 @@ class SSESplitter:
                     k = _line_end(chunk, start)
                     eol = m.group(2)
                     if k != -1 and chunk[k - 2:k] == b'"}' and chunk.startswith(eol + eol, k):
-                        content = _decode_string(chunk[start - 1:k - 1])
+                        content = decode_string(chunk, start - 1, k - 1)
                         if content is not None:
                             seq = m.group(3)
                             data = {"content": content} if seq is None else \
@@ -371,7 +220,7 @@ class SSESplitter:
             value = bytes(buf[vstart:end])
         if field == b"data":
             if len(value) > ELIDE_AFTER and self._kind not in OUTPUT_KINDS:
-                value = _elide(value)
+                value = elide(value)
             self._held += len(value) + 1
             self._check_size()
             self._data.append(value)
@@ -383,17 +232,14 @@ class SSESplitter:
     def _fast_line(self, buf, quote, end) -> bool:
         """A whole output data line: decode ``content`` only; False if the
         line is not of that shape after all (the general path decides)."""
-        window = 8192
-        while True:
-            stop = min(end, quote + window)
-            found = _content_of(buf, quote, stop)
-            if found is not None or stop == end:
-                break
-            window *= 4
-        if found is None:
+        close, _ = closing_quote(buf, quote + 1, False)
+        if close == -1 or close >= end:
             return False
-        content, after, rest = found
-        if after == "close" and stop == end and rest.strip() == "}":
+        content = decode_string(buf, quote, close + 1)
+        if content is None:
+            return False
+        after, pos = _after_content(buf, close + 1, end)
+        if after == "close" and _SPACES.match(buf, pos + 1, end).end() == end:
             pass
         elif after == "accumulated" and _last_non_space(buf, quote, end) == _CLOSE:
             pass
@@ -407,32 +253,17 @@ class SSESplitter:
         complete (and stop holding the line), or refuse an oversized event."""
         tail = self._tail
         if (self._kind in OUTPUT_KINDS and self._fast is None and not self._data
-                and tail[:1] == b"d" and self._qscan != -2 and len(tail) >= self._qscan):
-            m = _FAST_DATA.match(tail)
-            if m is not None:
-                found = _content_of(tail, m.end() - 1, len(tail))
-                if found is None:
-                    # Not complete yet: look again once the tail has doubled, so
-                    # that the attempts cost linear time in all.
-                    self._qscan = 2 * len(tail)
-                elif found[1] in ("close", "accumulated"):
-                    self._fast = {"content": found[0]}
-                    self._skipping = True
-                    self._skip_last = tail[-1]
-                    self._tail, self._qscan = bytearray(), 0
-                    return
-                elif found[1] == "more":
-                    self._qscan = len(tail) + 24
-                else:
-                    self._qscan = -2   # not the usual shape: the general path decides
-            elif len(tail) >= 24:
-                self._qscan = -2
+                and tail[:1] == b"d" and self._qpos != -2 and len(tail) > self._qpos):
+            self._seek_content(tail)
+            if self._skipping:
+                return
         if (len(self._tail) > ELIDE_AFTER and self._kind not in OUTPUT_KINDS
                 and self._tail.startswith(b"data:")):
             start = 6 if self._tail[5:6] == b" " else 5
-            self._elider = _Elider()
+            self._elider = Elider()
             self._elider.feed(bytes(self._tail[start:]))
-            self._tail, self._qscan = bytearray(), 0
+            self._tail = bytearray()
+            self._new_tail()
             if len(self._elider.out) + self._held > self.max_event_bytes:
                 self._elider = None
                 self._check_size(force=True)
@@ -440,6 +271,48 @@ class SSESplitter:
         if len(self._tail) + self._held > self.max_event_bytes:
             self._tail = bytearray()
             self._check_size(force=True)
+
+    def _seek_content(self, tail) -> None:
+        """Look for the end of an output line's ``content`` in the bytes the
+        tail gained since the last look (each byte is looked at once, however
+        small the reads), then at what follows the string."""
+        n = len(tail)
+        if self._qcontent is None:
+            if self._qpos == 0:
+                m = _FAST_DATA.match(tail)
+                if m is None:
+                    if n >= 24:
+                        self._qpos = -2   # not the usual shape: the general path decides
+                    return
+                self._qpos = m.end()
+            close, self._qesc = closing_quote(tail, self._qpos, self._qesc)
+            self.scanned += n - self._qpos
+            if close == -1:
+                self._qpos = n
+                return
+            quote = _FAST_DATA.match(tail).end() - 1
+            self._qcontent = decode_string(tail, quote, close + 1)
+            self.scanned += close + 1 - quote
+            if self._qcontent is None:
+                self._qpos = -2
+                return
+            self._qpos = close + 1
+        after, pos = _after_content(tail, self._qpos, n)
+        self.scanned += pos - self._qpos + 1
+        self._qpos = pos
+        if after in ("close", "accumulated"):
+            self._fast = {"content": self._qcontent}
+            self._skipping = True
+            self._skip_last = tail[-1]
+            self._tail = bytearray()
+            self._new_tail()
+        elif after == "other":
+            self._qpos = -2
+
+    def _new_tail(self) -> None:
+        self._qpos = 0           # where the content search resumes in the tail (-2: never)
+        self._qesc = False       # ... and whether it resumes inside an escape
+        self._qcontent = None    # the content, once its string has ended
 
     def _end_skipped_line(self, last) -> None:
         self._skipping = False
@@ -473,47 +346,23 @@ class SSESplitter:
         return MrpEvent(kind, data)
 
 
-def _content_of(buf, quote, stop):
-    """``(content, after, rest)`` for the JSON string starting at ``buf[quote]``
-    when it ends before ``stop``, else None (or ``after == "other"`` when it
-    is not a valid string). ``after`` says what follows it (see _after_text)."""
-    with memoryview(buf) as view:   # decoded without an intermediate copy
-        text = str(view[quote:stop], "utf-8", "replace")
-    try:
-        content, end = scanstring(text, 1)
-    except ValueError as exc:
-        if getattr(exc, "msg", "").startswith("Unterminated"):
-            return None
-        return "", "other", ""
-    if not content.isascii() and _may_hold_surrogates(text[:end]):
-        content = _scrub(content)
-    rest = text[end:]
-    return content, _after_text(rest), rest
-
-
-def _after_text(rest):
-    """What follows the content string: ``close`` (the object ends),
-    ``accumulated`` (only that key follows: it may be skipped), ``other`` (the
-    general path must decide) or ``more`` (too little yet)."""
-    r = rest.lstrip(" \t")
-    if not r:
-        return "more"
-    if r[0] == "}":
-        return "close"
-    if r[0] != ",":
-        return "other"
-    if len(r) < 20:
-        return "more"
-    return "accumulated" if _ACCUMULATED_TEXT.match(r, 1) else "other"
-
-
-def _next_non_space(buf, i, end):
-    while i < end:
-        c = buf[i]
-        if c not in (0x20, 0x09):
-            return c
-        i += 1
-    return None
+def _after_content(buf, i, end):
+    """``(after, pos)``: what follows an output line's content string, which
+    ends before ``buf[i]``: ``close`` (the object ends at ``pos``),
+    ``accumulated`` (only that key follows: it may be skipped), ``other``
+    (the general path must decide) or ``more`` (too little yet; spaces up
+    to ``pos`` need not be looked at again)."""
+    pos = _SPACES.match(buf, i, end).end()
+    if pos == end:
+        return "more", pos
+    c = buf[pos]
+    if c == _CLOSE:
+        return "close", pos
+    if c != _COMMA:
+        return "other", pos
+    if end - pos < 20:
+        return "more", pos
+    return ("accumulated" if _ACCUMULATED.match(buf, pos + 1, end) else "other"), pos
 
 
 def _last_non_space(buf, start, end):
@@ -524,12 +373,3 @@ def _last_non_space(buf, start, end):
             return c
         i -= 1
     return None
-
-
-def iter_events(chunks: Iterable[bytes], max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
-                ) -> Iterator[MrpEvent]:
-    """Every complete event in ``chunks``; raises EventError."""
-    splitter = SSESplitter(max_event_bytes)
-    for chunk in chunks:
-        if chunk:
-            yield from splitter.feed(chunk)

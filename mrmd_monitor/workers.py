@@ -6,7 +6,11 @@ its turn has come). It still never runs two runs of the same (runtime,
 session) at once, in the order they were handed over: two documents may
 share a runtime and session, and mrmd-python would run them in parallel.
 Workers are shared fairly: one document, or one runtime, holds at most
-``--worker-share`` of them.
+``--worker-share`` of them, and the last free worker is kept for a document
+that holds none. A runtime is known by its canonical origin
+(:func:`.http.runtime_origin`), so spelling its URL another way (host case,
+``127.0.0.1`` or ``localhost``, another path) gets no new share and no new
+queue.
 
 Workers never touch a document: everything they learn is posted to the
 owning sync thread as a message.
@@ -23,6 +27,7 @@ from typing import Dict, List, Optional, Tuple
 from . import messages as m
 from .messages import RunJob
 from .display import DisplayConverter
+from .http import runtime_origin
 from .mrp import CancelToken, MrpClient
 from .protocol import error_value
 from .runner import Runner, job_log
@@ -82,7 +87,8 @@ class WorkerPool:
         with self._lock:
             slot = self._slots.get(exec_id)
             if slot is None:
-                slot = _Slot(exec_id, (job.runtime_url, job.session), next(self._arrivals))
+                slot = _Slot(exec_id, (runtime_origin(job.runtime_url), job.session),
+                             next(self._arrivals))
                 self._slots[exec_id] = slot
                 self._queues.setdefault(slot.key, []).append(slot)
             slot.job = job
@@ -108,6 +114,8 @@ class WorkerPool:
             doc, runtime = head.job.doc, head.key[0]
             if self._by_doc[doc] >= self.limit or self._by_runtime[runtime] >= self.limit:
                 continue
+            if self._by_doc[doc] and self._running + 1 >= self.max_workers > self.limit:
+                continue   # the last worker waits for a document that holds none
             head.started = True
             self._running += 1
             self._by_doc[doc] += 1
@@ -137,8 +145,12 @@ class WorkerPool:
         if slot.started:
             slot.started = False
             self._running -= 1
-            self._by_doc[slot.job.doc] -= 1
-            self._by_runtime[slot.key[0]] -= 1
+            # Counters of documents and runtimes no longer running go: a
+            # peer's many spellings must not pile up here.
+            for counter, key in ((self._by_doc, slot.job.doc), (self._by_runtime, slot.key[0])):
+                counter[key] -= 1
+                if counter[key] <= 0:
+                    del counter[key]
 
     def _finish(self, slot):
         with self._lock:

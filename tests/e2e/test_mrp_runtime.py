@@ -193,7 +193,7 @@ def test_cancel_mid_run_is_prompt(client, base, tmp_path):
         seen = len(run.events)
         assert run.kinds()[-1] != "done"
     finally:
-        assert client.interrupt(base, "default", run.exec_id) in (True, False)
+        assert client.interrupt_status(base, "default", run.exec_id)[0] in (True, False)
         loop.end()
         run.join(5)
     assert len(run.events) == seen, "events were delivered after cancel"
@@ -225,7 +225,7 @@ def test_response_socket_is_found_with_installed_urllib3(base):
 
 
 def test_interrupt_answers(client, base):
-    assert client.interrupt(base, "default") is True
+    assert client.interrupt_status(base, "default")[0] is True
 
 
 def test_large_output_is_exact(client, base):
@@ -254,7 +254,7 @@ def test_sleeping_cell_ends_at_max_run_time(client, own_runtime):
                               cancel=CancelToken(), max_run_time=2.0)
     took = time.monotonic() - t0
     assert 1.8 < took < 6, took
-    client.interrupt(own_runtime.url, "default")
+    client.interrupt_status(own_runtime.url, "default")
     events = []
     client.execute_stream(own_runtime.url, code='print("next")', session="other",
                           exec_id=new_id(), on_event=events.append, cancel=CancelToken())

@@ -49,16 +49,21 @@ class SyncProxy:
             self.listener.close()
         except OSError:
             pass
+        self.cut()
+        for t in list(self._threads):
+            t.join(5)
+
+    def cut(self):
+        """Drop every connection made so far; the proxy keeps listening (with
+        ``blocked``, a document's clients then stay away until it is cleared)."""
         with self._lock:
-            socks = list(self._socks)
+            socks, self._socks = list(self._socks), []
         for s in socks:
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
             s.close()
-        for t in list(self._threads):
-            t.join(5)
 
     def __enter__(self):
         return self.start()

@@ -8,7 +8,8 @@ import threading
 import pytest
 from urllib3.exceptions import ProtocolError
 
-from mrmd_monitor.http import ChunkedBody, iter_body, new_session
+from mrmd_monitor.http import new_session
+from mrmd_monitor.httpbody import ChunkedBody, iter_body
 
 CHUNKS = 50
 

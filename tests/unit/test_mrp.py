@@ -53,7 +53,8 @@ def test_cancel_before_start_raises_without_request(client):
 
 
 def test_interrupt_is_best_effort_when_unreachable(client, closed_port):
-    assert client.interrupt(f"http://127.0.0.1:{closed_port}/mrp/v1", "default", "x") is False
+    url = f"http://127.0.0.1:{closed_port}/mrp/v1"
+    assert client.interrupt_status(url, "default", "x")[0] is False
 
 
 # -- faults, from a fake server ----------------------------------------------
@@ -339,7 +340,7 @@ def test_hostile_runtime_urls_are_refused_before_any_connection(client, template
         assert other.requests == []
         with pytest.raises(RuntimeRefused):
             client.send_input(url, "e", "secret\n", retry_for=0)
-        assert client.interrupt(url, "s", "e") is False
+        assert client.interrupt_status(url, "s", "e")[0] is False
         assert other.requests == []
     assert "\r" not in str(info.value) and LocalService.SECRET not in str(info.value)
 
@@ -562,7 +563,7 @@ def test_cancel_on_an_mrp3_runtime_lets_it_finish_the_execution(client, faults):
     run.cancel.cancel()
     assert time.monotonic() - t0 < 0.1
     seen = len(run.events)
-    assert client.interrupt(faults.url, "default", run.exec_id) is True
+    assert client.interrupt_status(faults.url, "default", run.exec_id)[0] is True
     run.join(5)
     assert isinstance(run.error, Cancelled), repr(run.error)
     assert len(run.events) <= seen + 1   # at most the event being handed over at cancel()
@@ -594,7 +595,7 @@ def test_a_chunk_read_while_a_cancel_arms_its_drain_is_drained_too(client, fault
 
     monkeypatch.setattr(http.DEADLINES, "call_at", call_at)
     run.cancel.cancel()
-    assert client.interrupt(faults.url, "default", run.exec_id) is True
+    assert client.interrupt_status(faults.url, "default", run.exec_id)[0] is True
     run.join(10)
     assert isinstance(run.error, Cancelled), repr(run.error)
     wait_until(lambda: faults.wedged_by is None, timeout=10,
@@ -613,7 +614,7 @@ def test_a_cancel_while_the_stream_opens_still_lets_an_mrp3_runtime_finish(clien
     run.cancel.cancel()
     faults.release_headers.set()
     wait_until(faults.headers_sent.is_set, timeout=10, message="the response headers")
-    assert client.interrupt(faults.url, "default", run.exec_id) is True
+    assert client.interrupt_status(faults.url, "default", run.exec_id)[0] is True
     run.join(10)
     assert isinstance(run.error, Cancelled), repr(run.error)
     assert run.events == []   # nothing of a cancelled run is delivered

@@ -9,7 +9,7 @@ import tracemalloc
 import pytest
 
 from mrmd_monitor.errors import EventError, EventTooLarge
-from mrmd_monitor.sse import MrpEvent, SSESplitter, iter_events
+from mrmd_monitor.sse import DEFAULT_MAX_EVENT_BYTES, MrpEvent, SSESplitter
 from tests.support.fault_runtime import garbage_stream
 
 MIB = 1024 * 1024
@@ -20,6 +20,14 @@ def stream(events, eol="\r\n"):
     for kind, data in events:
         out += "event: %s%sdata: %s%s%s" % (kind, eol, json.dumps(data), eol, eol)
     return out.encode()
+
+
+def iter_events(chunks, max_event_bytes=DEFAULT_MAX_EVENT_BYTES):
+    """Every complete event in ``chunks``, as the MRP client reads them."""
+    splitter = SSESplitter(max_event_bytes)
+    for chunk in chunks:
+        if chunk:
+            yield from splitter.feed(chunk)
 
 
 def chunked(raw, size):
@@ -248,7 +256,7 @@ def test_seeded_fuzz_is_bounded_and_typed():
 def test_cut_strings_keep_the_json_valid():
     """Seeded: random strings (quotes, backslashes, escapes, emoji) cut at any
     length and fed in any split still make valid JSON with the rest intact."""
-    from mrmd_monitor.sse import _Elider
+    from mrmd_monitor.jsonbytes import Elider
     rnd = random.Random(7)
     marker = " [... cut by mrmd-monitor]"
     for _ in range(200):
@@ -259,7 +267,7 @@ def test_cut_strings_keep_the_json_valid():
                "w": "\\" * rnd.randint(0, 600), "stderr": "e" * rnd.randint(0, 2000)}
         raw = json.dumps(obj, ensure_ascii=rnd.random() < 0.5).encode()
         keep = rnd.choice((10, 1000, 65536))
-        elider = _Elider(keep=keep)
+        elider = Elider(keep=keep)
         for piece in chunked(raw, rnd.choice((1, 3, 100, 70000))):
             elider.feed(piece)
         back = json.loads(bytes(elider.out).decode("utf-8", "replace"))
@@ -281,7 +289,7 @@ def test_cut_strings_without_quotes_keep_the_json_valid():
     """Long strings with no quote in a piece take a shortcut (the parity of
     the piece's trailing backslashes): seeded, any split, backslash runs of
     every length around the 64-byte look-back."""
-    from mrmd_monitor.sse import _Elider
+    from mrmd_monitor.jsonbytes import Elider
     rnd = random.Random(11)
     for _ in range(200):
         stdout = "".join(rnd.choice(["a", "\\" * rnd.randint(1, 70), "\n", "é"])
@@ -289,7 +297,7 @@ def test_cut_strings_without_quotes_keep_the_json_valid():
         obj = {"stdout": stdout, "w": "\\" * rnd.randint(0, 200), "after": "ok"}
         raw = json.dumps(obj, ensure_ascii=rnd.random() < 0.5).encode()
         keep = rnd.choice((10, 1000, 65536))
-        elider = _Elider(keep=keep)
+        elider = Elider(keep=keep)
         for piece in chunked(raw, rnd.choice((1, 3, 63, 64, 65, 100, 4096))):
             elider.feed(piece)
         back = json.loads(bytes(elider.out).decode("utf-8", "replace"))

@@ -49,7 +49,8 @@ def test_build_snapshot():
         {"id": "mon-a", "name": "alpha", "version": "0.1.0", "capacity": 8, "busy": 5, "me": True},
         {"id": "mon-b", "name": "beta", "version": "0.1.0", "capacity": 4, "busy": 0, "me": False}]
     assert snap["runs"] == {"active": 2, "queued": 3}
-    assert snap["queues"] == [{"runtime": "http://127.0.0.1:8000/mrp/v1", "depth": 3}]
+    # Metrics label a runtime by its origin (metrics.py).
+    assert snap["queues"] == [{"runtime": "localhost:8000", "depth": 3}]
     assert snap["claims"] == {"won": 7, "lost": 1, "backed_up": 2}
     assert snap["executions"] == {"completed": 5, "error": 1}
     assert snap["replicas"] == 2 and snap["control_doc"] == "mrmd-monitors"
@@ -76,9 +77,9 @@ mon-a    alpha  0.1.0    5 / 8            this one
 mon-b    beta   0.1.0    0 / 4
 
 QUEUES
-runtime                       waiting
-----------------------------  -------
-http://127.0.0.1:8000/mrp/v1  3
+runtime         waiting
+--------------  -------
+localhost:8000  3
 """
 
 
@@ -126,7 +127,7 @@ def test_render_html_tables():
                                         ["a.md", "yes", "2.5s ago", "4"],
                                         ["b.md", "no", "-", "0"]]
     assert page.tables["cluster"][1] == ["mon-a", "alpha", "0.1.0", "5 / 8", "this one"]
-    assert page.tables["queues"][1:] == [["http://127.0.0.1:8000/mrp/v1", "3"]]
+    assert page.tables["queues"][1:] == [["localhost:8000", "3"]]
 
 
 def test_rows_are_capped():
