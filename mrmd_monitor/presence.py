@@ -1,0 +1,273 @@
+"""Presence: who is in a document, in its awareness, and who we say we are.
+
+This is the one place that says what a monitor is (:func:`is_monitor_state`)
+and what a cluster member is (:func:`parse_member`): a monitor's claim is a
+lease (claims.py), a member takes part in sharing the work (cluster.py).
+
+Awareness states come from any peer of the sync server: every field is
+checked, bounded, and a state that does not fit is not a member.
+
+Our own state is renewed at a random point 20 to 24 s after the last time it
+was sent. y-protocols peers (browsers, and the sync server itself, which
+serves the states it holds to every peer that joins) drop a state not renewed
+for 30 s, checking every 3 s; they renew their own at 15 s. The 6 s left at
+the latest point cover our thread's delay under load and the server's
+delivery: a renewal lands long before the 30 s as long as neither stalls for
+6 s (attaching 1,000 documents takes about 5 s in all). Later than
+y-protocols' 15 s because every renewal costs each document two wake-ups
+(sending it, and the server's echo of it to every connection of the room,
+ours included): one every 22 s on average instead of 15 s is a third fewer.
+The random point spreads a thousand documents' renewals instead of sending
+them in bursts (they connect within a few seconds of each other).
+
+Nobody needs the renewals of a monitor alone in a document with nothing to
+run: they only keep our state in the server's copy. So then the monitor falls
+silent (the server drops its state after 30 s) and announces itself again as
+soon as a peer appears (every y-websocket client announces its own state when
+it connects, so it sees ours one round trip later, long before any
+--orphan-timeout) or it has a run. A peer that never sets a state of its own
+does not see a silent monitor. The control document always renews: a monitor
+joining the cluster must see the others as it syncs.
+
+Exactly-once (claims.Claims.acked) needs every monitor that could claim
+concurrently with us to be in sight when our claim is confirmed. A silent
+monitor announces itself before anything it writes (the sync thread's
+outbox), and when it sees us arrive (we announce on connecting); until that
+answer can have come back, for AWARENESS_SETTLE seconds after we synced, we
+count a monitor as present (:meth:`Presence.other_monitors_present`), so our
+claims wait --claim-settle.
+
+Our member (the cluster's fields: id, capacity, busy count, version): in a
+document the busy count goes only with the renewal (every AWARENESS_RENEW):
+published as it changed in every document, its traffic slowed every sync
+thread. The daemon also publishes it on the control document as it changes,
+where each monitor reads it as of before a request (cluster.loads_as_of). A
+document being left claims nothing more: it stops being a member there, so
+the others claim at once instead of waiting for it.
+
+No threads, sockets or clocks: the sync thread passes the time in.
+"""
+
+import math
+import random
+from typing import Dict, Mapping, Optional, Tuple
+
+from pycrdt import Awareness, create_awareness_message, read_message
+
+from . import cluster
+from .cluster import Member
+from .errors import ProtocolError
+
+AWARENESS_RENEW = (20.0, 24.0)
+AWARENESS_SETTLE = 5.0
+# A peer whose state has not been renewed for this long is gone (peer_alive),
+# even if no removal arrived: three renewals missed by a peer renewing at
+# 15 s, almost two by us.
+PEER_GONE_AFTER = 45.0
+
+MONITOR_COLOR = "#7c3aed"
+
+#: The awareness field that makes a monitor a cluster member.
+STATE_KEY = "monitor"
+
+# Presence.due while nobody needs a renewal: due at once, and checked on every
+# pass of the sync thread's loop (a peer may have appeared, a run started);
+# never a poll timeout.
+SILENT = float("-inf")
+
+
+def renewal_delay(rng=random.random):
+    """Seconds from sending our awareness state to renewing it: a random
+    point of AWARENESS_RENEW."""
+    low, high = AWARENESS_RENEW
+    return low + (high - low) * rng()
+
+
+# -- what a monitor and a member are ---------------------------------------------
+
+def is_monitor_state(state) -> bool:
+    """Does this awareness state announce a monitor?"""
+    return isinstance(state, dict) and state.get("type") == "monitor"
+
+
+def member_state(member: Member) -> dict:
+    """What a monitor puts under :data:`STATE_KEY` in its awareness state."""
+    state = {"id": member.id, "capacity": int(member.capacity), "busy": int(member.busy),
+             "version": member.version}
+    if member.at:
+        state["at"] = int(member.at)
+    return state
+
+
+def _count(value, limit) -> Optional[int]:
+    # pycrdt hands a browser's JSON numbers back as floats; bools are not counts.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
+        return None
+    number = int(value)
+    return number if 0 <= number <= limit else None
+
+
+def _short_text(value, limit) -> Optional[str]:
+    if not isinstance(value, str) or len(value) > limit:
+        return None
+    return value
+
+
+def parse_member(state) -> Optional[Member]:
+    """The member a monitor's awareness state announces, or None if it is no
+    monitor, announces none or does not fit the bounds (a hostile or broken
+    peer is simply not a member)."""
+    if not is_monitor_state(state):
+        return None
+    info = state.get(STATE_KEY)
+    if not isinstance(info, dict):
+        return None
+    member_id = _short_text(info.get("id"), cluster.MAX_ID_CHARS)
+    capacity = _count(info.get("capacity"), cluster.MAX_CAPACITY)
+    busy = _count(info.get("busy"), 1 << 31)
+    if not member_id or capacity is None or capacity < 1 or busy is None:
+        return None
+    version = _short_text(info.get("version"), cluster.MAX_VERSION_CHARS) or ""
+    name = _short_text(state.get("name"), cluster.MAX_NAME_CHARS) or ""
+    at = _count(info.get("at"), cluster.MAX_AT) or 0
+    return Member(id=member_id, capacity=capacity, busy=busy, version=version, name=name, at=at)
+
+
+def members_from_states(states: Mapping, alive=None) -> Optional[Tuple[Member, ...]]:
+    """The live members among awareness ``states`` (client id -> state),
+    sorted by id. ``alive(client_id)``, when given, drops states not renewed
+    lately. One id seen under two client ids (a monitor that reconnected before
+    the server dropped its old connection) counts once, as the busiest view.
+
+    None when more than :data:`cluster.MAX_MEMBERS` announce themselves, which
+    no real cluster does: a peer flooding awareness. No list can be trusted
+    then, and every caller falls back to what a lone monitor does (follow every
+    document, claim at once), so a flood cannot leave a document unfollowed."""
+    by_id: Dict[str, Member] = {}
+    for client_id, state in list(states.items()):
+        member = parse_member(state)
+        if member is None or (alive is not None and not alive(client_id)):
+            continue
+        seen = by_id.get(member.id)
+        if seen is None or member.busy > seen.busy:
+            by_id[member.id] = member
+        if len(by_id) > cluster.MAX_MEMBERS:
+            return None
+    return tuple(by_id[k] for k in sorted(by_id))
+
+
+# -- one document's awareness ------------------------------------------------------
+
+class Presence:
+    """Our state in one document's awareness, its renewal, and the peers'."""
+
+    def __init__(self, doc, *, name, renew_alone=False):
+        self.client_id = doc.client_id
+        self.name = name
+        self.awareness = Awareness(doc)
+        self.fields = {}
+        self.renew_alone = renew_alone   # the control document: see the module's docstring
+        self.due = 0.0            # when to renew (monotonic); SILENT: nobody needs it
+        self._sent = None         # the last message we sent, to know the server's echo of it
+        self._synced_at = -AWARENESS_SETTLE
+        # The cluster members present, replaced whole, never mutated (the
+        # daemon and the status server read it from other threads); None while
+        # awareness is flooded (members_from_states).
+        self.members = ()
+
+    def state(self) -> dict:
+        """This monitor's state in awareness: the one place it is built. Other
+        parts add fields with set_fields (e.g. the cluster member)."""
+        state = dict(self.fields)
+        state.update({"name": self.name, "color": MONITOR_COLOR, "type": "monitor"})
+        return state
+
+    def set_fields(self, **fields):
+        """Add or change fields of our state (taken by the next local() or
+        announce()); ``None`` removes a field."""
+        for key, value in fields.items():
+            if value is None:
+                self.fields.pop(key, None)
+            else:
+                self.fields[key] = value
+
+    def local(self):
+        """Set our state as it stands, without sending it (offline)."""
+        self.awareness.set_local_state(self.state())
+
+    @property
+    def silent(self) -> bool:
+        return self.due == SILENT
+
+    def announce(self, now, renewing, rng=random.random) -> bytes:
+        """Our state as a message to send. Its clock moves on even when the
+        state is the same: this is also the renewal."""
+        self.awareness.set_local_state(self.state())
+        self.due = now + renewal_delay(rng) if renewing else SILENT
+        self._sent = create_awareness_message(
+            self.awareness.encode_awareness_update([self.client_id]))
+        return self._sent
+
+    def goodbye(self) -> bytes:
+        """The message that removes our state (sent when leaving)."""
+        self.awareness.set_local_state(None)
+        return create_awareness_message(self.awareness.encode_awareness_update([self.client_id]))
+
+    def receive(self, data) -> bool:
+        """An awareness message from the server; True when it was applied."""
+        if data == self._sent:
+            # Our own state as we sent it: the server sends every awareness
+            # update to all the connections of the room, the sender's too.
+            # Applying it would change nothing (same clock).
+            return False
+        try:
+            self.awareness.apply_awareness_update(read_message(data[1:]), "remote")
+        except Exception as exc:  # noqa: BLE001 - a peer's garbage must not kill us
+            raise ProtocolError("bad awareness message: %s" % exc) from exc
+        return True
+
+    def needed(self, active_runs) -> bool:
+        """Does anyone need our state renewed (see the module's docstring)?"""
+        return (self.renew_alone or active_runs > 0
+                or any(cid != self.client_id for cid in self.awareness.states))
+
+    def synced(self, now):
+        self._synced_at = now
+
+    # -- peers ------------------------------------------------------------------
+
+    def peer_alive(self, client_id, now_ms) -> bool:
+        """Is a peer with this client id present (recently renewed)?"""
+        if client_id == self.client_id:
+            return True
+        if client_id not in self.awareness.states:
+            return False
+        meta = self.awareness.meta.get(client_id) or {}
+        return now_ms - meta.get("lastUpdated", 0) < PEER_GONE_AFTER * 1000
+
+    def is_monitor(self, client_id, now_ms) -> bool:
+        """Is ``client_id`` us, or a monitor present (recently renewed)?"""
+        if client_id == self.client_id:
+            return True
+        if not is_monitor_state(self.awareness.states.get(client_id)):
+            return False
+        return self.peer_alive(client_id, now_ms)
+
+    def other_monitors_present(self, now) -> bool:
+        """Any other monitor here? Also true in our first AWARENESS_SETTLE
+        seconds: a silent one may not have answered our arrival yet."""
+        if now - self._synced_at < AWARENESS_SETTLE:
+            return True
+        return any(cid != self.client_id and is_monitor_state(state)
+                   for cid, state in self.awareness.states.items())
+
+    def refresh_members(self, now_ms) -> bool:
+        """Read the members again; True when they changed."""
+        members = members_from_states(self.awareness.states,
+                                      alive=lambda cid: self.peer_alive(cid, now_ms))
+        if members == self.members:
+            return False
+        self.members = members
+        return True
