@@ -48,15 +48,17 @@ the others claim at once instead of waiting for it.
 No threads, sockets or clocks: the sync thread passes the time in.
 """
 
+import json
 import math
 import random
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Tuple
 
-from pycrdt import Awareness, create_awareness_message, read_message
+from pycrdt import create_awareness_message
 
 from . import cluster
 from .cluster import Member
-from .errors import ProtocolError
+from .errors import ProtocolError, UpdateFormatError
+from .updates import _Reader, write_varuint
 
 AWARENESS_RENEW = (20.0, 24.0)
 AWARENESS_SETTLE = 5.0
@@ -65,7 +67,10 @@ AWARENESS_SETTLE = 5.0
 # 15 s, almost two by us.
 PEER_GONE_AFTER = 45.0
 
-MONITOR_COLOR = "#7c3aed"
+# The original Node monitor's colour: the editor shows a monitor the same
+# whichever of the two runs.
+MONITOR_COLOR = "#10b981"
+MONITOR_TYPE = "monitor"
 
 #: The awareness field that makes a monitor a cluster member.
 STATE_KEY = "monitor"
@@ -86,8 +91,22 @@ def renewal_delay(rng=random.random):
 # -- what a monitor and a member are ---------------------------------------------
 
 def is_monitor_state(state) -> bool:
-    """Does this awareness state announce a monitor?"""
-    return isinstance(state, dict) and state.get("type") == "monitor"
+    """Does this awareness state announce a monitor? As the editor's
+    isMonitorAvailable() reads it, ``user.type == "monitor"`` (the original
+    Node monitor and us), or at the top level, where releases of this monitor
+    before the editor's shape put it (a cluster upgraded one by one)."""
+    if not isinstance(state, dict):
+        return False
+    user = state.get("user")
+    if isinstance(user, dict) and user.get("type") == MONITOR_TYPE:
+        return True
+    return state.get("type") == MONITOR_TYPE
+
+
+def _name(state) -> Optional[str]:
+    user = state.get("user")
+    name = user.get("name") if isinstance(user, dict) else None
+    return state.get("name") if name is None else name
 
 
 def member_state(member: Member) -> dict:
@@ -130,7 +149,7 @@ def parse_member(state) -> Optional[Member]:
     if not member_id or capacity is None or capacity < 1 or busy is None:
         return None
     version = _short_text(info.get("version"), cluster.MAX_VERSION_CHARS) or ""
-    name = _short_text(state.get("name"), cluster.MAX_NAME_CHARS) or ""
+    name = _short_text(_name(state), cluster.MAX_NAME_CHARS) or ""
     at = _count(info.get("at"), cluster.MAX_AT) or 0
     return Member(id=member_id, capacity=capacity, busy=busy, version=version, name=name, at=at)
 
@@ -145,10 +164,15 @@ def members_from_states(states: Mapping, alive=None) -> Optional[Tuple[Member, .
     no real cluster does: a peer flooding awareness. No list can be trusted
     then, and every caller falls back to what a lone monitor does (follow every
     document, claim at once), so a flood cannot leave a document unfollowed."""
+    return collect_members(parse_member(state) for cid, state in list(states.items())
+                           if alive is None or alive(cid))
+
+
+def collect_members(members: Iterable) -> Optional[Tuple[Member, ...]]:
+    """members_from_states over members already parsed (None: not one)."""
     by_id: Dict[str, Member] = {}
-    for client_id, state in list(states.items()):
-        member = parse_member(state)
-        if member is None or (alive is not None and not alive(client_id)):
+    for member in members:
+        if member is None:
             continue
         seen = by_id.get(member.id)
         if seen is None or member.busy > seen.busy:
@@ -160,16 +184,31 @@ def members_from_states(states: Mapping, alive=None) -> Optional[Tuple[Member, .
 
 # -- one document's awareness ------------------------------------------------------
 
-class Presence:
-    """Our state in one document's awareness, its renewal, and the peers'."""
+class _Peer:
+    """What we keep of a peer's awareness state: not the state itself."""
 
-    def __init__(self, doc, *, name, renew_alone=False):
-        self.client_id = doc.client_id
+    __slots__ = ("clock", "seen", "present", "monitor", "member")
+
+    def __init__(self, clock, seen, state):
+        self.clock = clock
+        self.seen = seen                  # when it was last updated (monotonic)
+        self.present = state is not None  # None: it left (its clock is kept)
+        self.monitor = is_monitor_state(state)
+        self.member = parse_member(state) if self.monitor else None
+
+
+class Presence:
+    """Our state in one document's awareness, its renewal, and the peers'
+    (the y-protocols awareness rules, on records of what we need)."""
+
+    def __init__(self, client_id, *, name, renew_alone=False):
+        self.client_id = client_id
         self.name = name
-        self.awareness = Awareness(doc)
         self.fields = {}
         self.renew_alone = renew_alone   # the control document: see the module's docstring
         self.due = 0.0            # when to renew (monotonic); SILENT: nobody needs it
+        self._clock = 0
+        self._peers = {}          # client id -> _Peer, ours included once announced
         self._sent = None         # the last message we sent, to know the server's echo of it
         self._synced_at = -AWARENESS_SETTLE
         # The cluster members present, replaced whole, never mutated (the
@@ -177,11 +216,17 @@ class Presence:
         # awareness is flooded (members_from_states).
         self.members = ()
 
+    def __len__(self):
+        return len(self._peers)
+
+    # -- our state --------------------------------------------------------------
+
     def state(self) -> dict:
-        """This monitor's state in awareness: the one place it is built. Other
-        parts add fields with set_fields (e.g. the cluster member)."""
+        """This monitor's state in awareness, in the editor's shape: the one
+        place it is built. Other parts add fields with set_fields (e.g. the
+        cluster member)."""
         state = dict(self.fields)
-        state.update({"name": self.name, "color": MONITOR_COLOR, "type": "monitor"})
+        state["user"] = {"name": self.name, "color": MONITOR_COLOR, "type": MONITOR_TYPE}
         return state
 
     def set_fields(self, **fields):
@@ -193,9 +238,9 @@ class Presence:
             else:
                 self.fields[key] = value
 
-    def local(self):
-        """Set our state as it stands, without sending it (offline)."""
-        self.awareness.set_local_state(self.state())
+    def local(self, now):
+        """Take our state as it stands, without sending it (offline)."""
+        self._peers[self.client_id] = _Peer(self._clock, now, self.state())
 
     @property
     def silent(self) -> bool:
@@ -204,69 +249,96 @@ class Presence:
     def announce(self, now, renewing, rng=random.random) -> bytes:
         """Our state as a message to send. Its clock moves on even when the
         state is the same: this is also the renewal."""
-        self.awareness.set_local_state(self.state())
+        self._clock += 1
+        state = self.state()
+        self._peers[self.client_id] = _Peer(self._clock, now, state)
         self.due = now + renewal_delay(rng) if renewing else SILENT
-        self._sent = create_awareness_message(
-            self.awareness.encode_awareness_update([self.client_id]))
+        self._sent = self._message(state)
         return self._sent
 
     def goodbye(self) -> bytes:
         """The message that removes our state (sent when leaving)."""
-        self.awareness.set_local_state(None)
-        return create_awareness_message(self.awareness.encode_awareness_update([self.client_id]))
+        self._clock += 1
+        self._peers.pop(self.client_id, None)
+        return self._message(None)
 
-    def receive(self, data) -> bool:
-        """An awareness message from the server; True when it was applied."""
+    def _message(self, state):
+        text = b"null" if state is None else json.dumps(state, separators=(",", ":")).encode()
+        body = bytearray()
+        for n in (1, self.client_id, self._clock, len(text)):
+            write_varuint(body, n)
+        body += text
+        return create_awareness_message(bytes(body))
+
+    # -- the peers' -------------------------------------------------------------
+
+    def receive(self, data, now) -> bool:
+        """An awareness message from the server; True when the members may
+        have changed."""
         if data == self._sent:
             # Our own state as we sent it: the server sends every awareness
             # update to all the connections of the room, the sender's too.
             # Applying it would change nothing (same clock).
             return False
+        changed = False
         try:
-            self.awareness.apply_awareness_update(read_message(data[1:]), "remote")
-        except Exception as exc:  # noqa: BLE001 - a peer's garbage must not kill us
-            raise ProtocolError("bad awareness message: %s" % exc) from exc
-        return True
+            reader = _Reader(data, 1)
+            reader = _Reader(reader.var_bytes())
+            for _ in range(reader.varuint()):
+                client_id, clock = reader.varuint(), reader.varuint()
+                changed = self._heard(client_id, clock, reader.var_bytes(), now) or changed
+        except (UpdateFormatError, ValueError, RecursionError) as exc:
+            # A peer's garbage must not kill us: what came before it stays.
+            raise ProtocolError("bad awareness message: %s" % exc) from None
+        return changed
+
+    def _heard(self, client_id, clock, raw, now):
+        """One entry of an awareness update (y-protocols' rules); True when a
+        monitor came, changed or went."""
+        state = json.loads(raw) if raw else None
+        prev = self._peers.get(client_id)
+        if prev is not None and not (prev.clock < clock or (prev.clock == clock and state is None
+                                                            and prev.present)):
+            return False
+        peer = _Peer(clock, now, state)
+        self._peers[client_id] = peer
+        return peer.monitor or (prev is not None and prev.monitor)
 
     def needed(self, active_runs) -> bool:
         """Does anyone need our state renewed (see the module's docstring)?"""
         return (self.renew_alone or active_runs > 0
-                or any(cid != self.client_id for cid in self.awareness.states))
+                or any(cid != self.client_id and peer.present
+                       for cid, peer in self._peers.items()))
 
     def synced(self, now):
         self._synced_at = now
 
-    # -- peers ------------------------------------------------------------------
-
-    def peer_alive(self, client_id, now_ms) -> bool:
+    def peer_alive(self, client_id, now) -> bool:
         """Is a peer with this client id present (recently renewed)?"""
         if client_id == self.client_id:
             return True
-        if client_id not in self.awareness.states:
-            return False
-        meta = self.awareness.meta.get(client_id) or {}
-        return now_ms - meta.get("lastUpdated", 0) < PEER_GONE_AFTER * 1000
+        peer = self._peers.get(client_id)
+        return peer is not None and peer.present and now - peer.seen < PEER_GONE_AFTER
 
-    def is_monitor(self, client_id, now_ms) -> bool:
+    def is_monitor(self, client_id, now) -> bool:
         """Is ``client_id`` us, or a monitor present (recently renewed)?"""
         if client_id == self.client_id:
             return True
-        if not is_monitor_state(self.awareness.states.get(client_id)):
-            return False
-        return self.peer_alive(client_id, now_ms)
+        peer = self._peers.get(client_id)
+        return peer is not None and peer.monitor and self.peer_alive(client_id, now)
 
     def other_monitors_present(self, now) -> bool:
         """Any other monitor here? Also true in our first AWARENESS_SETTLE
         seconds: a silent one may not have answered our arrival yet."""
         if now - self._synced_at < AWARENESS_SETTLE:
             return True
-        return any(cid != self.client_id and is_monitor_state(state)
-                   for cid, state in self.awareness.states.items())
+        return any(cid != self.client_id and peer.monitor and peer.present
+                   for cid, peer in self._peers.items())
 
-    def refresh_members(self, now_ms) -> bool:
+    def refresh_members(self, now) -> bool:
         """Read the members again; True when they changed."""
-        members = members_from_states(self.awareness.states,
-                                      alive=lambda cid: self.peer_alive(cid, now_ms))
+        members = collect_members(peer.member for cid, peer in self._peers.items()
+                                  if peer.member is not None and self.peer_alive(cid, now))
         if members == self.members:
             return False
         self.members = members

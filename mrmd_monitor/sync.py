@@ -72,7 +72,8 @@ class SyncThread(threading.Thread):
         self.session = Session(self.doc, doc_name=doc_name, shown_url=self.shown_url,
                                log=self.log, max_message_bytes=_max_message_bytes(config),
                                on_text_moved=self._on_text_moved)
-        self.presence = presence.Presence(self.doc, name=config.name, renew_alone=renew_alone)
+        self.presence = presence.Presence(self.client_id, name=config.name,
+                                          renew_alone=renew_alone)
         # This thread is the coordinator's port to the document (claims.DocPort).
         self.coordinator = Coordinator(self.doc, me=self.client_id, pool=pool, post=self.post,
                                        config=config, port=self, doc_name=doc_name,
@@ -130,11 +131,11 @@ class SyncThread(threading.Thread):
 
     def peer_alive(self, client_id):
         """Is a peer with this client id present in awareness (recently renewed)?"""
-        return self.presence.peer_alive(client_id, _now_ms())
+        return self.presence.peer_alive(client_id, time.monotonic())
 
     def is_monitor(self, client_id):
         """Is ``client_id`` a monitor present here? Only its claim is a lease."""
-        return self.presence.is_monitor(client_id, _now_ms())
+        return self.presence.is_monitor(client_id, time.monotonic())
 
     def other_monitors_present(self):
         """Does awareness show any other monitor on this document? (presence.py)"""
@@ -161,7 +162,7 @@ class SyncThread(threading.Thread):
         removes a field."""
         self.presence.set_fields(**fields)
         if self.conn.ws is None:
-            self.presence.local()
+            self.presence.local(time.monotonic())
             return
         self._send_awareness()
         self._refresh_members()   # ours may have changed; the server's echo is not applied
@@ -186,7 +187,7 @@ class SyncThread(threading.Thread):
         self.set_awareness_fields(**{presence.STATE_KEY: state})
 
     def _refresh_members(self):
-        if self.presence.refresh_members(_now_ms()) and self._on_members is not None:
+        if self.presence.refresh_members(time.monotonic()) and self._on_members is not None:
             self._on_members(self, self.presence.members)
 
     def apply_config(self, config):
@@ -218,7 +219,7 @@ class SyncThread(threading.Thread):
                 self._on_exit(self)
 
     def _loop(self):
-        self.presence.local()
+        self.presence.local(time.monotonic())
         self._poller.register(self.mailbox.fileno(), select.POLLIN)
         while True:
             now = time.monotonic()
@@ -339,7 +340,7 @@ class SyncThread(threading.Thread):
             if got.synced:
                 self._synced()
         elif kind == YMessageType.AWARENESS:
-            if self.presence.receive(data):
+            if self.presence.receive(data, time.monotonic()):
                 self._refresh_members()
         elif kind == MSG_QUERY_AWARENESS:
             self._send_awareness()

@@ -259,9 +259,9 @@ def test_rerun_replaces_block(setup):
 
 @on_stacks(SERVERS)
 def test_awareness_announces_monitor(setup):
-    states = wait_until(lambda: [s for _, s in setup.browser.awareness()
-                                 if isinstance(s, dict) and s.get("type") == "monitor"], timeout=10)
-    assert states[0]["name"] == "mrmd-monitor" and states[0]["color"]
+    """In the shape the editor reads (its isMonitorAvailable()), as M0 sends it."""
+    states = wait_until(lambda: [s for _, s in setup.browser.monitors()], timeout=10)
+    assert states[0]["user"] == {"name": "mrmd-monitor", "color": "#10b981", "type": "monitor"}
 
 
 @on_stacks(("npm+py042",))
@@ -271,7 +271,7 @@ def test_a_monitor_alone_falls_silent_and_a_browser_arriving_later_sees_it(
     count), the monitor stops renewing and the server drops its state after
     30 s; a browser that arrives then sees the monitor as it connects."""
     def monitors(peer):
-        return [s for _, s in peer.awareness() if isinstance(s, dict) and s.get("type") == "monitor"]
+        return [s for _, s in peer.monitors()]
 
     watcher = peer_factory(stack.server.url, doc_name, name="watcher")
     watcher.set_awareness(None)

@@ -189,6 +189,11 @@ class BrowserPeer(ManagedProcess):
         """``[(client_id, state), ...]`` of the other peers."""
         return [(int(cid), state) for cid, state in self.call("awareness")["states"]]
 
+    def monitors(self):
+        """``[(client_id, state), ...]`` of the peers the editor takes for a
+        monitor (its isMonitorAvailable(): ``state.user.type == "monitor"``)."""
+        return [(int(cid), state) for cid, state in self.call("monitors")["states"]]
+
     def set_awareness(self, state):
         self.call("setAwareness", state=state)
 

@@ -576,7 +576,7 @@ def test_a_sync_thread_publishes_itself_and_stops_being_a_member_when_leaving():
     sync = SyncThread(config=cfg, doc_name="doc", pool=None, member_id="alpha-1")
     before = int(time.time() * 1000)
     state = sync.presence.state()
-    assert state["type"] == "monitor"
+    assert state["user"]["type"] == "monitor"
     got = p.parse_member(state)
     assert got == Member(id="alpha-1", capacity=3, busy=0, version=__version__, name="alpha",
                          at=got.at)
@@ -584,5 +584,5 @@ def test_a_sync_thread_publishes_itself_and_stops_being_a_member_when_leaving():
     sync._stop_deadline = 0.0     # as _begin_stop sets it
     sync._publish_member()
     state = sync.presence.state()
-    assert state["type"] == "monitor" and p.STATE_KEY not in state
+    assert state["user"]["type"] == "monitor" and p.STATE_KEY not in state
     assert p.parse_member(state) is None

@@ -475,7 +475,7 @@ def test_awareness_state_is_extensible(make_sync):
     wait_until(lambda: sync.synced, timeout=10)
     call(sync, lambda s: s.set_awareness_fields(capacity=3))
     state = call(sync, lambda s: s.presence.state())
-    assert state["type"] == "monitor" and state["capacity"] == 3
+    assert state["user"]["type"] == "monitor" and state["capacity"] == 3
     call(sync, lambda s: s.set_awareness_fields(capacity=None))
     assert "capacity" not in call(sync, lambda s: s.presence.state())
 
@@ -516,7 +516,7 @@ def test_who_needs_our_renewals():
     alone.coordinator.runs["x"] = object()
     assert alone._renewing()
     other = SyncThread(config=cfg, doc_name="doc", pool=NoPool())
-    other.presence.receive(_peer_awareness(999_999_999, 1, {"name": "b"}))
+    other.presence.receive(_peer_awareness(999_999_999, 1, {"name": "b"}), 0.0)
     assert other._renewing()
     assert SyncThread(config=cfg, doc_name="doc", pool=NoPool(), renew_alone=True)._renewing()
 
@@ -582,14 +582,14 @@ def test_the_servers_echo_of_our_own_state_is_not_applied(make_sync, monkeypatch
     applied = []
 
     def spy(s):
-        real = s.presence.awareness.apply_awareness_update
-        s.presence.awareness.apply_awareness_update = lambda update, origin: (applied.append(update),
-                                                                    real(update, origin))
+        real = s.presence._heard
+        s.presence._heard = lambda client_id, *rest: (applied.append(client_id),
+                                                       real(client_id, *rest))[1]
     call(sync, spy)
     connector.server.send(_awareness_sent(connector.server)[-1])    # the echo
     connector.server.send(_peer_awareness(999_999_999, 1, {"name": "browser"}))
-    wait_until(lambda: call(sync, lambda s: 999_999_999 in s.presence.awareness.states), timeout=10)
-    assert len(applied) == 1      # the browser's, not the echo
+    wait_until(lambda: call(sync, lambda s: s.peer_alive(999_999_999)), timeout=10)
+    assert applied == [999_999_999]      # the browser's, not the echo
 
 
 def _open_fds():
@@ -728,3 +728,4 @@ def test_mail_posted_before_a_message_arrives_is_handled_first(make_sync):
     release.set()
     assert seen.get(timeout=10) == ""
     wait_until(lambda: text_of(sync) == "a request\n", timeout=10)
+
