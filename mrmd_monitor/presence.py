@@ -48,10 +48,11 @@ the others claim at once instead of waiting for it.
 No threads, sockets or clocks: the sync thread passes the time in.
 """
 
+import collections
 import json
 import math
 import random
-from typing import Dict, Iterable, Mapping, Optional, Tuple
+from typing import Dict, Iterable, Mapping, NamedTuple, Optional, Tuple
 
 from pycrdt import create_awareness_message
 
@@ -64,8 +65,16 @@ AWARENESS_RENEW = (20.0, 24.0)
 AWARENESS_SETTLE = 5.0
 # A peer whose state has not been renewed for this long is gone (peer_alive),
 # even if no removal arrived: three renewals missed by a peer renewing at
-# 15 s, almost two by us.
+# 15 s, almost two by us. Its state is forgotten then.
 PEER_GONE_AFTER = 45.0
+# Awareness states kept per document, and the largest one read. mrmd-sync lets
+# 50 connections into a document and a cluster has at most cluster.MAX_MEMBERS
+# monitors; an editor's state (name, colour, cursor) is a few hundred bytes.
+# Past the cap the oldest state that is not a monitor's makes room; a state
+# over the size counts as a peer, never as a monitor. A message's entries past
+# the cap are not read.
+MAX_STATES = 1024
+MAX_STATE_BYTES = 16 << 10
 
 # The original Node monitor's colour: the editor shows a monitor the same
 # whichever of the two runs.
@@ -187,19 +196,30 @@ def collect_members(members: Iterable) -> Optional[Tuple[Member, ...]]:
 class _Peer:
     """What we keep of a peer's awareness state: not the state itself."""
 
-    __slots__ = ("clock", "seen", "present", "monitor", "member")
+    __slots__ = ("clock", "seen", "member")
 
-    def __init__(self, clock, seen, state):
+    def __init__(self, clock, seen, member):
         self.clock = clock
-        self.seen = seen                  # when it was last updated (monotonic)
-        self.present = state is not None  # None: it left (its clock is kept)
-        self.monitor = is_monitor_state(state)
-        self.member = parse_member(state) if self.monitor else None
+        self.seen = seen          # when it was last updated (monotonic)
+        self.member = member      # the cluster member it announces, if any
+
+
+class Heard(NamedTuple):
+    """What an awareness message changed."""
+
+    members: bool = False    # a monitor came, changed or went: read the members again
+    reassert: bool = False   # a peer spoke for our client id: send our state now
 
 
 class Presence:
-    """Our state in one document's awareness, its renewal, and the peers'
-    (the y-protocols awareness rules, on records of what we need)."""
+    """Our state in one document's awareness, its renewal, and the peers'.
+
+    The y-protocols awareness rules (a newer clock wins; a removal at the same
+    clock too) on records of what we need, bounded (MAX_STATES,
+    MAX_STATE_BYTES, PEER_GONE_AFTER): two dicts ordered by last update, the
+    monitors' and the other peers'. Our own client id is ours alone: an update
+    for it from the server is never applied, and it has our state sent again
+    with a clock above the one it claimed."""
 
     def __init__(self, client_id, *, name, renew_alone=False):
         self.client_id = client_id
@@ -208,7 +228,9 @@ class Presence:
         self.renew_alone = renew_alone   # the control document: see the module's docstring
         self.due = 0.0            # when to renew (monotonic); SILENT: nobody needs it
         self._clock = 0
-        self._peers = {}          # client id -> _Peer, ours included once announced
+        self._mine = None         # our own member once our state is set (local/announce)
+        self._monitors = collections.OrderedDict()   # client id -> _Peer, oldest update first
+        self._others = collections.OrderedDict()
         self._sent = None         # the last message we sent, to know the server's echo of it
         self._synced_at = -AWARENESS_SETTLE
         # The cluster members present, replaced whole, never mutated (the
@@ -217,7 +239,7 @@ class Presence:
         self.members = ()
 
     def __len__(self):
-        return len(self._peers)
+        return len(self._monitors) + len(self._others)
 
     # -- our state --------------------------------------------------------------
 
@@ -238,9 +260,9 @@ class Presence:
             else:
                 self.fields[key] = value
 
-    def local(self, now):
+    def local(self):
         """Take our state as it stands, without sending it (offline)."""
-        self._peers[self.client_id] = _Peer(self._clock, now, self.state())
+        self._mine = parse_member(self.state())
 
     @property
     def silent(self) -> bool:
@@ -251,7 +273,7 @@ class Presence:
         state is the same: this is also the renewal."""
         self._clock += 1
         state = self.state()
-        self._peers[self.client_id] = _Peer(self._clock, now, state)
+        self._mine = parse_member(state)
         self.due = now + renewal_delay(rng) if renewing else SILENT
         self._sent = self._message(state)
         return self._sent
@@ -259,7 +281,7 @@ class Presence:
     def goodbye(self) -> bytes:
         """The message that removes our state (sent when leaving)."""
         self._clock += 1
-        self._peers.pop(self.client_id, None)
+        self._mine = None
         return self._message(None)
 
     def _message(self, state):
@@ -272,43 +294,70 @@ class Presence:
 
     # -- the peers' -------------------------------------------------------------
 
-    def receive(self, data, now) -> bool:
-        """An awareness message from the server; True when the members may
-        have changed."""
+    def receive(self, data, now) -> Heard:
+        """An awareness message from the server."""
         if data == self._sent:
             # Our own state as we sent it: the server sends every awareness
             # update to all the connections of the room, the sender's too.
             # Applying it would change nothing (same clock).
-            return False
-        changed = False
+            return Heard()
+        members, reassert = self.expire(now), False
         try:
             reader = _Reader(data, 1)
             reader = _Reader(reader.var_bytes())
-            for _ in range(reader.varuint()):
-                client_id, clock = reader.varuint(), reader.varuint()
-                changed = self._heard(client_id, clock, reader.var_bytes(), now) or changed
-        except (UpdateFormatError, ValueError, RecursionError) as exc:
-            # A peer's garbage must not kill us: what came before it stays.
+            for _ in range(min(reader.varuint(), MAX_STATES)):
+                client_id, clock, raw = reader.varuint(), reader.varuint(), reader.var_bytes()
+                if client_id == self.client_id:
+                    if clock >= self._clock:
+                        self._clock = clock   # our next one goes above it
+                        reassert = True
+                    continue
+                members = self._heard(client_id, clock, raw, now) or members
+        except UpdateFormatError as exc:
+            # What came before the garbage stays.
             raise ProtocolError("bad awareness message: %s" % exc) from None
-        return changed
+        return Heard(members, reassert)
 
     def _heard(self, client_id, clock, raw, now):
-        """One entry of an awareness update (y-protocols' rules); True when a
-        monitor came, changed or went."""
-        state = json.loads(raw) if raw else None
-        prev = self._peers.get(client_id)
-        if prev is not None and not (prev.clock < clock or (prev.clock == clock and state is None
-                                                            and prev.present)):
+        """One entry of an awareness update; True when a monitor came, changed
+        or went."""
+        removal = raw in (b"", b"null")
+        prev = self._monitors.get(client_id)
+        was_monitor = prev is not None
+        if prev is None:
+            prev = self._others.get(client_id)
+        if prev is not None and not (prev.clock < clock or (prev.clock == clock and removal)):
             return False
-        peer = _Peer(clock, now, state)
-        self._peers[client_id] = peer
-        return peer.monitor or (prev is not None and prev.monitor)
+        self._monitors.pop(client_id, None)
+        self._others.pop(client_id, None)
+        if removal:
+            return was_monitor
+        state = _read_state(raw)
+        monitor = is_monitor_state(state)
+        if len(self) >= MAX_STATES:
+            if not self._others:
+                return was_monitor    # full of monitors: no room
+            self._others.popitem(last=False)
+        peers = self._monitors if monitor else self._others
+        peers[client_id] = _Peer(clock, now, parse_member(state) if monitor else None)
+        return monitor or was_monitor
+
+    def expire(self, now) -> bool:
+        """Forget the states not updated for PEER_GONE_AFTER; True when a
+        monitor's went."""
+        went = False
+        for peers in (self._monitors, self._others):
+            while peers:
+                client_id, peer = next(iter(peers.items()))
+                if now - peer.seen < PEER_GONE_AFTER:
+                    break
+                del peers[client_id]
+                went = went or peers is self._monitors
+        return went
 
     def needed(self, active_runs) -> bool:
         """Does anyone need our state renewed (see the module's docstring)?"""
-        return (self.renew_alone or active_runs > 0
-                or any(cid != self.client_id and peer.present
-                       for cid, peer in self._peers.items()))
+        return self.renew_alone or active_runs > 0 or len(self) > 0
 
     def synced(self, now):
         self._synced_at = now
@@ -317,29 +366,37 @@ class Presence:
         """Is a peer with this client id present (recently renewed)?"""
         if client_id == self.client_id:
             return True
-        peer = self._peers.get(client_id)
-        return peer is not None and peer.present and now - peer.seen < PEER_GONE_AFTER
+        peer = self._monitors.get(client_id) or self._others.get(client_id)
+        return peer is not None and now - peer.seen < PEER_GONE_AFTER
 
     def is_monitor(self, client_id, now) -> bool:
         """Is ``client_id`` us, or a monitor present (recently renewed)?"""
         if client_id == self.client_id:
             return True
-        peer = self._peers.get(client_id)
-        return peer is not None and peer.monitor and self.peer_alive(client_id, now)
+        peer = self._monitors.get(client_id)
+        return peer is not None and now - peer.seen < PEER_GONE_AFTER
 
     def other_monitors_present(self, now) -> bool:
         """Any other monitor here? Also true in our first AWARENESS_SETTLE
         seconds: a silent one may not have answered our arrival yet."""
-        if now - self._synced_at < AWARENESS_SETTLE:
-            return True
-        return any(cid != self.client_id and peer.monitor and peer.present
-                   for cid, peer in self._peers.items())
+        return now - self._synced_at < AWARENESS_SETTLE or bool(self._monitors)
 
     def refresh_members(self, now) -> bool:
-        """Read the members again; True when they changed."""
-        members = collect_members(peer.member for cid, peer in self._peers.items()
-                                  if peer.member is not None and self.peer_alive(cid, now))
+        """Read the members again (the monitors' only); True when they changed."""
+        self.expire(now)
+        members = collect_members([self._mine] + [peer.member for peer in self._monitors.values()])
         if members == self.members:
             return False
         self.members = members
         return True
+
+
+def _read_state(raw):
+    """A peer's state, or None when it cannot be one of a monitor's (too
+    large, too deep, not JSON): then it only counts as a peer present."""
+    if len(raw) > MAX_STATE_BYTES:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None

@@ -162,7 +162,7 @@ class SyncThread(threading.Thread):
         removes a field."""
         self.presence.set_fields(**fields)
         if self.conn.ws is None:
-            self.presence.local(time.monotonic())
+            self.presence.local()
             return
         self._send_awareness()
         self._refresh_members()   # ours may have changed; the server's echo is not applied
@@ -219,7 +219,7 @@ class SyncThread(threading.Thread):
                 self._on_exit(self)
 
     def _loop(self):
-        self.presence.local(time.monotonic())
+        self.presence.local()
         self._poller.register(self.mailbox.fileno(), select.POLLIN)
         while True:
             now = time.monotonic()
@@ -340,7 +340,10 @@ class SyncThread(threading.Thread):
             if got.synced:
                 self._synced()
         elif kind == YMessageType.AWARENESS:
-            if self.presence.receive(data, time.monotonic()):
+            heard = self.presence.receive(data, time.monotonic())
+            if heard.reassert:
+                self._send_awareness()
+            if heard.members:
                 self._refresh_members()
         elif kind == MSG_QUERY_AWARENESS:
             self._send_awareness()

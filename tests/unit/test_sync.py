@@ -729,3 +729,21 @@ def test_mail_posted_before_a_message_arrives_is_handled_first(make_sync):
     assert seen.get(timeout=10) == ""
     wait_until(lambda: text_of(sync) == "a request\n", timeout=10)
 
+
+def test_an_awareness_update_for_our_own_client_id_is_answered_with_ours(make_sync):
+    """The server relays an update for any client id: a peer speaking for us
+    with a higher clock must neither change our members nor stand for long
+    in the others' view (issue 18)."""
+    from tests.unit.test_presence import decode
+    connector = Connector()
+    sync = make_sync(connector, sync_options={"member_id": "us-1"})
+    wait_until(lambda: sync.synced and _awareness_sent(connector.server), timeout=10)
+    call(sync, lambda s: s._publish_member())
+    assert [mb.id for mb in sync.members] == ["us-1"]
+    sent = len(_awareness_sent(connector.server))
+    connector.server.send(_peer_awareness(sync.client_id, 1000, {"user": {"name": "evil"}}))
+    wait_until(lambda: len(_awareness_sent(connector.server)) > sent, timeout=5,
+               message="our state was not said again")
+    (cid, clock, state), = decode(_awareness_sent(connector.server)[-1])
+    assert cid == sync.client_id and clock > 1000 and state["user"]["type"] == "monitor"
+    assert [mb.id for mb in call(sync, lambda s: s.members)] == ["us-1"]
