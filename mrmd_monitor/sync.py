@@ -54,7 +54,7 @@ _stack_lock = threading.Lock()
 class SyncThread(threading.Thread):
     def __init__(self, *, config, doc_name, pool, on_synced=None, on_exit=None, client_id=None,
                  metrics=None, connect=None, member_id=None, on_members=None,
-                 cluster_loads=None, latencies=None, renew_alone=False):
+                 cluster_loads=None, latencies=None, renew_alone=False, start_delay=0.0):
         super().__init__(name="sync:%s" % doc_name, daemon=True)
         self.config = config
         self.doc_name = doc_name
@@ -68,6 +68,7 @@ class SyncThread(threading.Thread):
         self.conn = Connection(url=doc_url(config.sync_url, doc_name), config=config,
                                doc_name=doc_name, log=self.log, poller=self._poller,
                                connect=connect, on_closed=self._on_closed)
+        self.conn.next_connect = time.monotonic() + start_delay   # a restart (daemon.py)
         self.shown_url = self.conn.shown_url
         self.session = Session(self.doc, doc_name=doc_name, shown_url=self.shown_url,
                                log=self.log, max_message_bytes=_max_message_bytes(config),
