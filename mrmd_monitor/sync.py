@@ -115,9 +115,8 @@ class SyncThread(threading.Thread):
     # -- the coordinator's port (claims.DocPort), called on this thread --------
 
     def probe(self):
-        """Send a sync step 1; the server answers it after every update it has
-        received from us before. Returns its sequence number, or None when not
-        connected (the next handshake is the probe then)."""
+        """Send a sync step 1, answered after every update we sent before it:
+        its sequence number, or None offline (the next handshake is the probe)."""
         if self.conn.ws is None or not self.session.synced:
             return None
         self._send_outbox()   # the claims it is about first (the exactly-once argument)
