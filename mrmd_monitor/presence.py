@@ -308,7 +308,10 @@ class Presence:
             for _ in range(min(reader.varuint(), MAX_STATES)):
                 client_id, clock, raw = reader.varuint(), reader.varuint(), reader.var_bytes()
                 if client_id == self.client_id:
-                    if clock >= self._clock:
+                    # Peers take a newer clock, or a removal at the same one
+                    # (y-protocols); the same clock otherwise is our own
+                    # state relayed back, re-encoded by the server.
+                    if clock > self._clock or (clock == self._clock and raw in _REMOVED):
                         self._clock = clock   # our next one goes above it
                         reassert = True
                     continue
@@ -321,7 +324,7 @@ class Presence:
     def _heard(self, client_id, clock, raw, now):
         """One entry of an awareness update; True when a monitor came, changed
         or went."""
-        removal = raw in (b"", b"null")
+        removal = raw in _REMOVED
         prev = self._monitors.get(client_id)
         was_monitor = prev is not None
         if prev is None:
@@ -389,6 +392,9 @@ class Presence:
             return False
         self.members = members
         return True
+
+
+_REMOVED = (b"", b"null")
 
 
 def _read_state(raw):

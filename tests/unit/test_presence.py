@@ -176,3 +176,18 @@ def test_members_are_read_again_only_for_the_clients_that_changed(monkeypatch):
     assert not pr.receive(message((1001, 2, BROWSER)), 1.0).members    # a cursor: no monitor
     assert pr.receive(message((105, 2, _member("m05"))), 1.0).members
     assert len(parsed) == 1
+
+
+def test_the_servers_echo_of_our_state_re_encoded_is_neither_applied_nor_answered():
+    """The npm server re-encodes what it relays (JSON.stringify): our echo
+    comes back at our clock in other bytes (a non-ASCII name unescaped).
+    Answering it would start an endless exchange with our own echo."""
+    pr = p.Presence(ME, name="mönitor 中")
+    sent = pr.announce(0.0, renewing=True)
+    (_, clock, state), = decode(sent)
+    echo = message((ME, clock, json.dumps(state, ensure_ascii=False).encode("utf-8")))
+    assert echo != sent
+    assert pr.receive(echo, 1.0) == p.Heard()
+    # ... but a removal at our clock (the server dropping an old connection
+    # of ours) is answered: peers take it.
+    assert pr.receive(message((ME, clock, None)), 1.0).reassert
