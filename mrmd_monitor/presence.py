@@ -310,10 +310,13 @@ class Presence:
                 if client_id == self.client_id:
                     # Peers take a newer clock, or a removal at the same one
                     # (y-protocols); the same clock otherwise is our own
-                    # state relayed back, re-encoded by the server.
-                    if clock > self._clock or (clock == self._clock and raw in _REMOVED):
+                    # state relayed back, re-encoded by the server. A removal
+                    # while we are silent is the server forgetting us, as
+                    # silence means it to.
+                    removal = raw in _REMOVED
+                    if clock > self._clock or (clock == self._clock and removal):
                         self._clock = clock   # our next one goes above it
-                        reassert = True
+                        reassert = reassert or not (removal and self.silent)
                     continue
                 members = self._heard(client_id, clock, raw, now) or members
         except UpdateFormatError as exc:

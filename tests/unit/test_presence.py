@@ -189,5 +189,8 @@ def test_the_servers_echo_of_our_state_re_encoded_is_neither_applied_nor_answere
     assert echo != sent
     assert pr.receive(echo, 1.0) == p.Heard()
     # ... but a removal at our clock (the server dropping an old connection
-    # of ours) is answered: peers take it.
+    # of ours) is answered: peers take it. Unless we fell silent: then it is
+    # the server forgetting us, as silence means it to.
     assert pr.receive(message((ME, clock, None)), 1.0).reassert
+    (_, clock, _), = decode(pr.announce(2.0, renewing=False))
+    assert not pr.receive(message((ME, clock, None)), 3.0).reassert
