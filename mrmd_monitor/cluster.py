@@ -19,8 +19,8 @@ exact for correctness: the claim protocol (coordinator.py) keeps every run
 exactly-once whoever tries first, and a document followed by one monitor too
 many or too few for a moment is harmless.
 
-Awareness states come from any peer of the sync server: every field is
-checked, bounded, and a state that does not fit is not a member.
+Who is a member is read from awareness by presence.py (parse_member), within
+the bounds below.
 
 Pure: no threads, sockets or clocks.
 """
@@ -31,9 +31,6 @@ import math
 import uuid
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
-
-#: The awareness field that makes a peer a cluster member.
-STATE_KEY = "monitor"
 
 # Bounds on what a peer may make us hold or compute over.
 MAX_MEMBERS = 64
@@ -88,73 +85,6 @@ class Member:
 def new_member_id(name: str) -> str:
     """A monitor process's id in the cluster: its name, made unique."""
     return "%s-%s" % (str(name)[:MAX_ID_CHARS - 13], uuid.uuid4().hex[:12])
-
-
-def member_state(member: Member) -> dict:
-    """What a monitor puts under :data:`STATE_KEY` in its awareness state."""
-    state = {"id": member.id, "capacity": int(member.capacity), "busy": int(member.busy),
-             "version": member.version}
-    if member.at:
-        state["at"] = int(member.at)
-    return state
-
-
-def _count(value, limit) -> Optional[int]:
-    # pycrdt hands a browser's JSON numbers back as floats; bools are not counts.
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
-        return None
-    number = int(value)
-    return number if 0 <= number <= limit else None
-
-
-def _short_text(value, limit) -> Optional[str]:
-    if not isinstance(value, str) or len(value) > limit:
-        return None
-    return value
-
-
-def parse_member(state) -> Optional[Member]:
-    """The member an awareness state announces, or None if it announces none
-    or does not fit the bounds (a hostile or broken peer is simply not a member)."""
-    if not isinstance(state, dict):
-        return None
-    info = state.get(STATE_KEY)
-    if not isinstance(info, dict):
-        return None
-    member_id = _short_text(info.get("id"), MAX_ID_CHARS)
-    capacity = _count(info.get("capacity"), MAX_CAPACITY)
-    busy = _count(info.get("busy"), 1 << 31)
-    if not member_id or capacity is None or capacity < 1 or busy is None:
-        return None
-    version = _short_text(info.get("version"), MAX_VERSION_CHARS) or ""
-    name = _short_text(state.get("name"), MAX_NAME_CHARS) or ""
-    at = _count(info.get("at"), MAX_AT) or 0
-    return Member(id=member_id, capacity=capacity, busy=busy, version=version, name=name, at=at)
-
-
-def members_from_states(states: Mapping, alive=None) -> Optional[Tuple[Member, ...]]:
-    """The live members among awareness ``states`` (client id -> state),
-    sorted by id. ``alive(client_id)``, when given, drops states not renewed
-    lately. One id seen under two client ids (a monitor that reconnected before
-    the server dropped its old connection) counts once, as the busiest view.
-
-    None when more than :data:`MAX_MEMBERS` announce themselves, which no real
-    cluster does: a peer flooding awareness. No list can be trusted then, and
-    every caller falls back to what a lone monitor does (follow every
-    document, claim at once), so a flood cannot leave a document unfollowed."""
-    by_id: Dict[str, Member] = {}
-    for client_id, state in list(states.items()):
-        member = parse_member(state)
-        if member is None or (alive is not None and not alive(client_id)):
-            continue
-        seen = by_id.get(member.id)
-        if seen is None or member.busy > seen.busy:
-            by_id[member.id] = member
-        if len(by_id) > MAX_MEMBERS:
-            return None
-    return tuple(by_id[k] for k in sorted(by_id))
 
 
 # -- rendezvous hashing ----------------------------------------------------------

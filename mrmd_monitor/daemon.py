@@ -62,6 +62,12 @@ MOVED_GRACE = 7 * 24 * 3600.0
 # main loop keeps its 1 s wake-up.
 LOAD_PUBLISH_INTERVAL = 0.1
 
+# A document whose sync thread died gets a new one at once, then after a
+# pause from RESTART_FIRST doubling up to RESTART_MAX while it keeps dying (an
+# update that panics pycrdt comes back with every resync).
+RESTART_FIRST = 2.0
+RESTART_MAX = 60.0
+
 SIGNAL_EVENTS = {signal.SIGTERM: "term", signal.SIGINT: "int", signal.SIGHUP: "hup"}
 
 # Config fields a HUP cannot change in a running process (``reloadable=False``
@@ -106,6 +112,7 @@ class Daemon:
         self.latencies = Latencies()  # round trips and claim delays, all documents
         self._load_sent = 0        # the busy count last published in the control document
         self._load_sent_at = 0.0
+        self._crashes = {}         # document -> how many of its sync threads died
 
     # -- signals ---------------------------------------------------------------
 
@@ -164,12 +171,12 @@ class Daemon:
         return DisplayConverter(self.config.max_inline_bytes, store,
                                 max_display_bytes=self.config.max_display_bytes)
 
-    def _attach(self, name):
+    def _attach(self, name, start_delay=0.0):
         sync = SyncThread(config=self.config, doc_name=name, pool=self.pool,
                           on_synced=self._on_synced, on_exit=self._on_sync_exit,
                           metrics=self.metrics, member_id=self.member_id,
                           cluster_loads=self._cluster_loads, on_members=self._on_doc_members,
-                          latencies=self.latencies)
+                          latencies=self.latencies, start_delay=start_delay)
         self.syncs.append(sync)
         sync.start()
         self.metrics.set("mrmd_monitor_documents_attached", len(self.syncs))
@@ -315,15 +322,34 @@ class Daemon:
         """A sync thread ended (its on_exit). Told, not looked for: a scan of a
         thousand threads every second was a third of an idle monitor's CPU."""
         sync.join(min(2.0, self._remaining()))  # it is past its loop: joining is quick
-        if sync.crashed and not self._stopping:
-            log.error("sync thread %s died; stopping the monitor", sync.name)
-            self._stop(fast=False, why="a sync thread died")
+        if sync.crashed and not self._stopping and not sync.leaving:
+            self._restart(sync)
+            return
         if sync.leaving and not sync.crashed and sync in self.syncs:
             self.syncs.remove(sync)
             self._ready_docs.discard(sync.doc_name)
             self.metrics.set("mrmd_monitor_documents_attached", len(self.syncs))
             if not self._announced and self.syncs and self._all_ready():
                 self._announce()  # the last one we waited for moved away
+
+    def _restart(self, sync):
+        """A sync thread died (a pycrdt PanicException is a BaseException):
+        its document gets a new thread, with a new Doc and client id, after a
+        pause that doubles while the document keeps killing its threads; the
+        other documents and the daemon go on."""
+        crashes = self._crashes[sync.doc_name] = self._crashes.get(sync.doc_name, 0) + 1
+        delay = min(RESTART_MAX, RESTART_FIRST * 2 ** (crashes - 1)) if crashes > 1 else 0.0
+        context(log, doc=sync.doc_name).error(
+            "sync thread %s died; restarting it in %.1fs (%d time(s) so far)",
+            sync.name, delay, crashes)
+        if sync is self.control:
+            self.control = None
+            self._attach_control(start_delay=delay)
+            return
+        if sync in self.syncs:
+            self.syncs.remove(sync)
+        self._ready_docs.discard(sync.doc_name)
+        self._attach(sync.doc_name, start_delay=delay)
 
     def handle_others(self, _):
         """Another monitor shows in one of our documents (--replicas all)."""
@@ -394,7 +420,7 @@ class Daemon:
     def _sharding(self):
         return self.control is not None and bool(self.config.replicas)
 
-    def _attach_control(self):
+    def _attach_control(self, start_delay=0.0):
         """Join the control document, where the monitors following /stats see
         each other (with --replicas R, from the start; with all, once another
         monitor shows in one of our documents): their members and busy counts
@@ -405,8 +431,8 @@ class Daemon:
             return
         self.control = SyncThread(
             config=self.config, doc_name=name, pool=self.pool, metrics=self.metrics,
-            member_id=self.member_id, renew_alone=True,
-            on_synced=lambda s: self._events.put(("members", None)),
+            member_id=self.member_id, renew_alone=True, start_delay=start_delay,
+            on_exit=self._on_sync_exit, on_synced=lambda s: self._events.put(("members", None)),
             on_members=lambda s, members: self._events.put(("members", members)))
         self.control.coordinator.stop_claiming()
         self.control.start()

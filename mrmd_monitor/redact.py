@@ -2,8 +2,9 @@
 
 ``mask(text, secrets)`` is the one masking function: the start line, the HUP
 reload line and both log formatters use it. A secret is hidden in every form
-it can take on its way into a message: raw, URL-quoted (``quote``,
-``quote_plus``, either case of hex), JSON- or repr-escaped, as a URL password,
+it can take on its way into a message: raw, URL-quoted once or twice
+(``quote``, ``quote_plus``, either case of hex), JSON-, repr- or
+ascii-escaped, its UTF-8 bytes' repr, as a URL password,
 as a ``token=`` query value and after ``Bearer``. The last three are masked
 whatever their value, so a credential the operator never configured (a
 password typed into a URL) is hidden as well.
@@ -60,11 +61,14 @@ def forms(secret: str) -> list:
     """The spellings of ``secret`` that can reach a message, longest first."""
     if not secret:
         return []
-    found = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret),
-             json.dumps(secret)[1:-1], repr(secret)[1:-1]}
-    for quoted in list(found):
-        if "%" in quoted:
-            found.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quoted))
+    quoted = {quote(secret, safe=""), quote(secret), quote_plus(secret)}
+    # Quoted twice: a URL carried in another URL's query (a redirect target).
+    quoted |= {quote(q, safe="") for q in quoted if "%" in q}
+    found = quoted | {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1], ascii(secret)[1:-1],
+                      repr(secret.encode("utf-8", "surrogatepass"))[2:-1]}
+    for form in list(found):
+        if "%" in form:
+            found.add(re.sub(r"%(?:25)?[0-9A-F]{2}", lambda m: m.group(0).lower(), form))
     return sorted((f for f in found if f), key=len, reverse=True)
 
 

@@ -259,9 +259,26 @@ def test_rerun_replaces_block(setup):
 
 @on_stacks(SERVERS)
 def test_awareness_announces_monitor(setup):
-    states = wait_until(lambda: [s for _, s in setup.browser.awareness()
-                                 if isinstance(s, dict) and s.get("type") == "monitor"], timeout=10)
-    assert states[0]["name"] == "mrmd-monitor" and states[0]["color"]
+    """In the shape the editor reads (its isMonitorAvailable()), as M0 sends it."""
+    states = wait_until(lambda: [s for _, s in setup.browser.monitors()], timeout=10)
+    assert states[0]["user"] == {"name": "mrmd-monitor", "color": "#10b981", "type": "monitor"}
+
+
+@on_stacks(SERVERS)
+def test_a_monitor_does_not_answer_its_own_echo(stack, doc_name, peer_factory, monitor_factory):
+    """The server relays our awareness state back re-encoded (a non-ASCII name
+    unescaped): other bytes, our clock. Taken for a peer speaking for us, it
+    was answered, echoed and answered again, thousands of times a second."""
+    browser = peer_factory(stack.server.url, doc_name, name="browser")
+    monitor_factory(stack.server.url, doc_name, extra_args=["--name", "mönitor 中"])
+    (monitor, state), = wait_until(lambda: browser.monitors(), timeout=10)
+    assert state["user"]["name"] == "mönitor 中"
+    first = browser.awareness_clock(monitor)
+    code = "print('echo')"
+    browser.set_text(cell(code) + "\n")
+    _, entry = run_cell(browser, code, stack.runtime.url)
+    assert entry["status"] == "completed"
+    assert browser.awareness_clock(monitor) - first < 10
 
 
 @on_stacks(("npm+py042",))
@@ -271,7 +288,7 @@ def test_a_monitor_alone_falls_silent_and_a_browser_arriving_later_sees_it(
     count), the monitor stops renewing and the server drops its state after
     30 s; a browser that arrives then sees the monitor as it connects."""
     def monitors(peer):
-        return [s for _, s in peer.awareness() if isinstance(s, dict) and s.get("type") == "monitor"]
+        return [s for _, s in peer.monitors()]
 
     watcher = peer_factory(stack.server.url, doc_name, name="watcher")
     watcher.set_awareness(None)

@@ -30,6 +30,8 @@
 //   getEntry {execId} -> entry (null if absent); entries -> entries
 //   setEntry {execId, value} / deleteEntry {execId}   raw map writes
 //   awareness -> states [[clientId, state], ...] of the other peers; setAwareness {state}
+//   monitors -> states of the other peers that the editor's isMonitorAvailable() takes
+//                for a monitor (state.user.type === 'monitor'), with their clocks
 //   disconnect / connect / quit      (quit replies, then exits 0; so does EOF on stdin)
 //   stateSize -> bytes; resolvePosition {position} -> index (null if unresolvable)
 //   watch {execId} / unwatch {execId?}   entry + text events for benchmarks
@@ -459,6 +461,12 @@ const commands = {
   },
   awareness: () => ({
     states: Array.from(provider.awareness.getStates().entries()).filter(([id]) => id !== ydoc.clientID)
+  }),
+  monitors: () => ({
+    states: Array.from(provider.awareness.getStates().entries())
+      .filter(([id, state]) => id !== ydoc.clientID && state?.user?.type === 'monitor'),
+    clocks: Object.fromEntries(Array.from(provider.awareness.meta.entries())
+      .map(([id, meta]) => [id, meta.clock]))
   }),
   setAwareness: (a) => {
     provider.awareness.setLocalState(a.state === undefined ? null : a.state)

@@ -114,6 +114,15 @@ class BrowserPeer(JsonLinesProcess):
         """``[(client_id, state), ...]`` of the other peers."""
         return [(int(cid), state) for cid, state in self.call("awareness")["states"]]
 
+    def monitors(self):
+        """``[(client_id, state), ...]`` of the peers the editor takes for a
+        monitor (its isMonitorAvailable(): ``state.user.type == "monitor"``)."""
+        return [(int(cid), state) for cid, state in self.call("monitors")["states"]]
+
+    def awareness_clock(self, client_id):
+        """The awareness clock this peer holds for ``client_id`` (None: none)."""
+        return self.call("monitors")["clocks"].get(str(client_id))
+
     def set_awareness(self, state):
         self.call("setAwareness", state=state)
 

@@ -21,9 +21,10 @@ def test_claim_update_goes_before_its_probe():
     sync = SyncThread(config=Config(sync_url="ws://127.0.0.1:1", claim_settle=0.0),
                       doc_name="d", pool=None)
     wire = Wire()
-    sync._ws, sync._synced = wire, True
+    sync.conn.ws = wire
+    sync.session.online = sync.session.synced = True
     sync.doc.get("executions", type=Map)["e1"] = {"status": "claimed", "claimedBy": 7}
-    assert sync._outbox                  # the claim waits in the outbox ...
+    assert sync.session.outbox                  # the claim waits in the outbox ...
     assert sync.probe() == 1
     kinds = [(d[0], d[1]) for d in wire.sent]
     # ... and leaves before the probe: (sync, update) then (sync, step 1).

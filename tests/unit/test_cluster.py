@@ -1,4 +1,4 @@
-"""cluster.py: membership from awareness states, document assignment, claim order."""
+"""cluster.py: document assignment, claim order; membership as presence.py reads it."""
 
 import collections
 import math
@@ -7,6 +7,7 @@ import time
 import pytest
 
 from mrmd_monitor import cluster as c
+from mrmd_monitor import presence as p
 from mrmd_monitor.cluster import Member
 from tests.support.docport import FakePort as Port
 
@@ -33,7 +34,7 @@ def test_members_from_states_reads_monitors_and_ignores_browsers():
         13: {"name": "Ada", "color": "#fff"},                    # a browser
         14: None,
     }
-    got = c.members_from_states(states)
+    got = p.members_from_states(states)
     assert got == (Member(id="a", capacity=4, busy=1, version="0.1", name="mrmd-monitor"),
                    Member(id="b", capacity=8, busy=0, version="0.1", name="mrmd-monitor"))
     assert got[0].free == 3
@@ -41,18 +42,18 @@ def test_members_from_states_reads_monitors_and_ignores_browsers():
 
 def test_members_from_states_drops_the_ones_not_alive():
     states = {1: state("a"), 2: state("b")}
-    assert [m.id for m in c.members_from_states(states, alive=lambda cid: cid == 2)] == ["b"]
+    assert [m.id for m in p.members_from_states(states, alive=lambda cid: cid == 2)] == ["b"]
 
 
 def test_one_id_under_two_client_ids_counts_once_as_the_busiest():
     states = {1: state("a", busy=1), 2: state("a", busy=5)}
-    assert c.members_from_states(states) == (Member(id="a", capacity=8, busy=5, version="0.1",
+    assert p.members_from_states(states) == (Member(id="a", capacity=8, busy=5, version="0.1",
                                                     name="mrmd-monitor"),)
 
 
 def test_member_state_round_trips():
     m = Member(id="a", capacity=3, busy=2, version="1.0", name="mon")
-    assert c.parse_member({"name": "mon", "monitor": c.member_state(m)}) == m
+    assert p.parse_member({"name": "mon", "type": "monitor", "monitor": p.member_state(m)}) == m
 
 
 # -- rendezvous --------------------------------------------------------------------
@@ -295,10 +296,10 @@ def test_the_history_forgets_members_gone_and_old_states_but_the_one_in_force():
 
 def test_a_published_time_round_trips_and_is_bounded():
     m = Member(id="a", capacity=3, busy=2, at=1_795_000_000_000)
-    assert c.parse_member({"monitor": c.member_state(m)}) == m
+    assert p.parse_member({"type": "monitor", "monitor": p.member_state(m)}) == m
     for bad in (-1, 1.5, "1", float("inf"), 2 ** 60):
-        state = {"monitor": dict(c.member_state(m), at=bad)}
-        assert c.parse_member(state).at == 0               # ignored, the member kept
+        state = {"type": "monitor", "monitor": dict(p.member_state(m), at=bad)}
+        assert p.parse_member(state).at == 0               # ignored, the member kept
 
 
 def test_capacity_weights_the_share_of_pairs():
@@ -574,14 +575,14 @@ def test_a_sync_thread_publishes_itself_and_stops_being_a_member_when_leaving():
     cfg = Config(sync_url="ws://127.0.0.1:9", docs=("doc",), max_workers=3, name="alpha")
     sync = SyncThread(config=cfg, doc_name="doc", pool=None, member_id="alpha-1")
     before = int(time.time() * 1000)
-    state = sync.awareness.get_local_state()
-    assert state["type"] == "monitor"
-    got = c.parse_member(state)
+    state = sync.presence.state()
+    assert state["user"]["type"] == "monitor"
+    got = p.parse_member(state)
     assert got == Member(id="alpha-1", capacity=3, busy=0, version=__version__, name="alpha",
                          at=got.at)
     assert before - 5000 <= got.at <= time.time() * 1000     # when it was published
     sync._stop_deadline = 0.0     # as _begin_stop sets it
     sync._publish_member()
-    state = sync.awareness.get_local_state()
-    assert state["type"] == "monitor" and c.STATE_KEY not in state
-    assert c.parse_member(state) is None
+    state = sync.presence.state()
+    assert state["user"]["type"] == "monitor" and p.STATE_KEY not in state
+    assert p.parse_member(state) is None

@@ -68,3 +68,24 @@ def test_a_masker_is_mask_with_its_secrets_worked_out_once():
 def test_a_longer_secret_is_masked_whole_before_a_shorter_one_inside_it():
     assert mask("key=abcdef", ["abc", "abcdef"]) == "key=%s" % MASK
     assert mask("value abcdef", ["abc", "abcdef"]) == "value %s" % MASK
+
+
+TOKEN = "s3cr/t+tok=en&x y"
+NON_ASCII = "tökén-ü/中"
+
+
+@pytest.mark.parametrize("secret", [TOKEN, NON_ASCII])
+def test_a_double_url_encoded_secret_is_masked(secret):
+    """A URL carried inside another URL's query (a redirect target, a proxy's
+    error) quotes the secret twice."""
+    twice = quote(quote(secret, safe=""), safe="")
+    for form in (twice, twice.lower(), quote(quote_plus(secret), safe="")):
+        assert form not in mask("redirected to /login?next=%2Fdoc%3Fk%3D" + form, [secret]), form
+
+
+def test_the_repr_of_a_non_ascii_secrets_bytes_is_masked():
+    """A library that logs the raw header or URL bytes: b'...\\xc3\\xb6...'."""
+    for shown in (repr(NON_ASCII.encode("utf-8")), str(NON_ASCII.encode("utf-8")),
+                  ascii(NON_ASCII)):
+        masked = mask("sent %s" % shown, [NON_ASCII])
+        assert "k\\xc3\\xa9n" not in masked and "k\\xe9n" not in masked, masked

@@ -23,8 +23,11 @@ from pycrdt import Doc, Map, Text
 from mrmd_monitor import messages as m
 from mrmd_monitor.config import Config
 from mrmd_monitor.errors import SyncAuthRefused
-from mrmd_monitor import sync as sync_module
-from mrmd_monitor.sync import SyncThread, _mask_url, _open_websocket, _redact, renewal_delay
+from mrmd_monitor import connection, presence
+from mrmd_monitor.connection import open_websocket
+from mrmd_monitor.presence import renewal_delay
+from mrmd_monitor.redact import mask
+from mrmd_monitor.sync import SyncThread
 from mrmd_monitor.updates import MAX_VALUE_DEPTH, write_varuint
 from tests.support.waiting import wait_until
 
@@ -427,9 +430,9 @@ def test_the_sync_thread_gets_its_own_stack_size(make_sync):
 def test_redact_masks_every_form_of_a_secret():
     token = "a b/c+d&e=f"
     text = "raw %s quoted %s plus %s" % (token, "a%20b%2Fc%2Bd%26e%3Df", "a+b%2Fc%2Bd%26e%3Df")
-    assert _redact(text, [token]) == "raw *** quoted *** plus ***"
-    assert _mask_url("ws://user:p%40ss@host:1/doc") == "ws://user:***@host:1/doc"
-    assert _mask_url("ws://host:1/doc") == "ws://host:1/doc"
+    assert mask(text, [token]) == "raw *** quoted *** plus ***"
+    assert mask("ws://user:p%40ss@host:1/doc") == "ws://user:***@host:1/doc"
+    assert mask("ws://host:1/doc") == "ws://host:1/doc"
 
 
 def test_websocket_redirects_are_not_followed():
@@ -456,7 +459,7 @@ def test_websocket_redirects_are_not_followed():
     t.start()
     try:
         with pytest.raises(websocket.WebSocketException):
-            _open_websocket("ws://127.0.0.1:%d/doc" % redirector.getsockname()[1], timeout=5,
+            open_websocket("ws://127.0.0.1:%d/doc" % redirector.getsockname()[1], timeout=5,
                             header=["Authorization: Bearer tok"], sslopt=None)
         with pytest.raises(socket.timeout):
             target.accept()     # nobody came
@@ -471,10 +474,10 @@ def test_awareness_state_is_extensible(make_sync):
     sync = make_sync(connector)
     wait_until(lambda: sync.synced, timeout=10)
     call(sync, lambda s: s.set_awareness_fields(capacity=3))
-    state = call(sync, lambda s: s.awareness.get_local_state())
-    assert state["type"] == "monitor" and state["capacity"] == 3
+    state = call(sync, lambda s: s.presence.state())
+    assert state["user"]["type"] == "monitor" and state["capacity"] == 3
     call(sync, lambda s: s.set_awareness_fields(capacity=None))
-    assert "capacity" not in call(sync, lambda s: s.awareness.get_local_state())
+    assert "capacity" not in call(sync, lambda s: s.presence.state())
 
 
 # -- awareness renewals ----------------------------------------------------------
@@ -501,8 +504,8 @@ def test_a_renewal_comes_20_to_24_s_after_the_last_one():
     """6 s of margin before y-protocols peers (and the server) drop a state at 30 s."""
     assert renewal_delay(rng=lambda: 0.0) == 20.0
     assert renewal_delay(rng=lambda: 0.999999) < 24.0
-    assert 30.0 - sync_module.AWARENESS_RENEW[1] >= 6.0
-    assert sync_module.KEEPALIVE > sync_module.AWARENESS_RENEW[1]
+    assert 30.0 - presence.AWARENESS_RENEW[1] >= 6.0
+    assert connection.KEEPALIVE > presence.AWARENESS_RENEW[1]
 
 
 def test_who_needs_our_renewals():
@@ -513,19 +516,18 @@ def test_who_needs_our_renewals():
     alone.coordinator.runs["x"] = object()
     assert alone._renewing()
     other = SyncThread(config=cfg, doc_name="doc", pool=NoPool())
-    other.awareness.apply_awareness_update(_peer_awareness(999_999_999, 1, {"name": "b"})[2:],
-                                           "remote")
+    other.presence.receive(_peer_awareness(999_999_999, 1, {"name": "b"}), 0.0)
     assert other._renewing()
     assert SyncThread(config=cfg, doc_name="doc", pool=NoPool(), renew_alone=True)._renewing()
 
 
 def test_alone_the_monitor_falls_silent_and_announces_itself_when_a_peer_appears(make_sync,
                                                                                 monkeypatch):
-    monkeypatch.setattr(sync_module, "AWARENESS_RENEW", (0.1, 0.2))
+    monkeypatch.setattr(presence, "AWARENESS_RENEW", (0.1, 0.2))
     connector = Connector()
     sync = make_sync(connector)
     wait_until(lambda: sync.synced, timeout=10)
-    wait_until(lambda: call(sync, lambda s: s._awareness_due) == float("-inf"), timeout=10,
+    wait_until(lambda: call(sync, lambda s: s.presence.due) == float("-inf"), timeout=10,
                message="still renewing while alone")
     sent = len(_awareness_sent(connector.server))
     assert sent >= 1     # the announcement on connecting
@@ -535,17 +537,17 @@ def test_alone_the_monitor_falls_silent_and_announces_itself_when_a_peer_appears
     last = _awareness_sent(connector.server)[-1]
     assert b'"type":"monitor"' in last
     connector.server.send(_peer_awareness(999_999_999, 2, None))       # the browser leaves
-    wait_until(lambda: call(sync, lambda s: s._awareness_due) == float("-inf"), timeout=10,
+    wait_until(lambda: call(sync, lambda s: s.presence.due) == float("-inf"), timeout=10,
                message="still renewing after the peer left")
 
 
 def test_a_silent_monitor_announces_itself_before_anything_it_writes(make_sync, monkeypatch):
     """Presence before claims, on the same ordered connection (claims.Claims.acked)."""
-    monkeypatch.setattr(sync_module, "AWARENESS_RENEW", (0.1, 0.2))
+    monkeypatch.setattr(presence, "AWARENESS_RENEW", (0.1, 0.2))
     connector = Connector()
     sync = make_sync(connector)
     wait_until(lambda: sync.synced, timeout=10)
-    wait_until(lambda: call(sync, lambda s: s._awareness_due) == float("-inf"), timeout=10)
+    wait_until(lambda: call(sync, lambda s: s.presence.due) == float("-inf"), timeout=10)
     silent_at = len(connector.server.received)
     insert(sync, "written while alone\n")
     wait_until(lambda: connector.server.text() == "written while alone\n", timeout=10)
@@ -555,7 +557,7 @@ def test_a_silent_monitor_announces_itself_before_anything_it_writes(make_sync, 
 
 def test_a_monitor_just_synced_counts_a_silent_one_as_present(make_sync, monkeypatch):
     """Until a silent monitor can have answered our arrival, our claims settle."""
-    monkeypatch.setattr(sync_module, "AWARENESS_SETTLE", 3.0)
+    monkeypatch.setattr(presence, "AWARENESS_SETTLE", 3.0)
     connector = Connector()
     sync = make_sync(connector)
     wait_until(lambda: sync.synced, timeout=10)
@@ -564,7 +566,7 @@ def test_a_monitor_just_synced_counts_a_silent_one_as_present(make_sync, monkeyp
 
 
 def test_the_control_document_renews_even_alone(make_sync, monkeypatch):
-    monkeypatch.setattr(sync_module, "AWARENESS_RENEW", (0.1, 0.2))
+    monkeypatch.setattr(presence, "AWARENESS_RENEW", (0.1, 0.2))
     connector = Connector()
     sync = make_sync(connector, sync_options={"renew_alone": True})
     wait_until(lambda: sync.synced, timeout=10)
@@ -580,14 +582,14 @@ def test_the_servers_echo_of_our_own_state_is_not_applied(make_sync, monkeypatch
     applied = []
 
     def spy(s):
-        real = s.awareness.apply_awareness_update
-        s.awareness.apply_awareness_update = lambda update, origin: (applied.append(update),
-                                                                    real(update, origin))
+        real = s.presence._heard
+        s.presence._heard = lambda client_id, *rest: (applied.append(client_id),
+                                                       real(client_id, *rest))[1]
     call(sync, spy)
     connector.server.send(_awareness_sent(connector.server)[-1])    # the echo
     connector.server.send(_peer_awareness(999_999_999, 1, {"name": "browser"}))
-    wait_until(lambda: call(sync, lambda s: 999_999_999 in s.awareness.states), timeout=10)
-    assert len(applied) == 1      # the browser's, not the echo
+    wait_until(lambda: call(sync, lambda s: s.peer_alive(999_999_999)), timeout=10)
+    assert applied == [999_999_999]      # the browser's, not the echo
 
 
 def _open_fds():
@@ -609,7 +611,7 @@ def test_a_document_costs_two_descriptors(make_sync):
     sync = make_sync(connector)
     wait_until(lambda: sync.synced, timeout=10)
     new = _open_fds() - before
-    ws_fd = call(sync, lambda s: s._ws.sock.fileno())
+    ws_fd = call(sync, lambda s: s.conn.sock.fileno())
     expected = {ws_fd, connector.server.sock.fileno(), sync.mailbox.fileno()}
     if sync.mailbox.descriptors() == 2:
         expected.add(sync.mailbox._wfd)
@@ -687,7 +689,7 @@ def test_a_message_over_the_limit_ends_the_connection_at_its_header(make_sync, c
                    message="the monitor did not drop the connection and come back")
     refused = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(refused) == 1
-    assert ("a message of more than %d bytes" % sync_module.MAX_RECEIVED_MESSAGE_BYTES
+    assert ("a message of more than %d bytes" % connection.MAX_RECEIVED_MESSAGE_BYTES
             in refused[0].getMessage())
     assert not sync.crashed
 
@@ -726,3 +728,22 @@ def test_mail_posted_before_a_message_arrives_is_handled_first(make_sync):
     release.set()
     assert seen.get(timeout=10) == ""
     wait_until(lambda: text_of(sync) == "a request\n", timeout=10)
+
+
+def test_an_awareness_update_for_our_own_client_id_is_answered_with_ours(make_sync):
+    """The server relays an update for any client id: a peer speaking for us
+    with a higher clock must neither change our members nor stand for long
+    in the others' view (issue 18)."""
+    from tests.unit.test_presence import decode
+    connector = Connector()
+    sync = make_sync(connector, sync_options={"member_id": "us-1"})
+    wait_until(lambda: sync.synced and _awareness_sent(connector.server), timeout=10)
+    call(sync, lambda s: s._publish_member())
+    assert [mb.id for mb in sync.members] == ["us-1"]
+    sent = len(_awareness_sent(connector.server))
+    connector.server.send(_peer_awareness(sync.client_id, 1000, {"user": {"name": "evil"}}))
+    wait_until(lambda: len(_awareness_sent(connector.server)) > sent, timeout=5,
+               message="our state was not said again")
+    (cid, clock, state), = decode(_awareness_sent(connector.server)[-1])
+    assert cid == sync.client_id and clock > 1000 and state["user"]["type"] == "monitor"
+    assert [mb.id for mb in call(sync, lambda s: s.members)] == ["us-1"]
