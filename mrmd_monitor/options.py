@@ -192,6 +192,22 @@ def _docs(value):
     return tuple(docs)
 
 
+def _secret_file(value):
+    """The secret in a file: its first line, read once at start."""
+    path = str(value).strip() if value is not None else ""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            secret = f.readline(4096).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError("cannot read --cluster-secret-file %s: %s"
+                         % (path, getattr(exc, "strerror", None) or exc)) from None
+    if not secret:
+        raise ValueError("--cluster-secret-file %s is empty" % path)
+    return secret
+
+
 def _stripped_or_none(value):
     return str(value).strip() or None if value is not None else None
 
@@ -340,10 +356,25 @@ OPTIONS = (
     Option("control-doc", None, "mrmd-monitors", "with --replicas R, the document on the sync "
            "server in whose awareness monitors find each other (empty: none; then --replicas has "
            "no effect)", metavar="NAME", finish=_stripped_or_none, reloadable=False),
+    Option("cluster-secret", None, None, "a secret shared by the monitors of one cluster: each "
+           "signs its state in awareness with it, and a peer that does not prove it is no "
+           "monitor (its claims hold no lease, it takes no documents or runs); never logged; "
+           "prefer --cluster-secret-file or MRMD_MONITOR_CLUSTER_SECRET", metavar="SECRET",
+           shown="none: every peer that says it is a monitor is one", secret=True,
+           finish=_or_none, reloadable=False),
+    Option("cluster-secret-file", None, None, "read --cluster-secret from the first line of "
+           "this file at start", metavar="PATH", shown="none", secret=True,
+           finish=_secret_file, field="cluster_secret_from_file", reloadable=False),
 )
 
 BY_NAME = {option.name: option for option in OPTIONS}
 BY_FIELD = {option.field: option for option in OPTIONS}
+
+
+def cluster_secret(config):
+    """The secret monitors prove their membership with, or None."""
+    return (getattr(config, "cluster_secret", None)
+            or getattr(config, "cluster_secret_from_file", None))
 
 
 def secret_fields():

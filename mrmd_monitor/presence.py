@@ -5,7 +5,12 @@ and what a cluster member is (:func:`parse_member`): a monitor's claim is a
 lease (claims.py), a member takes part in sharing the work (cluster.py).
 
 Awareness states come from any peer of the sync server: every field is
-checked, bounded, and a state that does not fit is not a member.
+checked, bounded, and a state that does not fit is not a member. The
+y-websocket protocol authenticates no one, so any peer can say it is a
+monitor: with a cluster secret (--cluster-secret), a monitor is only a peer
+whose member fields carry an HMAC of them and of its client id under the
+secret (:func:`signature`); the others count for nothing (no lease, no delay,
+no share of the documents). A lone monitor needs no secret.
 
 Our own state is renewed at a random point 20 to 24 s after the last time it
 was sent. y-protocols peers (browsers, and the sync server itself, which
@@ -49,6 +54,8 @@ No threads, sockets or clocks: the sync thread passes the time in.
 """
 
 import collections
+import hashlib
+import hmac
 import json
 import math
 import random
@@ -83,6 +90,9 @@ MONITOR_TYPE = "monitor"
 
 #: The awareness field that makes a monitor a cluster member.
 STATE_KEY = "monitor"
+#: In it, the member's proof that it holds the cluster secret.
+SIG_KEY = "sig"
+_SIGNED = "mrmd-monitor member 1"
 
 # Presence.due while nobody needs a renewal: due at once, and checked on every
 # pass of the sync thread's loop (a peer may have appeared, a run started);
@@ -163,6 +173,22 @@ def parse_member(state) -> Optional[Member]:
     return Member(id=member_id, capacity=capacity, busy=busy, version=version, name=name, at=at)
 
 
+def signature(secret: str, client_id: int, member: Member) -> str:
+    """HMAC-SHA256 with the cluster secret over a member's fields and the
+    client id it speaks as: a state copied to another client id, or changed
+    in any field (its busy count, its capacity), fails. ``at`` (when it was
+    published) is in it, so an old state replayed stands out as old."""
+    text = json.dumps([_SIGNED, int(client_id), member.id, member.capacity, member.busy,
+                       member.version, member.at], separators=(",", ":"))
+    return hmac.new(secret.encode("utf-8"), text.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def proved(secret: str, client_id: int, state, member: Optional[Member]) -> bool:
+    """Does ``state`` (``member`` as parsed from it) carry a valid signature?"""
+    sig = state[STATE_KEY].get(SIG_KEY) if member is not None else None
+    return isinstance(sig, str) and hmac.compare_digest(sig, signature(secret, client_id, member))
+
+
 def members_from_states(states: Mapping, alive=None) -> Optional[Tuple[Member, ...]]:
     """The live members among awareness ``states`` (client id -> state),
     sorted by id. ``alive(client_id)``, when given, drops states not renewed
@@ -221,9 +247,12 @@ class Presence:
     for it from the server is never applied, and it has our state sent again
     with a clock above the one it claimed."""
 
-    def __init__(self, client_id, *, name, renew_alone=False):
+    def __init__(self, client_id, *, name, renew_alone=False, secret=None):
         self.client_id = client_id
         self.name = name
+        # The cluster secret: with one, a monitor is a peer that proves it
+        # holds it (signature()); unsigned monitors are peers like browsers.
+        self._secret = secret
         self.fields = {}
         self.renew_alone = renew_alone   # the control document: see the module's docstring
         self.due = 0.0            # when to renew (monotonic); SILENT: nobody needs it
@@ -249,6 +278,10 @@ class Presence:
         cluster member)."""
         state = dict(self.fields)
         state["user"] = {"name": self.name, "color": MONITOR_COLOR, "type": MONITOR_TYPE}
+        member = parse_member(state) if self._secret else None
+        if member is not None:
+            state[STATE_KEY] = dict(state[STATE_KEY],
+                                    **{SIG_KEY: signature(self._secret, self.client_id, member)})
         return state
 
     def set_fields(self, **fields):
@@ -340,12 +373,15 @@ class Presence:
             return was_monitor
         state = _read_state(raw)
         monitor = is_monitor_state(state)
+        member = parse_member(state) if monitor else None
+        if monitor and self._secret and not proved(self._secret, client_id, state, member):
+            monitor, member = False, None
         if len(self) >= MAX_STATES:
             if not self._others:
                 return was_monitor    # full of monitors: no room
             self._others.popitem(last=False)
         peers = self._monitors if monitor else self._others
-        peers[client_id] = _Peer(clock, now, parse_member(state) if monitor else None)
+        peers[client_id] = _Peer(clock, now, member)
         return monitor or was_monitor
 
     def expire(self, now) -> bool:

@@ -31,6 +31,7 @@ from .errors import ProtocolError, SyncAuthRefused, SyncReadOnly
 from .logs import context
 from .mailbox import Mailbox
 from .metrics import Metrics
+from .options import cluster_secret
 from .ysync import DEFAULT_MAX_MESSAGE_BYTES, Session
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class SyncThread(threading.Thread):
                                log=self.log, max_message_bytes=_max_message_bytes(config),
                                on_text_moved=self._on_text_moved)
         self.presence = presence.Presence(self.client_id, name=config.name,
-                                          renew_alone=renew_alone)
+                                          renew_alone=renew_alone, secret=cluster_secret(config))
         # This thread is the coordinator's port to the document (claims.DocPort).
         self.coordinator = Coordinator(self.doc, me=self.client_id, pool=pool, post=self.post,
                                        config=config, port=self, doc_name=doc_name,

@@ -413,7 +413,8 @@ def test_the_config_has_one_field_per_option_with_the_table_default():
 def test_every_option_comes_from_the_environment():
     for option in OPTIONS:
         value = {"sync-url": "ws://h:1", "log-level": "debug", "log-format": "json",
-                 "status-addr": "9", "name": "x", "max-message-bytes": "64K", "worker-share": "0.7"}.get(option.name, "7")
+                 "status-addr": "9", "name": "x", "max-message-bytes": "64K", "worker-share": "0.7",
+                 "cluster-secret-file": __file__}.get(option.name, "7")
         config = load_config([] if option.name == "sync-url" else [URL], env={option.env: value})
         assert config.source_of(option.name) == "environment " + option.env, option.name
 

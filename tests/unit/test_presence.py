@@ -194,3 +194,70 @@ def test_the_servers_echo_of_our_state_re_encoded_is_neither_applied_nor_answere
     assert pr.receive(message((ME, clock, None)), 1.0).reassert
     (_, clock, _), = decode(pr.announce(2.0, renewing=False))
     assert not pr.receive(message((ME, clock, None)), 3.0).reassert
+
+
+# -- membership is proved, not claimed (issue 18) --------------------------------------
+
+SECRET = "s3cret-ü"
+
+
+def _signed(member_id, client_id, secret=SECRET):
+    """The state a monitor holding ``secret`` publishes as ``client_id``."""
+    pr = p.Presence(client_id, name="m", secret=secret)
+    pr.set_fields(monitor=p.member_state(Member(id=member_id, capacity=2, version="1", at=7)))
+    return pr.state()
+
+
+def test_with_a_secret_only_a_member_signed_for_its_client_id_is_a_monitor():
+    pr = presence(secret=SECRET)
+    pr.receive(message((21, 1, _signed("good", 21)),
+                       (22, 1, _member("unsigned")),
+                       (23, 1, M0_STATE),
+                       (24, 1, _signed("replayed", 21)),          # signed for 21, sent as 24
+                       (25, 1, _signed("wrong-key", 25, secret="other"))), 0.0)
+    assert pr.is_monitor(21, 1.0)
+    assert [cid for cid in (22, 23, 24, 25) if pr.is_monitor(cid, 1.0)] == []
+    assert all(pr.peer_alive(cid, 1.0) for cid in (22, 23, 24, 25))   # peers all the same
+    pr.refresh_members(1.0)
+    assert [m.id for m in pr.members] == ["good"]
+
+
+def test_a_signed_member_changed_in_any_field_is_no_monitor():
+    for field, value in (("busy", 9), ("capacity", 99), ("id", "other"), ("at", 8),
+                         ("version", "2"), ("sig", "0" * 64), ("sig", None)):
+        state = _signed("good", 21)
+        state["monitor"][field] = value
+        pr = presence(secret=SECRET)
+        pr.receive(message((21, 1, state)), 0.0)
+        assert not pr.is_monitor(21, 1.0), field
+        assert not pr.other_monitors_present(100.0), field
+
+
+def test_our_state_proves_itself_and_without_a_secret_nothing_changes():
+    pr = presence(secret=SECRET)
+    pr.set_fields(monitor=p.member_state(Member(id="us", capacity=2)))
+    assert "sig" in pr.state()["monitor"]
+    assert SECRET not in json.dumps(pr.state())
+    plain = presence()
+    plain.set_fields(monitor=p.member_state(Member(id="us", capacity=2)))
+    assert "sig" not in plain.state()["monitor"]
+    plain.receive(message((22, 1, _member("unsigned")), (23, 1, M0_STATE)), 0.0)
+    assert plain.is_monitor(22, 1.0) and plain.is_monitor(23, 1.0)
+
+
+def test_63_forged_monitors_take_no_document_from_a_monitor_with_a_secret():
+    from mrmd_monitor import cluster
+    docs = ["a.md", "b.md", "c.md", "d.md"]
+
+    def followed(secret):
+        pr = presence(secret=secret)
+        pr.set_fields(monitor=p.member_state(Member(id="real", capacity=8, at=1)))
+        pr.announce(0.0, renewing=True)
+        pr.receive(message(*((500 + i, 1, _member("fake-%02d" % i)) for i in range(63))), 0.0)
+        # ... and one speaking for us, signed or not
+        pr.receive(message((ME, 50, _signed("evil", ME))), 0.5)
+        pr.refresh_members(1.0)
+        return cluster.followed(docs, pr.members, "real", 1)
+
+    assert len(followed(None)) < len(docs)      # the attack, without a secret
+    assert followed(SECRET) == docs
