@@ -101,7 +101,7 @@ def test_each_option_has_its_variable_and_field_from_its_name():
 
 
 def test_the_token_is_the_secret_and_connections_need_a_restart():
-    assert secret_fields() == ("token",)
+    assert secret_fields() == ("token", "cluster_secret", "cluster_secret_from_file")
     restart = restart_only_fields()
     for field in ("sync_url", "docs", "max_workers", "status_addr", "assets_dir"):
         assert field in restart
