@@ -82,23 +82,3 @@ def test_events_are_dispatched_to_handle_methods(monkeypatch):
     assert seen == ["reload"]
     for event in ("tick", "synced", "docs", "no_docs", "exited", "term", "int", "hup", "stop"):
         assert callable(getattr(daemon, "handle_" + event))
-
-
-class CrashedSync(StuckSync):
-    """A sync thread that died of an unexpected error (its run() logged it)."""
-
-    name = doc_name = "crashed.md"
-    crashed = True
-
-    def is_alive(self):
-        return False
-
-
-def test_a_sync_thread_that_dies_stops_the_monitor_with_status_1(caplog):
-    daemon = Daemon(load_config(["ws://127.0.0.1:1", "--grace", "0.5"], env={}))
-    sync = CrashedSync()
-    daemon.syncs, daemon.pool = [sync], StuckPool()
-    daemon._events.put(("exited", sync))   # what its on_exit posts
-    assert daemon._serve() == 1
-    assert isinstance(sync.posted[0], m.Stop)
-    assert "sync thread crashed.md died; stopping the monitor" in caplog.text
