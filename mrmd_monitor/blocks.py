@@ -16,7 +16,7 @@ import logging
 from typing import Dict, Tuple
 
 from .document import (Edit, byte_len, byte_offset, content_edit, duplicate_blocks, edit_at,
-                       find_block, find_cell, place_block, rewrite_edit)
+                       fence_edits, fence_for, find_block, find_cell, place_block, rewrite_edit)
 from .logs import context
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ class Blocks:
     def write(self, run, first, lines):
         """Show the run's changed lines (``lines`` from line ``first`` on)."""
         where = self._where.get(run.exec_id)
+        fence = fence_for(lines, run.content.fence)
+        if fence > run.content.fence:
+            # Rare (output with ``` in it): the fences grow first, found afresh.
+            run.content.fence, where = fence, None
         if where is not None and where[1] == self.epoch:
             chars, nbytes = where[0]
             self.apply(edit_at(nbytes, chars, run.content.apply(first, lines)))
@@ -70,6 +74,11 @@ class Blocks:
             self._where.pop(run.exec_id, None)
             if block is None:
                 return
+        if block.fence < run.content.fence:
+            for edit in fence_edits(text, block, run.content.fence):
+                self.apply(edit)
+            text = str(self.text)
+            block = find_block(text, run.exec_id)
         old = run.content.text
         diff = run.content.apply(first, lines)
         edit = content_edit(text, block, old, diff)
