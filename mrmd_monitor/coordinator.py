@@ -29,7 +29,7 @@ from .metrics import Metrics
 from .order import RunOrder, request_order, run_order
 from .output import RunOutput
 from .runs import (UNSTARTED, Phase, Run, add_display, next_deadline,
-                   show_error, transition)
+                   transition)
 from .workers import RunJob
 
 log = logging.getLogger(__name__)
@@ -596,7 +596,7 @@ class Coordinator:
             if rest:
                 self._on_output(run, rest)
         err = p.bounded_error(msg.error) if msg.error is not None else None
-        if err is not None and show_error(run.output, err):
+        if run.output.finish(err):   # the end as the editor's own run writes it
             run.pending = True
         # The last rich outputs go with the final status: one write, not two.
         display, run.display_dirty = run.display_dirty, False

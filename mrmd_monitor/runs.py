@@ -127,20 +127,3 @@ def add_display(run: Run, items) -> None:
     displays is one write, not one each."""
     run.display.extend(item for item in items if isinstance(item, dict))
     run.display_dirty = True
-
-
-def show_error(output: RunOutput, err: dict) -> bool:
-    """The person reading the block must see why the run failed. The runtime
-    usually printed the traceback already; add it only if not. Returns
-    whether the output changed."""
-    rendered = output.text()
-    headline = "%s: %s" % (err.get("type"), err.get("message"))
-    if err.get("message") and headline in rendered:
-        return False
-    lines = [t.rstrip("\n") for t in err.get("traceback") or [] if isinstance(t, str)]
-    body = "\n".join(lines) if lines else headline
-    if headline not in body:
-        body += "\n" + headline
-    sep = "" if rendered.endswith("\n") or not rendered else "\n"
-    output.feed(sep + body + "\n")
-    return True
