@@ -305,6 +305,10 @@ OPTIONS = (
     Option("assets-dir", None, None, "keep rich outputs larger than --max-inline-bytes as files "
            "here (served at /assets/ on --status-addr) instead of dropping them", metavar="PATH",
            shown="none", finish=_or_none, reloadable=False),
+    Option("project-root", None, None, "the notebooks' project directory: plots are saved under "
+           "its _assets/generated/ and shown by an image line after their output block, as the "
+           "mrmd editor does (without it, by a URL: see --assets-dir)", metavar="PATH",
+           shown="none", finish=_or_none, reloadable=False),
     Option("assets-max-bytes", size_in_bytes, 512 * 1024 * 1024, "most bytes kept in "
            "--assets-dir: past it the oldest assets are removed (0: no limit)", metavar=B,
            shown="512M", reloadable=False),

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from mrmd_monitor.terminal import SGR
+from tests.support import editor_parsers
 from tests.support.notebook import (FINAL, block, block_content, cell, loop_code, run_cell,
                                     start_cell, uid)
 from tests.support.stacks import EVERY, SERVERS, on_stacks
@@ -238,15 +239,25 @@ def test_typing_above_while_output_streams(setup):
 
 @on_stacks(EVERY)
 def test_output_with_backtick_fences(setup):
+    """Runs of backticks anywhere in a line, fence lines, tildes: the block
+    stays whole for the editor's own parsers, and so does the next cell."""
     b = setup.browser
-    code = "print('```')\nprint('```python')\nprint('x')\nprint('~~~')"
-    b.set_text(cell(code) + "\n\nText after.\n")
+    code = ("print('```')\nprint('```python')\nprint('x')\nprint('~~~')\n"
+            "print('a ``` b ````` c')")
+    b.set_text(cell(code) + "\n\nText after.\n\n" + cell("print('next')") + "\n")
     exec_id, entry = run_cell(b, code, setup.runtime.url)
     assert entry["status"] == "completed"
     zw = "\u200b"
+    content = setup.out(zw + "```\n" + zw + "```python\nx\n" + zw + "~~~\na ``` b ````` c\n")
+    fence = "`" * 6   # longer than the five backticks in a row of the last line
     assert b.text() == (cell(code) + "\n\n"
-                        + block(exec_id, setup.out(zw + "```\n" + zw + "```python\nx\n" + zw + "~~~\n"))
-                        + "\n\nText after.\n")
+                        + "%soutput:%s\n%s%s" % (fence, exec_id, content, fence)
+                        + "\n\nText after.\n\n" + cell("print('next')") + "\n")
+    text = b.text()
+    assert editor_parsers.find_output_block_by_exec_id(text, exec_id)["content"] == content
+    cells = editor_parsers.find_code_blocks(text)
+    assert [c["language"] for c in cells] == ["python", "output:" + exec_id, "python"]
+    assert cells[2]["code"] == "print('next')\n"
 
 
 @on_stacks(SERVERS)
