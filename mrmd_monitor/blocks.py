@@ -16,7 +16,8 @@ import logging
 from typing import Dict, Tuple
 
 from .document import (Edit, byte_len, byte_offset, content_edit, duplicate_blocks, edit_at,
-                       fence_edits, fence_for, find_block, find_cell, place_block, rewrite_edit)
+                       fence_edits, fence_for, find_block, find_cell, image_lines_edit,
+                       image_refs, image_target, place_block, rewrite_edit)
 from .logs import context
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,19 @@ class Blocks:
         sep = "" if not content or content.endswith("\n") else "\n"
         self.apply(Edit(byte_offset(text, block.content_end), 0, sep + line + "\n",
                         block.content_end, 0))
+
+    def put_images(self, exec_id, items):
+        """Image lines after the block for the run's images (display items
+        that plots.PlotKeeper kept), as the editor's own run shows them."""
+        refs = image_refs(items)
+        if not refs:
+            return
+        text = str(self.text)
+        block = find_block(text, exec_id)
+        edit = None if block is None else image_lines_edit(
+            text, block, [image_target(self.doc_name, ref) for ref in refs])
+        if edit is not None:
+            self.apply(edit)
 
     def _create(self, run, text):
         cell = find_cell(text, run.code, run.language, run.cell_id)

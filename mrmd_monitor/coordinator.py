@@ -604,6 +604,7 @@ class Coordinator:
         if not self._ours(run):
             self._forget(run)
             return
+        self.blocks.put_images(run.exec_id, run.display)
         changes = {"completedAt": self.now_ms(), "stdinRequest": None, "queued": False,
                    "queuePosition": None}
         if display:

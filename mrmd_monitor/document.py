@@ -7,6 +7,7 @@ insert and delete (measured with pycrdt 0.14: reading a slice counts code points
 ``byte_offset``.
 """
 
+import posixpath
 import re
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -360,3 +361,54 @@ def rewrite_edit(text: str, block: Block, content: str) -> Edit:
     if not block.closed:
         insert = content + "`" * block.fence
     return Edit(start, byte_len(old), insert, block.content_start, len(old))
+
+
+# Image lines right after a block, as the editor matches them before it
+# replaces them with a new run's (mrmd-electron 0.5.4, runCell).
+_IMAGE_LINES = re.compile(r"\n*(?:!\[[^\]]*\]\([^)]*\)\n*)+")
+# What a link target may not hold as is in ![alt](target).
+_LINK_UNSAFE = re.compile(r"[\s()<>\\]")
+
+
+def image_refs(items) -> List[str]:
+    """Where each image of a run is seen (plots.PlotKeeper's ``imagePath``,
+    relative to the project root, or ``imageUrl``), in order."""
+    refs = []
+    for item in items:
+        if isinstance(item, dict):
+            ref = item.get("imagePath") or item.get("imageUrl")
+            if isinstance(ref, str) and ref:
+                refs.append(ref)
+    return refs
+
+
+def image_target(doc_name: str, ref: str) -> str:
+    """The link target of an image: a URL as it is, a path under the project
+    root made relative to the notebook's directory (the document's name is
+    its path in the project, as mrmd-sync stores it)."""
+    if ref.startswith(("http://", "https://")):
+        target = ref
+    else:
+        here = posixpath.dirname(posixpath.normpath("/" + doc_name))
+        target = posixpath.relpath(posixpath.normpath("/" + ref), here)
+    return _LINK_UNSAFE.sub(lambda m: "%%%02X" % ord(m.group()), target)
+
+
+def image_lines_edit(text: str, block: Block, targets: Sequence[str]) -> Optional[Edit]:
+    """The edit that shows ``![plot-N](target)`` lines right after ``block``,
+    replacing the image lines a previous run left there. Like the editor's
+    own run, but the blank lines around them stay as they were: one blank
+    line after the block, and what followed it keeps its distance (the
+    editor adds a blank line the first time and removes one on a re-run)."""
+    if not targets or not block.closed:
+        return None
+    lines = "\n".join("![plot-%d](%s)" % (i + 1, t) for i, t in enumerate(targets))
+    at = block.end
+    m = _IMAGE_LINES.match(text, at)
+    if m:
+        end = len(text[at:m.end()].rstrip("\n")) + at
+        new = "\n\n" + lines
+    else:
+        end = at
+        new = "\n\n" + lines + ("" if text.startswith("\n", at) else "\n")
+    return Edit(byte_offset(text, at), byte_len(text[at:end]), new, at, end - at)

@@ -32,7 +32,7 @@ import re
 import secrets
 import stat
 import time
-from typing import Iterable, List, Optional
+from typing import Optional
 from urllib.parse import unquote, urlsplit
 
 from .http import iter_body, new_session
@@ -61,17 +61,6 @@ def safe_name(name: str, mime: str, raw: bytes) -> str:
         return base
     base = base.rsplit(".", 1)[0] if "." in base else base
     return (base or "plot-" + hashlib.sha256(raw).hexdigest()[:16]) + ext
-
-
-def image_refs(items: Iterable[dict]) -> List[str]:
-    """Where each image of a run is seen, in order: project-relative paths and URLs."""
-    refs = []
-    for item in items:
-        if isinstance(item, dict):
-            ref = item.get("imagePath") or item.get("imageUrl")
-            if isinstance(ref, str) and ref:
-                refs.append(ref)
-    return refs
 
 
 class PlotKeeper:
