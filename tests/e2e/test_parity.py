@@ -5,10 +5,9 @@ project root, colours kept, with the real mrmd-python runtime."""
 import os
 
 import pytest
-import requests
 
 from tests.support import editor_parsers
-from tests.support.notebook import FINAL, block, block_content, cell, run_cell, uid
+from tests.support.notebook import block, block_content, cell, run_cell, uid
 
 pytestmark = pytest.mark.e2e
 
@@ -45,19 +44,6 @@ def _umask():
     mask = os.umask(0o22)
     os.umask(mask)
     return mask
-
-
-def test_without_a_project_root_the_plot_is_the_runtimes_url(sync_server, runtime, doc_name,
-                                                             peer_factory, monitor_factory):
-    monitor_factory(sync_server.url, doc_name)
-    b = peer_factory(sync_server.url, doc_name)
-    b.set_text(cell(PLOT) + "\n")
-    exec_id, e = run_cell(b, PLOT, runtime.url, timeout=90, prefix="fig")
-    assert e["status"] == "completed"
-    url = "http://127.0.0.1:%d/mrp/v1/assets/%s_0001.png" % (runtime.port, exec_id)
-    assert b.text() == (cell(PLOT) + "\n\n" + block(exec_id, "plotted\n")
-                        + "\n\n![plot-1](%s)\n" % url)
-    assert requests.get(url, timeout=10).content.startswith(b"\x89PNG")
 
 
 def test_colours_are_kept_as_the_editor_keeps_them(sync_server, runtime, doc_name, peer_factory,
