@@ -12,7 +12,9 @@ colours as the SGR codes that set them (``(31,)``, ``(38, 5, n)``,
 one; the renderer keeps the characters. Pure: no threads, sockets or clocks.
 """
 
-from typing import Dict, List, Optional, Tuple
+from functools import lru_cache
+from itertools import groupby
+from typing import Dict, List, Optional, Set, Tuple
 
 Style = Optional[Tuple[Optional[tuple], Optional[tuple], int]]
 
@@ -25,10 +27,24 @@ _BG = frozenset([*range(40, 48), *range(100, 108)])
 RESET = "\x1b[0m"
 # Longer parameters are clamped, as the renderer clamps other counts.
 _MAX_DIGITS = 9
+_MAX_CACHED = 32
 
 
 def sgr(style: Style, params: str) -> Style:
-    """The style after ``ESC [ params m``."""
+    """The style after ``ESC [ params m``. Programs repeat a few short ones:
+    those are remembered (long ones, which a hostile stream could make
+    endless, are not)."""
+    if len(params) <= _MAX_CACHED:
+        return _sgr_cached(style, params)
+    return _sgr(style, params)
+
+
+@lru_cache(maxsize=4096)
+def _sgr_cached(style: Style, params: str) -> Style:
+    return _sgr(style, params)
+
+
+def _sgr(style: Style, params: str) -> Style:
     fg, bg, attrs = style or (None, None, 0)
     codes = [int(p[:_MAX_DIGITS]) if p.isdigit() else 0 for p in params.split(";")] \
         if params else [0]
@@ -63,6 +79,7 @@ def sgr(style: Style, params: str) -> Style:
     return fg, bg, attrs
 
 
+@lru_cache(maxsize=4096)
 def transition(new: Style, old: Style) -> str:
     """The SGR sequence that turns ``old`` into ``new`` (``styleToAnsi``)."""
     nfg, nbg, nattrs = new or (None, None, 0)
@@ -86,21 +103,23 @@ def transition(new: Style, old: Style) -> str:
 
 def render(line: str, styles: List[Style]) -> str:
     """``line`` with the SGR changes between its characters' styles, from the
-    default style and back to it at the end (``toAnsi()`` for one line)."""
+    default style and back to it at the end (``toAnsi()`` for one line).
+    One step per run of a style, not per character."""
     parts = []
     cur = None
-    start = 0
-    for i in range(min(len(styles), len(line))):
-        style = styles[i]
+    pos = 0
+    for style, run in groupby(styles[:len(line)]):
+        end = pos + len(list(run))
         if style != cur:
-            parts.append(line[start:i])
             parts.append(transition(style, cur))
-            cur, start = style, i
-    if cur is not None and len(styles) < len(line):
-        parts.append(line[start:len(styles)])
-        parts.append(RESET)
-        cur, start = None, len(styles)
-    parts.append(line[start:])
+            cur = style
+        parts.append(line[pos:end])
+        pos = end
+    if pos < len(line):
+        if cur is not None:
+            parts.append(RESET)
+            cur = None
+        parts.append(line[pos:])
     if cur is not None:
         parts.append(RESET)
     return "".join(parts)
@@ -113,19 +132,21 @@ def _utf8_len(text: str) -> int:
 class LineStyles:
     """The styles of the renderer's styled lines, by line number, and each
     such line as written back (with its SGR), whose extra bytes ``extra``
-    adds up so that the renderer's size stays exact."""
+    adds up so that the renderer's size stays exact.
+
+    A line is written back lazily (``settle``), once however many writes
+    changed it since: a line of a thousand colour changes costs one pass,
+    not one per change."""
 
     def __init__(self):
         self._rows: Dict[int, List[Style]] = {}   # absolute line number -> a style per column
         self._shown: Dict[int, Tuple[str, int]] = {}   # -> (line with SGR, its extra bytes)
+        self._stale: Set[int] = set()   # lines changed since they were last written back
         self._base = 0   # absolute number of the renderer's line 0
-        self.extra = 0
+        self._extra = 0
 
     def __bool__(self) -> bool:
         return bool(self._rows)
-
-    def styled(self, row: int) -> bool:
-        return row + self._base in self._rows
 
     def paint(self, row: int, col: int, end: int, style: Style) -> bool:
         """Columns ``col:end`` of ``row`` now have ``style``; whether that
@@ -156,9 +177,15 @@ class LineStyles:
         if styles is not None:
             styles[:end] = [None] * min(end, len(styles))
 
+    def touch(self, row: int) -> None:
+        """``row``'s characters changed: write it back before it is next read."""
+        if row + self._base in self._rows:
+            self._stale.add(row + self._base)
+
     def drop(self, row: int) -> None:
         key = row + self._base
         self._rows.pop(key, None)
+        self._stale.discard(key)
         self._forget(key)
 
     def drop_from(self, row: int) -> None:
@@ -168,45 +195,62 @@ class LineStyles:
     def clear(self) -> None:
         self._rows.clear()
         self._shown.clear()
-        self.extra = 0
+        self._stale.clear()
+        self._extra = 0
 
     def discard_head(self, n: int) -> None:
         """The first ``n`` lines are gone; numbers move down by ``n``."""
-        for key in range(self._base, self._base + n):
-            if key in self._rows:
+        if len(self._rows) < n:
+            for key in [k for k in self._rows if k < self._base + n]:
                 self.drop(key - self._base)
+        else:
+            for key in range(self._base, self._base + n):
+                if key in self._rows:
+                    self.drop(key - self._base)
         self._base += n
 
-    def refresh(self, row: int, line: str) -> None:
-        """Write ``row`` (whose characters are ``line``) back with its SGR."""
-        key = row + self._base
-        styles = self._rows.get(key)
-        self._forget(key)
-        if styles is None:
-            return
-        if not any(styles[:len(line)]):
-            del self._rows[key]
-            return
-        shown = render(line, styles)
-        extra = _utf8_len(shown) - _utf8_len(line)
-        self._shown[key] = (shown, extra)
-        self.extra += extra
-
-    def shown(self, row: int, line: str) -> str:
-        found = self._shown.get(row + self._base)
-        return line if found is None else found[0]
+    def extra(self, lines: List[str]) -> int:
+        """Bytes the SGR sequences add to ``lines`` (the renderer's)."""
+        if self._stale:
+            self._settle(lines)
+        return self._extra
 
     def view(self, lines: List[str], start: int = 0, stop: Optional[int] = None) -> List[str]:
         """``lines[start:stop]`` as written back."""
+        if self._stale:
+            self._settle(lines)
         stop = len(lines) if stop is None else stop
         out = lines[start:stop]
         base = self._base + start
-        for key, (shown, _) in self._shown.items():
+        found = self._shown
+        if len(out) < len(found):   # a tail (what a flush takes): look up its lines
+            for i in range(len(out)):
+                if i + base in found:
+                    out[i] = found[i + base][0]
+            return out
+        for key, (shown, _) in found.items():
             if 0 <= key - base < len(out):
                 out[key - base] = shown
         return out
 
+    def _settle(self, lines: List[str]) -> None:
+        for key in self._stale:
+            self._forget(key)
+            styles = self._rows.get(key)
+            i = key - self._base
+            if styles is None or not 0 <= i < len(lines):
+                continue
+            line = lines[i]
+            if not any(styles[:len(line)]):
+                del self._rows[key]
+                continue
+            shown = render(line, styles)
+            extra = _utf8_len(shown) - _utf8_len(line)
+            self._shown[key] = (shown, extra)
+            self._extra += extra
+        self._stale.clear()
+
     def _forget(self, key: int) -> None:
         found = self._shown.pop(key, None)
         if found is not None:
-            self.extra -= found[1]
+            self._extra -= found[1]

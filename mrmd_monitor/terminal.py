@@ -275,7 +275,7 @@ class TerminalRenderer:
     @property
     def size(self) -> int:
         """``len(self.text().encode("utf-8"))``, in O(1)."""
-        return self._bytes + self._styles.extra + len(self._lines) - 1
+        return self._bytes + self._styles.extra(self._lines) + len(self._lines) - 1
 
     def take_changes(self) -> Optional[Tuple[int, List[str]]]:
         """Lines changed since the previous call (or since creation).
@@ -556,6 +556,8 @@ class TerminalRenderer:
             return
         if new != line:
             self._set(row, new, -shrunk)
+        else:
+            self._styles.touch(row)   # the same characters may have lost their colours
 
     def _erase_display(self, mode: int) -> None:
         lines = self._lines
@@ -587,7 +589,7 @@ class TerminalRenderer:
         self._lines[row] = new
         self._bytes += grown
         if self._styles:
-            self._styles.refresh(row, new)
+            self._styles.touch(row)
         self._mark(row)
 
     def _mark(self, row: int) -> None:

@@ -125,3 +125,19 @@ def test_a_notice_is_written_in_the_default_style():
 def test_a_sequence_cut_between_chunks_still_sets_the_colour():
     assert ours(["\x1b[3", "1mcut\x1b", "[0m across chunks\r\n"]) == \
         "\x1b[31mcut\x1b[0m across chunks"
+
+
+def test_a_line_of_many_colour_changes_is_written_back_once(monkeypatch):
+    """Hostile: a colour change before every character. Each line is written
+    back with its SGR once per read, not once per change (which made such a
+    stream cost the square of its line length)."""
+    import mrmd_monitor.styles as styles
+    calls = []
+    real = styles.render
+    monkeypatch.setattr(styles, "render", lambda line, st: calls.append(1) or real(line, st))
+    r = TerminalRenderer()
+    r.feed("".join("\x1b[3%dmx" % (i % 8) for i in range(2000)) + "\r\nnext")
+    assert r.size == len(r.text().encode())
+    assert len(calls) == 2   # each of the two lines once
+    # 2,000 changes and a reset; "next" is still in the last colour.
+    assert r.text().count("\x1b[") == 2001 + 2
