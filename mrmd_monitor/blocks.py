@@ -127,7 +127,8 @@ class Blocks:
         text = str(self.text)
         block = find_block(text, exec_id)
         edit = None if block is None else image_lines_edit(
-            text, block, [image_target(self.doc_name, ref) for ref in refs])
+            text, block, [(image_target(self.doc_name, ref) if ref else "", why)
+                          for ref, why in refs])
         if edit is not None:
             self.apply(edit)
 

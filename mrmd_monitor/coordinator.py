@@ -669,7 +669,7 @@ class Coordinator:
             self.pool.cancel(run.exec_id, interrupt=True)
             shown = run.output.text()
             sep = "" if not shown or shown.endswith("\n") else "\n"
-            run.output.feed("%s[mrmd-monitor: %s; the output above is kept]\n" % (sep, reason))
+            run.output.note("%s[mrmd-monitor: %s; the output above is kept]\n" % (sep, reason))
             self._flush(run)
             if self._ours(run):
                 self._write(run, {"status": p.ERROR, "completedAt": self.now_ms(),

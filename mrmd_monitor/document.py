@@ -370,15 +370,19 @@ _IMAGE_LINES = re.compile(r"\n*(?:!\[[^\]]*\]\([^)]*\)\n*)+")
 _LINK_UNSAFE = re.compile(r"[\s()<>\\]")
 
 
-def image_refs(items) -> List[str]:
-    """Where each image of a run is seen (plots.PlotKeeper's ``imagePath``,
-    relative to the project root, or ``imageUrl``), in order."""
+def image_refs(items) -> List[Tuple[str, str]]:
+    """The images of a run, in order, as ``(where, why not)``: where it is
+    seen (plots.PlotKeeper's ``imagePath``, relative to the project root, or
+    ``imageUrl``), or why it could not be kept (``imageError``)."""
     refs = []
     for item in items:
-        if isinstance(item, dict):
-            ref = item.get("imagePath") or item.get("imageUrl")
-            if isinstance(ref, str) and ref:
-                refs.append(ref)
+        if not isinstance(item, dict):
+            continue
+        ref = item.get("imagePath") or item.get("imageUrl")
+        if isinstance(ref, str) and ref:
+            refs.append((ref, ""))
+        elif isinstance(item.get("imageError"), str):
+            refs.append(("", item["imageError"]))
     return refs
 
 
@@ -394,15 +398,19 @@ def image_target(doc_name: str, ref: str) -> str:
     return _LINK_UNSAFE.sub(lambda m: "%%%02X" % ord(m.group()), target)
 
 
-def image_lines_edit(text: str, block: Block, targets: Sequence[str]) -> Optional[Edit]:
+def image_lines_edit(text: str, block: Block, images: Sequence[Tuple[str, str]]) -> Optional[Edit]:
     """The edit that shows ``![plot-N](target)`` lines right after ``block``,
-    replacing the image lines a previous run left there. Like the editor's
-    own run, but the blank lines around them stay as they were: one blank
-    line after the block, and what followed it keeps its distance (the
-    editor adds a blank line the first time and removes one on a re-run)."""
-    if not targets or not block.closed:
+    replacing the image lines a previous run left there. ``images`` are
+    ``(target, why not)``: an image that could not be kept gets a line with
+    no target that says why (the editor's replacement still finds it). Like
+    the editor's own run, but the blank lines around them stay as they were:
+    one blank line after the block, and what followed it keeps its distance
+    (the editor adds a blank line the first time and removes one on a
+    re-run)."""
+    if not images or not block.closed:
         return None
-    lines = "\n".join("![plot-%d](%s)" % (i + 1, t) for i, t in enumerate(targets))
+    lines = "\n".join("![plot-%d%s](%s)" % (i + 1, _alt_note(why), target)
+                      for i, (target, why) in enumerate(images))
     at = block.end
     m = _IMAGE_LINES.match(text, at)
     if m:
@@ -412,3 +420,9 @@ def image_lines_edit(text: str, block: Block, targets: Sequence[str]) -> Optiona
         end = at
         new = "\n\n" + lines + ("" if text.startswith("\n", at) else "\n")
     return Edit(byte_offset(text, at), byte_len(text[at:end]), new, at, end - at)
+
+
+def _alt_note(why: str) -> str:
+    if not why:
+        return ""
+    return " (not shown: %s)" % re.sub(r"[\[\]\s]+", " ", why).strip()[:200]

@@ -105,7 +105,8 @@ class PlotKeeper:
             return dict(item, imageUrl=stored)
         except (OSError, ValueError) as exc:
             log.warning("cannot keep a %s plot%s: %s", mime, " from " + url if url else "", exc)
-            return item
+            # Said in its image line, where the person looking for the plot is.
+            return dict(item, imageError=_reason(exc))
 
     def inline_bytes(self, mime: str, data) -> Optional[bytes]:
         """The bytes of inline image data (base64, or text for SVG), or None."""
@@ -190,6 +191,12 @@ class PlotKeeper:
             if not stat.S_ISDIR(info.st_mode):
                 raise ValueError("%s is not a directory (a symlink is not followed)" % path)
         return path
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return "cannot write it under --project-root (%s)" % exc.strerror.lower()
+    return str(exc)
 
 
 def _same_file_content(path: str, raw: bytes) -> bool:

@@ -74,10 +74,15 @@ def test_hostile_names_sizes_redirects_and_symlinks(tmp_path, runtime):
     assert safe_name("..", "image/png", PNG).startswith("plot-")
     assert safe_name("x.svg.png\n", "image/svg+xml", PNG) == "x.svg.svg"
     keeper = PlotKeeper(str(tmp_path), max_bytes=4096)
-    for name in ("huge.png", "moved.png", "missing.png"):
+    for name, why in (("huge.png", "larger than 4096 bytes"),
+                      ("moved.png", "the runtime answered HTTP 302"),
+                      ("missing.png", "the runtime answered HTTP 404")):
         item = keeper.keep({"mimeType": "image/png", "data": None, "assetId": name,
                             "url": runtime.base + "/mrp/v1/assets/" + name})
-        assert "imagePath" not in item, name
+        assert "imagePath" not in item and item["imageError"] == why, name
+    item = PlotKeeper(str(tmp_path / "no-such-dir")).keep(
+        {"mimeType": "image/png", "data": "eA==", "assetId": None}, PNG)
+    assert item["imageError"] == "cannot write it under --project-root (no such file or directory)"
     # A symlink planted where _assets would be is not followed.
     root = tmp_path / "p"
     root.mkdir()
@@ -126,13 +131,16 @@ DOC = "# é 😀\n\n```python\nplot()\n```\n\n````output:e1\nx ``` y\n````\n\nNe
 
 def test_image_lines_after_the_block_then_replaced_by_a_re_run():
     block = find_block(DOC, "e1")
-    edit = image_lines_edit(DOC, block, ["a.png", "b.png"])
+    edit = image_lines_edit(DOC, block, [("a.png", ""), ("b.png", "")])
     text = apply(DOC, edit)
     assert text.endswith("````\n\n![plot-1](a.png)\n![plot-2](b.png)\n\nNext 中.\n")
-    again = apply(text, image_lines_edit(text, find_block(text, "e1"), ["c.png"]))
+    again = apply(text, image_lines_edit(text, find_block(text, "e1"),
+                                         [("", "larger than 5 bytes [x]")]))
+    assert again.endswith("````\n\n![plot-1 (not shown: larger than 5 bytes x)]()\n\nNext 中.\n")
+    again = apply(again, image_lines_edit(again, find_block(again, "e1"), [("c.png", "")]))
     assert again.endswith("````\n\n![plot-1](c.png)\n\nNext 中.\n")
     end = DOC[:DOC.index("\n\nNext")]
-    assert apply(end, image_lines_edit(end, find_block(end, "e1"), ["a.png"])) == \
+    assert apply(end, image_lines_edit(end, find_block(end, "e1"), [("a.png", "")])) == \
         end + "\n\n![plot-1](a.png)\n"
     assert image_lines_edit(DOC, block, []) is None
 
