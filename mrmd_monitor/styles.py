@@ -177,10 +177,13 @@ class LineStyles:
         if styles is not None:
             styles[:end] = [None] * min(end, len(styles))
 
-    def touch(self, row: int) -> None:
-        """``row``'s characters changed: write it back before it is next read."""
+    def touch(self, row: int) -> bool:
+        """``row``'s characters changed: write it back before it is next read.
+        Whether it is a styled line."""
         if row + self._base in self._rows:
             self._stale.add(row + self._base)
+            return True
+        return False
 
     def drop(self, row: int) -> None:
         key = row + self._base

@@ -309,7 +309,8 @@ class TerminalRenderer:
     def lines_within(self, budget: int) -> int:
         """How many leading lines above the cursor fit in ``budget`` bytes,
         counting each line's newline."""
-        return _fit(self._styles.view(self._lines, 0, self._row), self._row, budget)[0]
+        lines = self._styles.view(self._lines, 0, self._row) if self._styles else self._lines
+        return _fit(lines, self._row, budget)[0]
 
     def discard_head(self, n: int) -> List[str]:
         """Forget the first ``n`` lines (never the cursor's), returning them.
@@ -321,7 +322,7 @@ class TerminalRenderer:
         if not n:
             return []
         plain = self._lines[:n]
-        dropped = self._styles.view(self._lines, 0, n)
+        dropped = self._styles.view(self._lines, 0, n) if self._styles else plain
         del self._lines[:n]
         self._bytes -= _size_of(plain) - n
         self._styles.discard_head(n)
@@ -556,8 +557,8 @@ class TerminalRenderer:
             return
         if new != line:
             self._set(row, new, -shrunk)
-        else:
-            self._styles.touch(row)   # the same characters may have lost their colours
+        elif self._styles.touch(row):
+            self._mark(row)   # the same characters may have lost their colours
 
     def _erase_display(self, mode: int) -> None:
         lines = self._lines
