@@ -165,6 +165,12 @@ class LineStyles:
         styles[col:end] = new
         return True
 
+    def set_row(self, row: int, styles: List[Style]) -> None:
+        """``row`` (a new line) has these styles."""
+        key = row + self._base
+        self._rows[key] = styles
+        self._stale.add(key)
+
     def clip(self, row: int, col: int) -> None:
         """Columns from ``col`` on are gone."""
         styles = self._rows.get(row + self._base)

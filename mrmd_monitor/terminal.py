@@ -68,6 +68,11 @@ DEFAULT_COLUMNS = 4096
 # text and LF, so that runs of whole lines reach the bulk path in _text.
 _RUN = re.compile(r"[^\x00-\x09\x0b-\x1f\x7f]*")
 SGR = re.compile(r"\x1b\[[0-9;]*m")
+_SGR_PARAMS = re.compile(r"\x1b\[([0-9;]*)m")
+# Text, SGR and newlines only (what a program printing in colour sends). One
+# character or one SGR per step: unambiguous, so a chunk that does not match
+# fails in linear time (a "+" inside the "*" would backtrack exponentially).
+_COLOURED = re.compile(r"(?:[^\x00-\x09\x0b-\x1f\x7f]|\x1b\[[0-9;]*m)*")
 # Every control but LF (CR LF already folded): text without one is only lines.
 _CONTROL_BYTES = bytes([*range(0x00, 0x0a), *range(0x0b, 0x20), 0x7f])
 # A progress bar redraws its line from column 0 many times per chunk; the
@@ -213,6 +218,16 @@ class TerminalRenderer:
                 else:
                     self._lines_of(parts, None)
                 return
+        # Coloured lines (text, SGR and newlines only) from the end of the output.
+        first = data.find("\n")
+        if first != -1 and "\x1b[" in data and self.at_end() and _COLOURED.fullmatch(data):
+            self._general(data[:first + 1])
+            self._coloured_lines(data[first + 1:].split("\n"))
+            return
+        self._general(data)
+
+    def _general(self, data: str) -> None:
+        """Any text, one sequence or run of text at a time."""
         run = _RUN.match
         match = _SPECIAL.match
         pos = 0
@@ -415,6 +430,42 @@ class TerminalRenderer:
         self._row = len(lines) - 1
         self._col = len(parts[-1])
         self._mark(first)
+
+    def _coloured_lines(self, pieces: List[str]) -> None:
+        """Lines of printable text and SGR, the cursor at the start of a new
+        last line: each line's characters and colours are built in one go
+        (the general path takes a Python step per write and per sequence)."""
+        style = self._style
+        limit = self._max
+        texts, styled = [], []
+        for piece in pieces:
+            if "\x1b" in piece:
+                segments = _SGR_PARAMS.split(piece)
+                parts = segments[0::2]
+                text = "".join(parts)
+                styles: List = []
+                for i, part in enumerate(parts):
+                    if i:
+                        style = sgr(style, segments[2 * i - 1])
+                    if part:
+                        styles += [style] * len(part)
+            else:
+                text = piece
+                styles = [style] * len(text) if style is not None else []
+            texts.append(text[:limit])
+            styled.append(styles[:limit] if any(styles) else None)
+        lines = self._lines
+        row = self._row
+        lines[row] = texts[0]
+        lines.extend(texts[1:])
+        self._bytes += utf8_len("".join(texts))
+        for i, styles in enumerate(styled):
+            if styles is not None:
+                self._styles.set_row(row + i, styles)
+        self._row = len(lines) - 1
+        self._col = min(len(text), _FAR)
+        self._style = style
+        self._mark(row)
 
     def _redraw(self, texts: List[str]) -> None:
         """Write each of ``texts`` from column 0 in turn, at the cost of one

@@ -141,3 +141,30 @@ def test_a_line_of_many_colour_changes_is_written_back_once(monkeypatch):
     assert len(calls) == 2   # each of the two lines once
     # 2,000 changes and a reset; "next" is still in the last colour.
     assert r.text().count("\x1b[") == 2001 + 2
+
+
+def test_coloured_lines_in_bulk_are_the_same_as_one_piece_at_a_time():
+    """Seeded: a chunk of only text, SGR and newlines takes the bulk path;
+    fed one character at a time it takes the general one. Same lines, same
+    size, same changes."""
+    rnd = random.Random(23)
+    pieces = ["\x1b[31m", "\x1b[0m", "\x1b[1;44m", "\x1b[38;5;200m", "\x1b[39m", "\x1b[m",
+              "\x1b[22;2m", "ab", "é中", "😀", " ", "\n", "\r\n", "xyz" * 7]
+    for _ in range(300):
+        data = "".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 40)))
+        prefix = rnd.choice(["", "\x1b[32mstart", "plain\n", "\x1b[33m"])
+        whole = TerminalRenderer(max_columns=16)
+        whole.feed(prefix)
+        whole.feed(data)
+        one = TerminalRenderer(max_columns=16)
+        mirror = [""]
+        for ch in prefix + data:
+            one.feed(ch)
+            change = one.take_changes()
+            if change is not None:
+                mirror[change[0]:] = change[1]
+        assert whole.lines() == one.lines() == mirror, repr(prefix + data)
+        assert whole.size == len(whole.text().encode()), repr(prefix + data)
+        whole.feed("!")
+        one.feed("!")
+        assert whole.lines() == one.lines(), repr(prefix + data)
