@@ -94,7 +94,8 @@ class AssetStore:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(raw)
-            os.chmod(tmp, 0o644)
+            # Left 0600 (mkstemp's): only the status server, as this user,
+            # reads them; the directory may be shared with other users.
             os.replace(tmp, path)  # rename never follows a symlink at ``path``
         except BaseException:
             try:

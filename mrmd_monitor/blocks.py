@@ -19,7 +19,8 @@ import logging
 from typing import Dict, Optional, Protocol, Tuple
 
 from .document import (Edit, byte_len, byte_offset, content_edit, duplicate_blocks, edit_at,
-                       find_block, find_cell, place_block, rewrite_edit)
+                       fence_edits, fence_for, find_block, find_cell, image_lines_edit,
+                       image_refs, image_target, place_block, rewrite_edit)
 from .logs import context
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,10 @@ class Blocks:
     def write(self, run, first, lines):
         """Show the run's changed lines (``lines`` from line ``first`` on)."""
         where = self._where.get(run.exec_id)
+        fence = fence_for(lines, run.content.fence)
+        if fence > run.content.fence:
+            # Rare (output with ``` in it): the fences grow first, found afresh.
+            run.content.fence, where = fence, None
         if where is not None and where[1] == self.epoch:
             chars, nbytes = where[0]
             self.apply(edit_at(nbytes, chars, run.content.apply(first, lines)))
@@ -239,6 +244,11 @@ class Blocks:
             self._where.pop(run.exec_id, None)
             if block is None:
                 return
+        if block.fence < run.content.fence:
+            for edit in fence_edits(text, block, run.content.fence):
+                self.apply(edit)
+            text = self.text.read()
+            block = find_block(text, run.exec_id)
         old = run.content.text
         diff = run.content.apply(first, lines)
         edit = content_edit(text, block, old, diff)
@@ -277,6 +287,20 @@ class Blocks:
         sep = "" if not content or content.endswith("\n") else "\n"
         self.apply(Edit(byte_offset(text, block.content_end), 0, sep + line + "\n",
                         block.content_end, 0))
+
+    def put_images(self, exec_id, items):
+        """Image lines after the block for the run's images (display items
+        that plots.PlotKeeper kept), as the editor's own run shows them."""
+        refs = image_refs(items)
+        if not refs:
+            return
+        text = self.text.read()
+        block = find_block(text, exec_id)
+        edit = None if block is None else image_lines_edit(
+            text, block, [(image_target(self.doc_name, ref) if ref else "", why)
+                          for ref, why in refs])
+        if edit is not None:
+            self.apply(edit)
 
     def _create(self, run, text):
         cell = find_cell(text, run.code, run.language, run.cell_id)

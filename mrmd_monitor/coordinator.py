@@ -29,7 +29,7 @@ from .logs import context
 from .metrics import Metrics
 from .order import RunOrder, request_order, run_order
 from .runs import (RELEASED, UNSTARTED, Phase, Run, begin, final_changes, new_run,
-                   next_deadline, running_changes, show_error, stopped_changes, transition)
+                   next_deadline, running_changes, stopped_changes, transition)
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +135,14 @@ class Held:
         if msg.output is not None:
             self.blocks.feed(run, msg.output.take(), self.clock())
         err = p.bounded_error(msg.error) if msg.error is not None else None
-        if err is not None:
-            show_error(run.output, err)
+        run.output.finish(err)   # the end as the editor's own run writes it
         # The last rich outputs go with the final status: one write, not two.
         display = self.blocks.take_display(run.exec_id)
         self.flush(run)
         if not self.ours(run):
             self.forget(run)
             return
+        self.blocks.put_images(run.exec_id, run.display)
         changes = final_changes(run, msg.result, err, display, self.now_ms())
         self.write(run, changes)
         run.log.info("%s %s", run.exec_id, changes["status"])

@@ -34,6 +34,7 @@ from .logs import context
 from .metrics import Metrics
 from .mrp import MrpClient
 from .options import restart_only_fields
+from .plots import PlotKeeper
 from .status import StatusServer
 from .sync import SyncThread
 from .workers import WorkerPool
@@ -169,7 +170,8 @@ class Daemon:
                                retention=self.config.assets_retention)
             store.prune()  # limits lowered since the last run apply now
         return DisplayConverter(self.config.max_inline_bytes, store,
-                                max_display_bytes=self.config.max_display_bytes)
+                                max_display_bytes=self.config.max_display_bytes,
+                                plots=PlotKeeper(self.config.project_root, store))
 
     def _attach(self, name, start_delay=0.0):
         sync = SyncThread(config=self.config, doc_name=name, pool=self.pool,

@@ -70,10 +70,16 @@ class DisplayBudget:
 
 
 class DisplayConverter:
-    def __init__(self, max_inline_bytes, store=None, max_display_bytes=DEFAULT_DISPLAY_BYTES):
+    """``plots``: a plots.PlotKeeper, which saves the run's images where the
+    editor would and says where in ``imagePath`` / ``imageUrl``; None: no
+    image is kept for an image line."""
+
+    def __init__(self, max_inline_bytes, store=None, max_display_bytes=DEFAULT_DISPLAY_BYTES,
+                 plots=None):
         self.max_inline = max_inline_bytes
         self.max_display = max_display_bytes
         self.store = store
+        self.plots = plots
 
     def budget(self):
         """A fresh budget for one run."""
@@ -95,7 +101,17 @@ class DisplayConverter:
                 continue
             if budget.full:
                 break
-            items.extend(budget.admit(self._item(mime[:_MAX_FIELD], data, budget)))
+            admitted = budget.admit(self._item(mime[:_MAX_FIELD], data, budget))
+            if self.plots is not None:
+                raw = self.plots.inline_bytes(mime, data)
+                admitted = [self.plots.keep(item, raw) for item in admitted]
+            items.extend(admitted)
+        return items
+
+    def _asset(self, asset, runtime_url, budget):
+        items = budget.admit(asset_item(asset, runtime_url))
+        if self.plots is not None:
+            items = [self.plots.keep(item) for item in items]
         return items
 
     def _item(self, mime, data, budget):
@@ -140,7 +156,7 @@ class DisplayConverter:
         if kind == "asset":
             if budget is None:
                 budget = self.budget()
-            return budget.admit(asset_item(data, runtime_url))
+            return self._asset(data, runtime_url, budget)
         return self.bundle(data.get("data"), budget)
 
     def from_result(self, result, runtime_url, budget=None):
@@ -157,7 +173,7 @@ class DisplayConverter:
             if budget.full:
                 break
             if isinstance(asset, dict):
-                items.extend(budget.admit(asset_item(asset, runtime_url)))
+                items.extend(self._asset(asset, runtime_url, budget))
         return items
 
 

@@ -7,16 +7,23 @@ insert and delete (measured with pycrdt 0.14: reading a slice counts code points
 ``byte_offset``.
 """
 
+import posixpath
 import re
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 FENCE = "```"
 # A zero-width space in front of an output line that would otherwise read as a
-# code fence: the block cannot be closed early by the program's own output, and
-# a person sees the same characters.
+# code fence: the editor's cell parser (mrmd-electron 0.5.4 findCodeBlocks)
+# closes a block on any line of three or more backticks, whatever the
+# opening's length, and a person sees the same characters.
 FENCE_ESCAPE = "\u200b"
 _FENCE_LINE = re.compile(r"^( {0,3})(`{3,}|~{3,})")
+# The editor finds a block by ``(`{3,})output:<id>[^\n]*\n([\s\S]*?)\1``:
+# the first equal run of backticks anywhere, mid-line too, closes it. So the
+# block's fence is made longer than every run of backticks in its content.
+_TICKS = re.compile(r"`{3,}")
+_MARKER = re.compile(r"^(`{3,})%s:%s[ \t]*$")
 
 
 def byte_offset(s: str, index: int) -> int:
@@ -43,6 +50,15 @@ def escape_lines(lines: Sequence[str]) -> List[str]:
     return [escape_line(line) for line in lines]
 
 
+def fence_for(lines: Sequence[str], at_least: int = 3) -> int:
+    """The fence length a block holding ``lines`` needs: longer than any run
+    of backticks in them (and than ``at_least``)."""
+    joined = "\n".join(lines)
+    if "```" not in joined:
+        return at_least
+    return max(at_least, max(map(len, _TICKS.findall(joined))) + 1)
+
+
 @dataclass(frozen=True)
 class Block:
     marker_start: int    # the first backtick of ```output:<id>
@@ -50,45 +66,61 @@ class Block:
     content_end: int     # start of the closing fence line (== content_start when empty)
     end: int             # just after the closing fence (or len(text) if it is missing)
     closed: bool
+    fence: int = 3       # backticks in its opening fence
 
 
-def _line_start_find(text: str, needle: str, start: int = 0) -> int:
-    """Index of ``needle`` at the start of a line, or -1."""
-    i = text.find(needle, start)
-    while i != -1:
-        if i == 0 or text[i - 1] == "\n":
-            return i
-        i = text.find(needle, i + 1)
-    return -1
+def fence_edits(text: str, block: Block, length: int) -> List["Edit"]:
+    """The edits (last first) that lengthen ``block``'s fences to ``length``
+    backticks: after the closing run, and in front of the marker line, so
+    that the content and its start (the editor's ``outputPosition``, anchored
+    before it) stay put."""
+    more = length - block.fence
+    if more <= 0:
+        return []
+    ticks = "`" * more
+    edits = []
+    if block.closed:
+        at = block.content_end + block.fence
+        edits.append(Edit(byte_offset(text, at), 0, ticks, at, 0))
+    edits.append(Edit(byte_offset(text, block.marker_start), 0, ticks, block.marker_start, 0))
+    return edits
 
 
 def find_block(text: str, exec_id: str, kind: str = "output") -> Optional[Block]:
-    marker = "%s%s:%s" % (FENCE, kind, exec_id)
+    """Our block for ``exec_id``: its marker line (a fence of three or more
+    backticks, ``kind:exec_id``, nothing else) at the start of a line, closed
+    by the next line starting with as many backticks (content lines never
+    start with a fence: escape_line)."""
+    needle = "%s:%s" % (kind, exec_id)
+    marker = re.compile(_MARKER.pattern % (re.escape(kind), re.escape(exec_id)), re.M)
     start = 0
     while True:
-        i = _line_start_find(text, marker, start)
+        i = text.find(needle, start)
         if i == -1:
             return None
-        line_end = text.find("\n", i)
-        if line_end == -1:
-            # Marker on the last line, no newline yet: content starts at the end.
-            if text[i + len(marker):].strip() == "":
-                return Block(i, len(text), len(text), len(text), False)
-            return None
-        if text[i + len(marker):line_end].strip() == "":
+        ticks_start = i
+        while ticks_start and text[ticks_start - 1] == "`":
+            ticks_start -= 1
+        m = marker.match(text, ticks_start) if i - ticks_start >= 3 else None
+        if m is not None and (ticks_start == 0 or text[ticks_start - 1] == "\n"):
             break
-        start = i + 1  # a longer id that shares our prefix
-    content_start = line_end + 1
-    if text.startswith(FENCE, content_start):
+        start = i + 1
+    i = ticks_start
+    fence = "`" * len(m.group(1))
+    if m.end() == len(text):
+        # Marker on the last line, no newline yet: content starts at the end.
+        return Block(i, len(text), len(text), len(text), False, len(fence))
+    content_start = m.end() + 1
+    if text.startswith(fence, content_start):
         close = content_start
     else:
-        close = text.find("\n" + FENCE, content_start - 1)
+        close = text.find("\n" + fence, content_start - 1)
         close = -1 if close == -1 else close + 1
     if close == -1:
-        return Block(i, content_start, len(text), len(text), False)
+        return Block(i, content_start, len(text), len(text), False, len(fence))
     close_end = text.find("\n", close)
     close_end = len(text) if close_end == -1 else close_end
-    return Block(i, content_start, close, close_end, True)
+    return Block(i, content_start, close, close_end, True, len(fence))
 
 
 def duplicate_blocks(text: str, exec_id: str) -> List[Tuple[int, int]]:
@@ -188,9 +220,9 @@ def place_block(text: str, exec_id: str, cell: Optional[Cell]) -> Tuple[Edit, in
         return (Edit(byte_len(text), 0, sep + new, at, 0),
                 at + len(sep) + len(new) - len(FENCE))
     after = text[cell.end:]
-    m = re.match(r"\n\n(%soutput:[^\n]*)\n" % FENCE, after)
+    m = re.match(r"\n\n(`{3,}output:[^\n]*)\n", after)
     if m:
-        old_id = m.group(1)[len(FENCE) + len("output:"):].strip()
+        old_id = m.group(1).lstrip("`")[len("output:"):].strip()
         old = find_block(text, old_id)
         if old is not None and old.marker_start == cell.end + 2:
             start = old.marker_start
@@ -259,6 +291,9 @@ class BlockContent:
         self.reset()
 
     def reset(self):
+        # The fence the content needs (fence_for); it only grows while the
+        # run lasts: a longer fence than needed is harmless.
+        self.fence = len(FENCE)
         self._lines: List[str] = [""]   # escaped rendered lines
         self._chars: List[int] = [0]
         self._bytes: List[int] = [0]
@@ -324,5 +359,70 @@ def rewrite_edit(text: str, block: Block, content: str) -> Edit:
     old = text[block.content_start:block.content_end]
     insert = content
     if not block.closed:
-        insert = content + FENCE
+        insert = content + "`" * block.fence
     return Edit(start, byte_len(old), insert, block.content_start, len(old))
+
+
+# Image lines right after a block, as the editor matches them before it
+# replaces them with a new run's (mrmd-electron 0.5.4, runCell).
+_IMAGE_LINES = re.compile(r"\n*(?:!\[[^\]]*\]\([^)]*\)\n*)+")
+# What a link target may not hold as is in ![alt](target).
+_LINK_UNSAFE = re.compile(r"[\s()<>\\]")
+
+
+def image_refs(items) -> List[Tuple[str, str]]:
+    """The images of a run, in order, as ``(where, why not)``: where it is
+    seen (plots.PlotKeeper's ``imagePath``, relative to the project root, or
+    ``imageUrl``), or why it could not be kept (``imageError``)."""
+    refs = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        ref = item.get("imagePath") or item.get("imageUrl")
+        if isinstance(ref, str) and ref:
+            refs.append((ref, ""))
+        elif isinstance(item.get("imageError"), str):
+            refs.append(("", item["imageError"]))
+    return refs
+
+
+def image_target(doc_name: str, ref: str) -> str:
+    """The link target of an image: a URL as it is, a path under the project
+    root made relative to the notebook's directory (the document's name is
+    its path in the project, as mrmd-sync stores it)."""
+    if ref.startswith(("http://", "https://")):
+        target = ref
+    else:
+        here = posixpath.dirname(posixpath.normpath("/" + doc_name))
+        target = posixpath.relpath(posixpath.normpath("/" + ref), here)
+    return _LINK_UNSAFE.sub(lambda m: "%%%02X" % ord(m.group()), target)
+
+
+def image_lines_edit(text: str, block: Block, images: Sequence[Tuple[str, str]]) -> Optional[Edit]:
+    """The edit that shows ``![plot-N](target)`` lines right after ``block``,
+    replacing the image lines a previous run left there. ``images`` are
+    ``(target, why not)``: an image that could not be kept gets a line with
+    no target that says why (the editor's replacement still finds it). Like
+    the editor's own run, but the blank lines around them stay as they were:
+    one blank line after the block, and what followed it keeps its distance
+    (the editor adds a blank line the first time and removes one on a
+    re-run)."""
+    if not images or not block.closed:
+        return None
+    lines = "\n".join("![plot-%d%s](%s)" % (i + 1, _alt_note(why), target)
+                      for i, (target, why) in enumerate(images))
+    at = block.end
+    m = _IMAGE_LINES.match(text, at)
+    if m:
+        end = len(text[at:m.end()].rstrip("\n")) + at
+        new = "\n\n" + lines
+    else:
+        end = at
+        new = "\n\n" + lines + ("" if text.startswith("\n", at) else "\n")
+    return Edit(byte_offset(text, at), byte_len(text[at:end]), new, at, end - at)
+
+
+def _alt_note(why: str) -> str:
+    if not why:
+        return ""
+    return " (not shown: %s)" % re.sub(r"[\[\]\s]+", " ", why).strip()[:200]

@@ -321,11 +321,12 @@ OPTIONS = (
            "inline in its entry: past it, outputs become asset references (with --assets-dir) or "
            "a note of what was left out; 0 keeps none inline. Keep it well under the sync "
            "server's 1 MiB message limit", metavar=B, shown="512K", reloadable=False),
-    Option("project-root", None, None, "the project's root directory (assets go under "
-           "<root>/_assets/generated/)", metavar="PATH", shown="none", finish=_or_none,
-           reloadable=False),
     Option("assets-dir", None, None, "keep rich outputs larger than --max-inline-bytes as files "
            "here (served at /assets/ on --status-addr) instead of dropping them", metavar="PATH",
+           shown="none", finish=_or_none, reloadable=False),
+    Option("project-root", None, None, "the notebooks' project directory: plots are saved under "
+           "its _assets/generated/ and shown by an image line after their output block, as the "
+           "mrmd editor does (without it, by a URL: see --assets-dir)", metavar="PATH",
            shown="none", finish=_or_none, reloadable=False),
     Option("assets-max-bytes", size_in_bytes, 512 * 1024 * 1024, "most bytes kept in "
            "--assets-dir: past it the oldest assets are removed (0: no limit)", metavar=B,

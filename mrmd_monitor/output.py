@@ -16,8 +16,8 @@ was left out, latest tail). Pure: no threads, sockets or clocks.
 from collections import deque
 from typing import List, Optional, Tuple
 
-from .terminal import (DEFAULT_COLUMNS, SCREEN_ROWS, TerminalRenderer, plain_ascii, short_lines,
-                       utf8_len)
+from .terminal import (DEFAULT_COLUMNS, SCREEN_ROWS, SGR, TerminalRenderer, plain_ascii,
+                       short_lines, utf8_len)
 
 DEFAULT_TAIL_BYTES = 64 * 1024
 # Input is rendered this much at a time when there is a cap, so that one
@@ -101,6 +101,41 @@ class RunOutput:
         self.omitted_bytes += len(hidden)
         self._trimmed = True
         return rest
+
+    def note(self, text: str) -> None:
+        """A line of the monitor's own, in the default style."""
+        self.renderer.note(text)
+
+    def finish(self, err: Optional[dict] = None) -> bool:
+        """The end of the run, written as the editor's own run writes it: the
+        empty lines at the end trimmed, and for an error a last line
+        ``[Error: <message>]``. Before it, the error's traceback when the
+        runtime did not print it (the editor shows only the message; a
+        traceback says more). Returns whether the output changed."""
+        before = self.renderer.line_count
+        self.renderer.trim_blank_end()
+        changed = self.renderer.line_count != before
+        if err is None:
+            return changed
+        plain = SGR.sub("", self.text())
+        headline = "%s: %s" % (err.get("type"), err.get("message"))
+        body = ""
+        lines = [t.rstrip("\n") for t in err.get("traceback") or [] if isinstance(t, str)]
+        if lines and not (err.get("message") and headline in plain):
+            body = "\n".join(lines)
+            if headline not in body:
+                body += "\n" + headline
+            body += "\n"
+        message = err.get("message") or err.get("type") or "Error"
+        # The editor appends "\n[Error: ...]" to its output with the empty
+        # lines at its end trimmed: after output, the line follows its last
+        # line; after none, the block starts with an empty line.
+        if body or plain:
+            lead = "" if not plain or plain.endswith("\n") else "\n"
+        else:
+            lead = "\n"
+        self.note("%s%s[Error: %s]\n" % (lead, body, message))
+        return True
 
     def lines(self) -> List[str]:
         if self.head is None:

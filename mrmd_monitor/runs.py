@@ -122,23 +122,6 @@ def next_deadline(runs: Iterable[Run], now: float) -> Optional[float]:
     return max(0.0, min(due) - now) if due else None
 
 
-def show_error(output: RunOutput, err: dict) -> bool:
-    """The person reading the block must see why the run failed. The runtime
-    usually printed the traceback already; add it only if not. Returns
-    whether the output changed."""
-    rendered = output.text()
-    headline = "%s: %s" % (err.get("type"), err.get("message"))
-    if err.get("message") and headline in rendered:
-        return False
-    lines = [t.rstrip("\n") for t in err.get("traceback") or [] if isinstance(t, str)]
-    body = "\n".join(lines) if lines else headline
-    if headline not in body:
-        body += "\n" + headline
-    sep = "" if rendered.endswith("\n") or not rendered else "\n"
-    output.feed(sep + body + "\n")
-    return True
-
-
 # -- what the entry says when a run ends ------------------------------------------
 
 def running_changes(want: dict, now_ms: int) -> dict:
@@ -171,6 +154,6 @@ def stopped_changes(run: Run, reason: str, now_ms: int) -> dict:
     a last line in the block saying what happened, and the entry says why."""
     shown = run.output.text()
     sep = "" if not shown or shown.endswith("\n") else "\n"
-    run.output.feed("%s[mrmd-monitor: %s; the output above is kept]\n" % (sep, reason))
+    run.output.note("%s[mrmd-monitor: %s; the output above is kept]\n" % (sep, reason))
     return {"status": p.ERROR, "completedAt": now_ms, "stdinRequest": None,
             "error": p.error_value("MonitorStopped", reason)}

@@ -27,7 +27,14 @@ terminal's behaviour depends on a screen size, these choices apply:
   cursor at 0,0: without a screen there is nothing to keep, and output
   written after a ``clear`` should start at the top of the block.
 * ``ESC 7`` / ``ESC 8`` save and restore the cursor; other two-character
-  escapes, OSC strings, SGR, private modes and unknown CSI finals are dropped.
+  escapes, OSC strings, private modes and unknown CSI finals are dropped.
+* SGR (colours, bold, ...) is kept as the mrmd editor's own run keeps it
+  (``TerminalBuffer.toAnsi()`` in mrmd-electron 0.5.4, which renders it):
+  each character has the style it was written with, and a line is written
+  back with the shortest SGR changes from the default style, ending in
+  ``ESC[0m`` when a style is still on. The attributes and colours are the
+  editor's (1, 2, 3, 4, 7, 9 and their ends, 16 colours, 256 and RGB);
+  other SGR codes are ignored, as there.
 * A stray ESC followed by a printable character drops both; followed by a
   control character, only the ESC goes and the control still acts.
 * C0 controls other than LF, CR, BS, TAB and ESC are dropped. C1 code points
@@ -49,19 +56,23 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Tuple
 
+from .styles import LineStyles, sgr
+
 __all__ = ["TerminalRenderer", "SCREEN_ROWS", "DEFAULT_COLUMNS", "utf8_len", "plain_ascii",
-           "short_lines"]
+           "short_lines", "SGR"]
 
 SCREEN_ROWS = 24
 DEFAULT_COLUMNS = 4096
 
 # What the loop in feed() takes in one step from where it stands: printable
-# text and LF (so that runs of whole lines reach the bulk path in _text) and
-# SGR sequences, which only set colours and are dropped. Taken at a position
-# the loop stands on, an SGR cannot be part of another sequence, so removing
-# it from the run is exactly what dispatching it would do, at C speed.
-_RUN = re.compile(r"(?:[^\x00-\x09\x0b-\x1f\x7f]+|\x1b\[[0-9;]*m)*")
-_SGR = re.compile(r"\x1b\[[0-9;]*m")
+# text and LF, so that runs of whole lines reach the bulk path in _text.
+_RUN = re.compile(r"[^\x00-\x09\x0b-\x1f\x7f]*")
+SGR = re.compile(r"\x1b\[[0-9;]*m")
+_SGR_PARAMS = re.compile(r"\x1b\[([0-9;]*)m")
+# Text, SGR and newlines only (what a program printing in colour sends). One
+# character or one SGR per step: unambiguous, so a chunk that does not match
+# fails in linear time (a "+" inside the "*" would backtrack exponentially).
+_COLOURED = re.compile(r"(?:[^\x00-\x09\x0b-\x1f\x7f]|\x1b\[[0-9;]*m)*")
 # Every control but LF (CR LF already folded): text without one is only lines.
 _CONTROL_BYTES = bytes([*range(0x00, 0x0a), *range(0x0b, 0x20), 0x7f])
 # A progress bar redraws its line from column 0 many times per chunk; the
@@ -172,6 +183,8 @@ class TerminalRenderer:
         self._saved = (0, 0)
         self._pending = ""
         self._dirty: Optional[int] = None
+        self._style = None              # the style text is written with (styles.py)
+        self._styles = LineStyles()
 
     # -- public API ---------------------------------------------------------
 
@@ -205,6 +218,16 @@ class TerminalRenderer:
                 else:
                     self._lines_of(parts, None)
                 return
+        # Coloured lines (text, SGR and newlines only) from the end of the output.
+        first = data.find("\n")
+        if first != -1 and "\x1b[" in data and self.at_end() and _COLOURED.fullmatch(data):
+            self._general(data[:first + 1])
+            self._coloured_lines(data[first + 1:].split("\n"))
+            return
+        self._general(data)
+
+    def _general(self, data: str) -> None:
+        """Any text, one sequence or run of text at a time."""
         run = _RUN.match
         match = _SPECIAL.match
         pos = 0
@@ -212,11 +235,7 @@ class TerminalRenderer:
         while True:
             start = run(data, pos).end()
             if start > pos:
-                text = data[pos:start]
-                if "\x1b" in text:
-                    text = _SGR.sub("", text)
-                if text:
-                    self._text(text)
+                self._text(data[pos:start])
             if start == end:
                 return
             m = match(data, start)
@@ -226,6 +245,9 @@ class TerminalRenderer:
                 final = m.group(3)
                 if final != "m":
                     self._csi(m.group(1), m.group(2), final)
+                elif not m.group(2) and not m.group(1).strip("0123456789;"):
+                    # Private (ESC[>4;1m) and colon forms are not SGR for the editor either.
+                    self._style = sgr(self._style, m.group(1))
             elif kind == _CR:
                 redraws = _REDRAWS.match(data, start)
                 pos = redraws.end()
@@ -249,10 +271,17 @@ class TerminalRenderer:
 
     def lines(self) -> List[str]:
         """The rendered lines: ``"hi\\n"`` is ``["hi", ""]``, no output is ``[""]``."""
-        return list(self._lines)
+        return self._styles.view(self._lines)
 
     def text(self) -> str:
-        return "\n".join(self._lines)
+        return "\n".join(self.lines())
+
+    def note(self, text: str) -> None:
+        """Feed ``text`` in the default style (a line of the monitor's own),
+        whatever style the program left on."""
+        style, self._style = self._style, None
+        self.feed(text)
+        self._style = style
 
     @property
     def line_count(self) -> int:
@@ -261,7 +290,7 @@ class TerminalRenderer:
     @property
     def size(self) -> int:
         """``len(self.text().encode("utf-8"))``, in O(1)."""
-        return self._bytes + len(self._lines) - 1
+        return self._bytes + self._styles.extra(self._lines) + len(self._lines) - 1
 
     def take_changes(self) -> Optional[Tuple[int, List[str]]]:
         """Lines changed since the previous call (or since creation).
@@ -277,7 +306,7 @@ class TerminalRenderer:
         if first is None:
             return None
         self._dirty = None
-        return first, self._lines[first:]
+        return first, self._styles.view(self._lines, first)
 
     @property
     def cursor_row(self) -> int:
@@ -295,7 +324,8 @@ class TerminalRenderer:
     def lines_within(self, budget: int) -> int:
         """How many leading lines above the cursor fit in ``budget`` bytes,
         counting each line's newline."""
-        return _fit(self._lines, self._row, budget)[0]
+        lines = self._styles.view(self._lines, 0, self._row) if self._styles else self._lines
+        return _fit(lines, self._row, budget)[0]
 
     def discard_head(self, n: int) -> List[str]:
         """Forget the first ``n`` lines (never the cursor's), returning them.
@@ -306,9 +336,11 @@ class TerminalRenderer:
         n = max(0, min(n, self._row, len(self._lines) - 1))
         if not n:
             return []
-        dropped = self._lines[:n]
+        plain = self._lines[:n]
+        dropped = self._styles.view(self._lines, 0, n) if self._styles else plain
         del self._lines[:n]
-        self._bytes -= _size_of(dropped) - n
+        self._bytes -= _size_of(plain) - n
+        self._styles.discard_head(n)
         self._row -= n
         self._saved = (max(0, self._saved[0] - n), self._saved[1])
         if self._dirty is not None:
@@ -324,8 +356,8 @@ class TerminalRenderer:
         excess = self.size - max_bytes
         if excess <= 0:
             return 0, 0
-        lines = self._lines
-        stop = max(0, min(self._row, len(lines) - max(1, keep)))
+        stop = max(0, min(self._row, len(self._lines) - max(1, keep)))
+        lines = self._styles.view(self._lines, 0, stop + 1) if self._styles else self._lines
         n, freed = _fit(lines, stop, excess - 1)
         if n < stop:
             # The first line that brings the size within max_bytes goes too.
@@ -333,6 +365,19 @@ class TerminalRenderer:
             n += 1
         self.discard_head(n)
         return n, freed
+
+    def trim_blank_end(self) -> None:
+        """Forget the empty lines at the end but one (the editor's own run
+        trims them: ``toAnsi()``), when the output is over."""
+        lines = self._lines
+        n = len(lines)
+        while n > 1 and lines[n - 1] == "" and lines[n - 2] == "":
+            n -= 1
+        if n < len(lines):
+            del lines[n:]
+            self._styles.drop_from(n)
+            self._row = min(self._row, n - 1)
+            self._mark(n)
 
     # -- text ---------------------------------------------------------------
 
@@ -354,7 +399,9 @@ class TerminalRenderer:
             self._write(parts[0])
         lines = self._lines
         above = len(lines) - 1 - self._row
-        if above:
+        if above or self._style is not None:
+            if self._style is not None:
+                above = len(parts)   # coloured: each line painted as it is written
             # The cursor was moved up: lines overwrite existing ones until it
             # is back on the last line, and the rest is appended in bulk.
             for part in parts[1:above + 1]:
@@ -383,6 +430,42 @@ class TerminalRenderer:
         self._row = len(lines) - 1
         self._col = len(parts[-1])
         self._mark(first)
+
+    def _coloured_lines(self, pieces: List[str]) -> None:
+        """Lines of printable text and SGR, the cursor at the start of a new
+        last line: each line's characters and colours are built in one go
+        (the general path takes a Python step per write and per sequence)."""
+        style = self._style
+        limit = self._max
+        texts, styled = [], []
+        for piece in pieces:
+            if "\x1b" in piece:
+                segments = _SGR_PARAMS.split(piece)
+                parts = segments[0::2]
+                text = "".join(parts)
+                styles: List = []
+                for i, part in enumerate(parts):
+                    if i:
+                        style = sgr(style, segments[2 * i - 1])
+                    if part:
+                        styles += [style] * len(part)
+            else:
+                text = piece
+                styles = [style] * len(text) if style is not None else []
+            texts.append(text[:limit])
+            styled.append(styles[:limit] if any(styles) else None)
+        lines = self._lines
+        row = self._row
+        lines[row] = texts[0]
+        lines.extend(texts[1:])
+        self._bytes += utf8_len("".join(texts))
+        for i, styles in enumerate(styled):
+            if styles is not None:
+                self._styles.set_row(row + i, styles)
+        self._row = len(lines) - 1
+        self._col = min(len(text), _FAR)
+        self._style = style
+        self._mark(row)
 
     def _redraw(self, texts: List[str]) -> None:
         """Write each of ``texts`` from column 0 in turn, at the cost of one
@@ -423,9 +506,10 @@ class TerminalRenderer:
             grown = col - n + utf8_len(text)
         else:
             new = line[:col] + text + line[end:]
-            if new == line:
-                return
             grown = utf8_len(text) - utf8_len(line[col:end])
+        painted = self._styles.paint(row, col, end, self._style)
+        if new == line and not painted:
+            return
         self._set(row, new, grown)
 
     def _newline(self) -> None:
@@ -512,15 +596,20 @@ class TerminalRenderer:
         line = self._lines[row]
         if mode == 0:
             new, shrunk = line[:col], utf8_len(line[col:])
+            self._styles.clip(row, col)
         elif mode == 1:
             blank = min(col + 1, len(line))
             new, shrunk = " " * blank + line[blank:], utf8_len(line[:blank]) - blank
+            self._styles.blank(row, blank)
         elif mode == 2:
             new, shrunk = "", utf8_len(line)
+            self._styles.drop(row)
         else:
             return
         if new != line:
             self._set(row, new, -shrunk)
+        elif self._styles.touch(row):
+            self._mark(row)   # the same characters may have lost their colours
 
     def _erase_display(self, mode: int) -> None:
         lines = self._lines
@@ -529,18 +618,21 @@ class TerminalRenderer:
             if len(lines) > self._row + 1:
                 self._bytes -= _size_of(lines[self._row + 1:]) - (len(lines) - self._row - 1)
                 del lines[self._row + 1:]
+                self._styles.drop_from(self._row + 1)
                 self._mark(self._row + 1)
         elif mode == 1:
             # Only the screen, as on a terminal: scrollback is out of reach
             # (and a loop over it would make each ESC[1J cost the whole output).
             for i in range(max(0, len(lines) - SCREEN_ROWS), self._row):
                 if lines[i]:
+                    self._styles.drop(i)
                     self._set(i, "", -utf8_len(lines[i]))
             self._erase_line(1)
         elif mode == 2 or mode == 3:
             if lines != [""]:
                 lines[:] = [""]
                 self._bytes = 0
+                self._styles.clear()
                 self._mark(0)
             self._row = self._col = 0
 
@@ -548,6 +640,8 @@ class TerminalRenderer:
         """Replace a line whose UTF-8 size changes by ``grown``."""
         self._lines[row] = new
         self._bytes += grown
+        if self._styles:
+            self._styles.touch(row)
         self._mark(row)
 
     def _mark(self, row: int) -> None:

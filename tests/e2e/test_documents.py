@@ -92,6 +92,9 @@ def test_matplotlib_figure_reaches_display_data(sync_server, runtime, doc_name, 
     got = requests.get(pngs[0]["url"], timeout=10)
     assert got.status_code == 200 and got.content.startswith(b"\x89PNG")
     assert "plotted\n" in block_content(b.text(), exec_id)
+    # Shown as the editor shows a plot; without --project-root, by the runtime's URL.
+    assert pngs[0]["url"] == "%s/assets/%s_0001.png" % (runtime.url, exec_id)
+    assert b.text().endswith("```\n\n![plot-1](%s)\n" % pngs[0]["url"])
 
 
 def test_large_html_kept_as_asset(faults, proxy, sync_server, doc_name, peer_factory,

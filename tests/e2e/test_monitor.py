@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from mrmd_monitor.terminal import SGR
+from tests.support import editor_parsers
 from tests.support.notebook import (FINAL, block, block_content, cell, loop_code, run_cell,
                                     start_cell, uid)
 from tests.support.stacks import EVERY, SERVERS, on_stacks
@@ -111,10 +113,13 @@ def test_error_with_traceback_in_block(setup):
     assert any("return 1 / 0" in line for line in entry["error"]["traceback"])
     text = b.text()
     content = text[text.index("```output:%s\n" % exec_id):]
-    assert "ZeroDivisionError: division by zero\n" in content
-    assert "return 1 / 0" in content
-    assert "\x1b" not in content  # colours dropped
-    assert text.endswith("```\n")
+    plain = SGR.sub("", content)
+    assert "ZeroDivisionError: division by zero\n" in plain
+    assert "return 1 / 0" in plain
+    assert "\x1b" not in plain   # colours kept as the editor keeps them, nothing else
+    assert "\x1b[31mZeroDivisionError\x1b[0m" in content
+    # The last line as the editor's own run writes it.
+    assert text.endswith("\n[Error: division by zero]\n```\n")
 
 
 @on_stacks(EVERY)
@@ -234,15 +239,25 @@ def test_typing_above_while_output_streams(setup):
 
 @on_stacks(EVERY)
 def test_output_with_backtick_fences(setup):
+    """Runs of backticks anywhere in a line, fence lines, tildes: the block
+    stays whole for the editor's own parsers, and so does the next cell."""
     b = setup.browser
-    code = "print('```')\nprint('```python')\nprint('x')\nprint('~~~')"
-    b.set_text(cell(code) + "\n\nText after.\n")
+    code = ("print('```')\nprint('```python')\nprint('x')\nprint('~~~')\n"
+            "print('a ``` b ````` c')")
+    b.set_text(cell(code) + "\n\nText after.\n\n" + cell("print('next')") + "\n")
     exec_id, entry = run_cell(b, code, setup.runtime.url)
     assert entry["status"] == "completed"
     zw = "\u200b"
+    content = setup.out(zw + "```\n" + zw + "```python\nx\n" + zw + "~~~\na ``` b ````` c\n")
+    fence = "`" * 6   # longer than the five backticks in a row of the last line
     assert b.text() == (cell(code) + "\n\n"
-                        + block(exec_id, setup.out(zw + "```\n" + zw + "```python\nx\n" + zw + "~~~\n"))
-                        + "\n\nText after.\n")
+                        + "%soutput:%s\n%s%s" % (fence, exec_id, content, fence)
+                        + "\n\nText after.\n\n" + cell("print('next')") + "\n")
+    text = b.text()
+    assert editor_parsers.find_output_block_by_exec_id(text, exec_id)["content"] == content
+    cells = editor_parsers.find_code_blocks(text)
+    assert [c["language"] for c in cells] == ["python", "output:" + exec_id, "python"]
+    assert cells[2]["code"] == "print('next')\n"
 
 
 @on_stacks(SERVERS)

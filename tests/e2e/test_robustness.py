@@ -282,7 +282,9 @@ def test_max_run_time(sync_server, own_runtime, doc_name, peer_factory, monitor_
     e = b.wait_entry(exec_id, FINAL, timeout=30)
     assert e["status"] == "error" and e["error"]["type"] == "MaxRunTime"
     assert e["completedAt"] - e["startedAt"] < 5000
-    assert "MaxRunTime: the run took longer than --max-run-time" in block_content(b.text(), exec_id)
+    # The last line as the editor's own run writes an error.
+    assert "\n[Error: the run took longer than --max-run-time (2s) and was stopped]\n" \
+        in block_content(b.text(), exec_id)
 
 
 def test_unanswered_stdin_ends_cleanly(faults, sync_server, doc_name, peer_factory, monitor_factory):

@@ -281,3 +281,5 @@ def test_figure_on_mrp3_keeps_its_asset_id(module_mrmd_sync, mrp3_runtime, on_mr
     got = requests.get(png["url"], timeout=10)
     assert got.status_code == 200 and got.content.startswith(b"\x89PNG")
     assert block_content(b.text(), exec_id) == "plotted\n"
+    # Shown as the editor shows a plot (no --project-root: the runtime's URL).
+    assert b.text().endswith("```\n\n![plot-1](%s)\n" % png["url"])

@@ -12,7 +12,7 @@ import random
 import pytest
 
 from mrmd_monitor.output import PendingOutput, RunOutput
-from mrmd_monitor.terminal import TerminalRenderer
+from mrmd_monitor.terminal import SGR, TerminalRenderer
 
 PIECES = [
     "a", "xyz", "\u00e9", "\u65e5\u672c", "\U0001f389", "e\u0301", "\u00a0", "\u0085", "\u200b",
@@ -55,7 +55,9 @@ def test_renderer_invariants(seed):
             if change is not None:
                 mirror[change[0]:] = change[1]
         assert cut.lines() == whole.lines() == mirror, repr(data)
-        assert max(map(len, whole.lines())) <= COLUMNS, repr(data)
+        # Colours (SGR) are kept, as the editor keeps them: they take no column.
+        assert max(len(SGR.sub("", line)) for line in whole.lines()) <= COLUMNS, repr(data)
+        assert "\x1b" not in SGR.sub("", whole.text()), repr(data)
         assert whole.size == len(whole.text().encode("utf-8")), repr(data)
         # Moves and erases reach at most a screen of rows per sequence.
         assert whole.line_count <= 1 + data.count("\n") + 24 * (data.count("\x1b") + 1)

@@ -245,7 +245,8 @@ def test_error_shown_once_in_block(w):
     w.co.on_message(m.RunFinished("e1", error={"type": "RuntimeUnavailable",
                                                "message": "cannot reach the runtime",
                                                "traceback": []}))
-    assert "```output:e1\nRuntimeUnavailable: cannot reach the runtime\n```" in w.text()
+    # As the editor's own run writes it: "\n[Error: ...]" after no output.
+    assert "```output:e1\n\n[Error: cannot reach the runtime]\n```" in w.text()
     e = w.entry("e1")
     assert e["status"] == "error" and e["error"]["type"] == "RuntimeUnavailable"
 
@@ -440,7 +441,8 @@ def test_max_run_time_error_of_the_worker_reaches_entry_and_block():
         "message": "the run took longer than --max-run-time (2s) and was stopped"}))
     e = world.entry("e1")
     assert e["status"] == "error" and e["error"]["type"] == "MaxRunTime"
-    assert "working\nMaxRunTime: the run took longer than --max-run-time (2s)" in world.text()
+    assert "working\n[Error: the run took longer than --max-run-time (2s) and was stopped]\n```" \
+        in world.text()
 
 
 def test_large_output_split_into_small_updates():
