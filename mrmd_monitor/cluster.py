@@ -267,7 +267,7 @@ def claim_order(runtime_url: str, session, members: Sequence[Member],
     pair keeps its monitor, which keeps a notebook's cells in one queue.
 
     Weights, not a hard "full last" rule: loads are seen late (published
-    at most every daemon.LOAD_PUBLISH_INTERVAL, taken as of before the request), and the one
+    at most every fleet.LOAD_PUBLISH_INTERVAL, taken as of before the request), and the one
     monitor shown with room while the others were full then got every new
     pair until its load caught up.
 

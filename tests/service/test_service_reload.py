@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("restore_logging")
 def daemon_for(ini, *extra):
     argv = ["-c", str(ini)] + list(extra)
     daemon = Daemon(load_config(argv, env={}), argv=argv, env={})
-    daemon.syncs = [FakeSync(), FakeSync()]
+    daemon.fleet.syncs = [FakeSync(), FakeSync()]
     return daemon
 
 
@@ -48,7 +48,7 @@ def test_live_values_reach_every_sync_thread_and_restart_only_ones_stay(tmp_path
     new = daemon.config
     assert (new.grace, new.allow_runtime, new.retention) == (7.0, ("runtimes.example.org",), 10.0)
     assert (new.sync_url, new.docs, new.max_workers) == ("ws://127.0.0.1:1", ("a.md",), 4)
-    for sync in daemon.syncs:
+    for sync in daemon.fleet.syncs:
         assert sync.applied == [new]
     messages = [r.getMessage() for r in caplog.records]
     assert any("grace 5.0 -> 7.0" in msg and "retention 3600.0 -> 10.0" in msg for msg in messages)
@@ -63,7 +63,7 @@ def test_command_line_still_beats_the_file_after_a_reload(tmp_path):
     write_ini(ini, sync_url="ws://127.0.0.1:1", grace=8)
     daemon._reload()
     assert daemon.config.grace == 2.0
-    assert daemon.syncs[0].applied == [daemon.config]
+    assert daemon.fleet.syncs[0].applied == [daemon.config]
     assert daemon.config.source_of("grace") == "command line"
 
 
@@ -74,7 +74,7 @@ def test_a_bad_file_keeps_the_running_configuration(tmp_path, caplog):
     ini.write_text("[mrmd-monitor]\nsync-url = ws://127.0.0.1:1\ngrace = soon\n")
     daemon._reload()
     assert daemon.config is before
-    assert all(sync.applied == [] for sync in daemon.syncs)
+    assert all(sync.applied == [] for sync in daemon.fleet.syncs)
     error = next(r for r in caplog.records if "configuration not reloaded" in r.getMessage())
     assert error.levelno == logging.ERROR and "grace" in error.getMessage()
 
@@ -92,8 +92,8 @@ def test_a_missing_file_keeps_the_running_configuration(tmp_path, caplog):
 def test_without_a_command_line_hup_only_reopens_logs(caplog):
     config = load_config(["ws://127.0.0.1:1"], env={})
     daemon = Daemon(config)
-    daemon.syncs = [FakeSync()]
+    daemon.fleet.syncs = [FakeSync()]
     with caplog.at_level(logging.INFO):
         daemon._reload()
-    assert daemon.config is config and daemon.syncs[0].applied == []
+    assert daemon.config is config and daemon.fleet.syncs[0].applied == []
     assert any("log files reopened" in r.getMessage() for r in caplog.records)

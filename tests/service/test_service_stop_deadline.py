@@ -50,7 +50,7 @@ class StuckPool:
 def test_a_stuck_stop_ends_within_grace_plus_the_margin():
     daemon = Daemon(load_config(["ws://127.0.0.1:1", "--grace", "0.5"], env={}))
     sync, pool = StuckSync(), StuckPool()
-    daemon.syncs, daemon.pool = [sync], pool
+    daemon.fleet.syncs, daemon.pool = [sync], pool
     daemon._events.put(("term", signal.SIGTERM))
     started = time.monotonic()
     daemon._serve()
@@ -62,7 +62,7 @@ def test_a_stuck_stop_ends_within_grace_plus_the_margin():
 
 def test_a_second_signal_shortens_the_deadline():
     daemon = Daemon(load_config(["ws://127.0.0.1:1", "--grace", "60"], env={}))
-    daemon.syncs, daemon.pool = [StuckSync()], StuckPool()
+    daemon.fleet.syncs, daemon.pool = [StuckSync()], StuckPool()
     daemon._events.put(("term", signal.SIGTERM))
     daemon._events.put(("int", signal.SIGINT))
     started = time.monotonic()

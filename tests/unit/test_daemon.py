@@ -33,7 +33,7 @@ class FakeSync:
 
 def daemon_with(*syncs, args=()):
     daemon = Daemon(load_config([URL, *args], env={}))
-    daemon.syncs = list(syncs)
+    daemon.fleet.syncs = list(syncs)
     return daemon
 
 
@@ -62,14 +62,14 @@ def test_a_document_that_leaves_before_it_syncs_is_not_waited_for(caplog):
     daemon.handle_synced("a.md")
     assert len(ready_lines(caplog)) == 1   # a document being left is not waited for
     daemon.handle_exited(leaving)
-    assert leaving.joined and [s.doc_name for s in daemon.syncs] == ["a.md"]
+    assert leaving.joined and [s.doc_name for s in daemon.fleet.syncs] == ["a.md"]
     assert daemon.metrics.get("mrmd_monitor_documents_attached") == 1
 
 
 def test_ready_waits_for_the_control_document_when_one_is_joined(caplog):
     daemon = daemon_with(FakeSync("a.md"))
     members = (Member("mon-1", capacity=8), Member("mon-2", capacity=8))
-    daemon.control = FakeSync("mrmd-monitors", members=members)
+    daemon.fleet.control = FakeSync("mrmd-monitors", members=members)
     daemon.handle_synced("a.md")
     assert ready_lines(caplog) == []   # the loads come from the control document
     daemon.handle_members(None)        # it synced
@@ -97,7 +97,7 @@ def test_each_monitor_process_has_its_own_member_id_from_its_name():
 
 def test_a_flood_of_fake_monitors_is_trusted_by_nobody_and_said_so(caplog):
     daemon = daemon_with(FakeSync("a.md"))
-    daemon.control = FakeSync("mrmd-monitors", members=None)   # more than cluster.MAX_MEMBERS
+    daemon.fleet.control = FakeSync("mrmd-monitors", members=None)   # more than cluster.MAX_MEMBERS
     daemon.handle_members((Member("mon-1"),))
     daemon.handle_members(None)
     warning = [r for r in caplog.records if "trusting none of them" in r.getMessage()]

@@ -204,16 +204,16 @@ def test_the_daemon_follows_at_most_max_docs_and_says_so_once(caplog):
     from mrmd_monitor.daemon import Daemon
 
     daemon = Daemon(load_config(["ws://127.0.0.1:1", "--max-docs", "2"], env={}))
-    daemon._attach = lambda name: daemon.syncs.append(FakeSync(name))
-    with caplog.at_level(logging.INFO, logger="mrmd_monitor.daemon"):
-        daemon._follow(["a", "b", "c", "d"])
-        daemon._follow(["a", "b", "c", "d", "e"])
-        assert [s.doc_name for s in daemon.syncs] == ["a", "b"]
+    daemon.fleet.attach = lambda name: daemon.fleet.syncs.append(FakeSync(name))
+    with caplog.at_level(logging.INFO, logger="mrmd_monitor.fleet"):
+        daemon.handle_docs(["a", "b", "c", "d"])
+        daemon.handle_docs(["a", "b", "c", "d", "e"])
+        assert [s.doc_name for s in daemon.fleet.syncs] == ["a", "b"]
         limit_lines = [r.getMessage() for r in caplog.records if "--max-docs 2 reached" in r.getMessage()]
         assert limit_lines == ["--max-docs 2 reached: following 2 document(s), leaving 2 more the "
                                "server lists alone (first: c)"]
-        daemon._follow(["b", "c"])  # a was closed: c takes its place
-        assert [s.doc_name for s in daemon.syncs if not s.leaving] == ["b", "c"]
-        assert daemon.syncs[0].leaving and daemon.syncs[0].posted
+        daemon.handle_docs(["b", "c"])  # a was closed: c takes its place
+        assert [s.doc_name for s in daemon.fleet.syncs if not s.leaving] == ["b", "c"]
+        assert daemon.fleet.syncs[0].leaving and daemon.fleet.syncs[0].posted
         assert any("every document the server lists is followed again" in r.getMessage()
                    for r in caplog.records)

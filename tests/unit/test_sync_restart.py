@@ -34,7 +34,7 @@ def test_a_panic_on_one_document_restarts_its_thread_and_nothing_else(caplog):
     cfg = Config(sync_url="ws://127.0.0.1:9", docs=("a", "b"), reconnect_max=0.2, grace=0.0)
     daemon = Daemon(cfg)
     daemon.pool = NoPool()
-    first, other = daemon._attach("a"), daemon._attach("b")
+    first, other = daemon.fleet.attach("a"), daemon.fleet.attach("b")
     try:
         with caplog.at_level(logging.INFO):
             first.post(m.Call(_panic))
@@ -46,7 +46,7 @@ def test_a_panic_on_one_document_restarts_its_thread_and_nothing_else(caplog):
                    and getattr(r, "doc", None) == "a" for r in caplog.records)
         assert "restarting" in caplog.text
         assert not daemon._stopping
-        docs = {s.doc_name: s for s in daemon.syncs}
+        docs = {s.doc_name: s for s in daemon.fleet.syncs}
         assert sorted(docs) == ["a", "b"] and docs["b"] is other and other.is_alive()
         again = docs["a"]
         assert again is not first and again.client_id != first.client_id
@@ -54,12 +54,12 @@ def test_a_panic_on_one_document_restarts_its_thread_and_nothing_else(caplog):
         # A document that keeps panicking waits longer before each new thread.
         again.post(m.Call(_panic))
         daemon.handle_exited(_next_exit(daemon))
-        third = {s.doc_name: s for s in daemon.syncs}["a"]
+        third = {s.doc_name: s for s in daemon.fleet.syncs}["a"]
         assert third.conn.next_connect - time.monotonic() > 1.0
     finally:
-        for sync in daemon.syncs:
+        for sync in daemon.fleet.syncs:
             sync.post(m.Stop(deadline=time.monotonic()))
-        for sync in list(daemon.syncs) + [first]:
+        for sync in list(daemon.fleet.syncs) + [first]:
             sync.join(10)
             assert not sync.is_alive()
         try:
