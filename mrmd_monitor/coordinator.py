@@ -33,6 +33,8 @@ from .runs import (RELEASED, UNSTARTED, Phase, Run, begin, final_changes, new_ru
 
 log = logging.getLogger(__name__)
 
+POOL_WAIT = "an earlier run on this runtime and session has not ended yet"
+
 # Orphans are looked at this often while another monitor holds an entry of
 # this document, finished entries' retention this often while some wait for it.
 # Otherwise nothing can come due and an idle document does not wake at all:
@@ -489,12 +491,13 @@ class Coordinator:
                 self.held.write(run, {"queued": True, "queuePosition": len(before)})
             return
         transition(run, Phase.QUEUED, self.clock())
-        # Another document's run on the same runtime and session may still be
-        # ahead in the pool: it runs them one at a time, in arrival order.
-        self.pool.submit(run.exec_id, m.RunJob(
-            exec_id=run.exec_id, runtime_url=run.runtime_url, session=run.session,
-            code=run.code, post=self.post, doc=self.doc_name,
-            max_run_time=self.config.max_run_time, confirm_dispatch=True))
+        # A run the pool still holds on the same runtime and session (another
+        # document's, or a cancelled one it drains) goes first: say why we wait.
+        if self.pool.submit(run.exec_id, m.RunJob(
+                exec_id=run.exec_id, runtime_url=run.runtime_url, session=run.session,
+                code=run.code, post=self.post, doc=self.doc_name,
+                max_run_time=self.config.max_run_time, confirm_dispatch=True)):
+            self.held.write(run, {"queued": True, "queueReason": POOL_WAIT})
 
     def stop_claiming(self):
         self.accepting = False
