@@ -80,19 +80,16 @@ class SyncThread(threading.Thread):
         self.coordinator = Coordinator(self.doc, me=self.client_id, pool=pool, post=self.post,
                                        config=config, port=self, doc_name=doc_name,
                                        metrics=self.metrics, latencies=latencies)
-        self._on_synced = on_synced
-        self._on_exit = on_exit
+        self._on_synced, self._on_exit = on_synced, on_exit
         self.leaving = False   # set by the daemon when the document is being detached
         self._ever_synced = False
         self._stop_deadline = None
         self.crashed = False
         self.refused = None   # SyncAuthRefused or SyncReadOnly: the daemon's exit status
-        # Several monitors (cluster.py): who we are to the others.
+        # Several monitors (cluster.py): who we are to the others; and (entry) ->
+        # the control document's members just before its request (claim_delay).
         self.member_id = member_id or cluster.new_member_id(config.name)
-        self._on_members = on_members
-        # (entry) -> the control document's members just before it was
-        # requested, or None: claim_delay's loads.
-        self._cluster_loads = cluster_loads
+        self._on_members, self._cluster_loads = on_members, cluster_loads
         self._publish_member()
 
     # -- the only thread-safe entry point ------------------------------------
@@ -130,8 +127,7 @@ class SyncThread(threading.Thread):
     def is_connected(self):
         return self.session.synced
 
-    def peer_alive(self, client_id):
-        """Is a peer with this client id present in awareness (recently renewed)?"""
+    def peer_alive(self, client_id):   # recently renewed in awareness
         return self.presence.peer_alive(client_id, time.monotonic())
 
     def is_monitor(self, client_id):
@@ -144,18 +140,16 @@ class SyncThread(threading.Thread):
 
     def claim_delay(self, entry):
         """Seconds we let the monitor preferred for this run claim it first
-        (claims.DocPort); 0 when we are preferred or see no other monitor."""
-        members = self.members
-        if members is None or len(members) <= 1:
+        (claims.DocPort); 0 when we are preferred or see no other monitor. The
+        pairs requested with it (a burst) are placed one after another."""
+        if self.members is None or len(self.members) <= 1:
             return 0.0
         loads = self._cluster_loads(entry) if self._cluster_loads is not None else None
-        # The pairs requested with this one: every monitor places them one
-        # after another, so a burst splits evenly even while loads show zero.
-        burst = cluster.burst_keys(((e.runtime_url, e.session, e.requested_at)
-                                    for e in self.coordinator.entries.index.values()),
+        burst = cluster.burst_keys([(e.runtime_url, e.session, e.requested_at)
+                                    for e in self.coordinator.entries.index.values()],
                                    entry.requested_at)
-        return cluster.claim_delay(entry.runtime_url, entry.session, members, self.member_id,
-                                   loads=loads, burst=burst)
+        return cluster.claim_delay(entry.runtime_url, entry.session, self.members,
+                                   self.member_id, loads=loads, burst=burst)
 
     def catch_up(self):
         """Before a backup claim: apply what already waits on the socket (the
@@ -166,9 +160,8 @@ class SyncThread(threading.Thread):
     # -- presence ----------------------------------------------------------------
 
     def set_awareness_fields(self, **fields):
-        """Add or change fields of our awareness state (on this thread, e.g.
-        through ``post(Call(...))``); sent at once when connected. ``None``
-        removes a field."""
+        """Our awareness state's fields (None removes one), sent at once when
+        connected; on this thread, e.g. through ``post(Call(...))``."""
         self.presence.set_fields(**fields)
         if self.conn.ws is None:
             self.presence.local()
@@ -184,8 +177,7 @@ class SyncThread(threading.Thread):
         return self.presence.needed(self.coordinator.active())
 
     def _publish_member(self):
-        """Our id, capacity and busy count in awareness (presence.py, "Our
-        member"); none in a document being left."""
+        """Our id, capacity and busy count in awareness; none in a document being left."""
         state = None
         if self._stop_deadline is None:
             busy = (self.metrics.get("mrmd_monitor_active_runs")
