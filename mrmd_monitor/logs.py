@@ -309,7 +309,7 @@ def setup_logging(config) -> None:
     root.addHandler(handler)
     root.setLevel(_level(config.log_level))
     # One line per HTTP connection and per SSE event drowns our own debug log.
-    for noisy in ("urllib3", "sseclient"):
+    for noisy in ("urllib3",):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.captureWarnings(True)
 

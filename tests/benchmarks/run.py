@@ -735,7 +735,7 @@ class StackSampler:
     """Takes ``py-spy dump`` of a process at intervals; counts sync threads seen inside HTTP code."""
 
     HTTP_MARKERS = ("http/client.py", "/requests/", "/urllib3/", "mrmd_monitor/mrp.py",
-                    "mrmd_monitor/http.py", "sseclient")
+                    "mrmd_monitor/http.py", "mrmd_monitor/httpbody.py", "mrmd_monitor/mrpstream.py")
 
     def __init__(self, pid, interval=0.25):
         self.pid = pid
@@ -861,7 +861,7 @@ def machine():
     except OSError:
         mem_kb = None
     versions = {}
-    for mod in ("pycrdt", "websocket-client", "requests", "sseclient-py", "mrmd-python"):
+    for mod in ("pycrdt", "websocket-client", "requests", "urllib3", "mrmd-python"):
         try:
             from importlib.metadata import version
             versions[mod] = version(mod)
