@@ -1,7 +1,8 @@
 """What the terminal renderer recognises in a raw stream: escape sequences
-(CSI, OSC, two-character escapes), the controls that act, and the limits
-on what a sequence may hold. Pure: regular expressions and small functions,
-no state; ``terminal.py`` decodes a stream with them and ``screen.py`` acts.
+(CSI, OSC, two-character escapes), the controls that act, the limits on
+what a sequence may hold, and the C-speed checks that let plain text skip
+the decoding loop. Pure: regular expressions and small functions, no
+state; ``terminal.py`` decodes a stream with them and ``screen.py`` acts.
 """
 
 from __future__ import annotations

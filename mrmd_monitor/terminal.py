@@ -105,7 +105,7 @@ class TerminalRenderer:
             if kind == CSI:
                 final = m.group(3)
                 if final != "m":
-                    self._csi(m.group(1), m.group(2), final)
+                    _csi(screen, m.group(1), m.group(2), final)
                 elif not m.group(2) and not m.group(1).strip("0123456789;"):
                     # Private (ESC[>4;1m) and colon forms are not SGR for the editor either.
                     screen.style = sgr(screen.style, m.group(1))
@@ -132,21 +132,6 @@ class TerminalRenderer:
                 if " " <= data[pos:pos + 1] != "\x7f":
                     pos += 1
             # OSC and dropped controls: nothing to do.
-
-    def _csi(self, params: str, intermediates: str, final: str) -> None:
-        if intermediates or (params and params[0] in "<=>?"):
-            return
-        args = [number(p) for p in params.split(";")] if params else []
-        first = args[0] if args else 0
-        move = _MOVES.get(final)
-        if move is not None:
-            move(self.screen, first or 1)
-        elif final == "K":
-            self.screen.erase_line(first)
-        elif final == "J":
-            self.screen.erase_display(first)
-        elif final == "H" or final == "f":
-            self.screen.position(first or 1, args[1] if len(args) > 1 and args[1] else 1)
 
     def note(self, text: str) -> None:
         """Feed ``text`` in the default style (a line of the monitor's own),
@@ -199,3 +184,21 @@ class TerminalRenderer:
 
     def trim_blank_end(self) -> None:
         self.screen.trim_blank_end()
+
+
+def _csi(screen: Screen, params: str, intermediates: str, final: str) -> None:
+    """Act on one CSI sequence other than SGR."""
+    if intermediates or (params and params[0] in "<=>?"):
+        return
+    args = [number(p) for p in params.split(";")] if params else []
+    first = args[0] if args else 0
+    if final == "K":
+        screen.erase_line(first)
+    elif final == "J":
+        screen.erase_display(first)
+    elif final == "H" or final == "f":
+        screen.position(first or 1, args[1] if len(args) > 1 and args[1] else 1)
+    else:
+        move = _MOVES.get(final)
+        if move is not None:
+            move(screen, first or 1)
