@@ -192,13 +192,12 @@ def _csi(screen: Screen, params: str, intermediates: str, final: str) -> None:
         return
     args = [number(p) for p in params.split(";")] if params else []
     first = args[0] if args else 0
-    if final == "K":
+    move = _MOVES.get(final)
+    if move is not None:
+        move(screen, first or 1)
+    elif final == "K":
         screen.erase_line(first)
     elif final == "J":
         screen.erase_display(first)
     elif final == "H" or final == "f":
         screen.position(first or 1, args[1] if len(args) > 1 and args[1] else 1)
-    else:
-        move = _MOVES.get(final)
-        if move is not None:
-            move(screen, first or 1)
