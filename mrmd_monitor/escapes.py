@@ -1,7 +1,7 @@
 """What the terminal renderer recognises in a raw stream: escape sequences
 (CSI, OSC, two-character escapes), the controls that act, the limits on
-what a sequence may hold, and the C-speed checks that let plain text skip
-the decoding loop. Pure: regular expressions and small functions, no
+what a sequence may hold, and the C-speed checks and measures that let
+plain text skip the decoding loop. Pure: regular expressions and small functions, no
 state; ``terminal.py`` decodes a stream with them and ``screen.py`` acts.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["SGR", "plain_ascii", "short_lines"]
+__all__ = ["SGR", "plain_ascii", "short_lines", "utf8_len"]
 
 # What the decoder takes in one step from where it stands: printable text
 # and LF, so that runs of whole lines reach the screen's bulk path.
@@ -48,6 +48,11 @@ MAX_PENDING = 256
 # Longer counts are clamped before int(), which refuses over 4300 digits;
 # every use clamps them far lower anyway.
 MAX_DIGITS = 9
+
+
+def utf8_len(text: str) -> int:
+    """UTF-8 length; isascii() is O(1) on CPython, so ASCII lines cost nothing."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def plain_ascii(text: str) -> bool:

@@ -39,10 +39,10 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-from .escapes import MAX_DIGITS, SGR_PARAMS, short_lines
+from .escapes import MAX_DIGITS, SGR_PARAMS, short_lines, utf8_len
 from .styles import LineStyles, sgr
 
-__all__ = ["Screen", "Lines", "SCREEN_ROWS", "DEFAULT_COLUMNS", "utf8_len"]
+__all__ = ["Screen", "Lines", "SCREEN_ROWS", "DEFAULT_COLUMNS"]
 
 SCREEN_ROWS = 24
 DEFAULT_COLUMNS = 4096
@@ -55,11 +55,6 @@ FAR = 10 ** MAX_DIGITS
 # at once: a Python step per line would make a cap over a million empty rows
 # cost seconds.
 _BLOCK = 512
-
-
-def utf8_len(text: str) -> int:
-    """UTF-8 length; isascii() is O(1) on CPython, so ASCII lines cost nothing."""
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _size_of(lines: List[str]) -> int:

@@ -28,8 +28,8 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 from .escapes import (BS, COLOURED, CR, CSI, ESC2, INCOMPLETE, LONE_ESC, REDRAWS, RUN, SGR,
-                      SPECIAL, TAB, held, number, plain_ascii, short_lines)
-from .screen import DEFAULT_COLUMNS, SCREEN_ROWS, Screen, utf8_len
+                      SPECIAL, TAB, held, number, plain_ascii, short_lines, utf8_len)
+from .screen import DEFAULT_COLUMNS, SCREEN_ROWS, Screen
 from .styles import sgr
 
 __all__ = ["TerminalRenderer", "SCREEN_ROWS", "DEFAULT_COLUMNS", "utf8_len", "plain_ascii",
