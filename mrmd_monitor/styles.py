@@ -16,6 +16,8 @@ from functools import lru_cache
 from itertools import groupby
 from typing import Dict, List, Optional, Set, Tuple
 
+from .escapes import MAX_DIGITS, utf8_len
+
 Style = Optional[Tuple[Optional[tuple], Optional[tuple], int]]
 
 # SGR code of each attribute bit, in the order the editor writes them.
@@ -25,8 +27,6 @@ _UNSET = {22: _SET[1] | _SET[2], 23: _SET[3], 24: _SET[4], 27: _SET[7], 29: _SET
 _FG = frozenset([*range(30, 38), *range(90, 98)])
 _BG = frozenset([*range(40, 48), *range(100, 108)])
 RESET = "\x1b[0m"
-# Longer parameters are clamped, as the renderer clamps other counts.
-_MAX_DIGITS = 9
 _MAX_CACHED = 32
 
 
@@ -46,7 +46,7 @@ def _sgr_cached(style: Style, params: str) -> Style:
 
 def _sgr(style: Style, params: str) -> Style:
     fg, bg, attrs = style or (None, None, 0)
-    codes = [int(p[:_MAX_DIGITS]) if p.isdigit() else 0 for p in params.split(";")] \
+    codes = [int(p[:MAX_DIGITS]) if p.isdigit() else 0 for p in params.split(";")] \
         if params else [0]
     i, n = 0, len(codes)
     while i < n:
@@ -123,10 +123,6 @@ def render(line: str, styles: List[Style]) -> str:
     if cur is not None:
         parts.append(RESET)
     return "".join(parts)
-
-
-def _utf8_len(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 class LineStyles:
@@ -254,7 +250,7 @@ class LineStyles:
                 del self._rows[key]
                 continue
             shown = render(line, styles)
-            extra = _utf8_len(shown) - _utf8_len(line)
+            extra = utf8_len(shown) - utf8_len(line)
             self._shown[key] = (shown, extra)
             self._extra += extra
         self._stale.clear()
