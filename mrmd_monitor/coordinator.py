@@ -162,6 +162,8 @@ class Coordinator:
         elif entry is None:
             if self.entries.raw(key) is not None:
                 self.log.debug("ignoring map key %r: not an execution entry", key)
+        elif entry.claimed_by == self.me and not entry.final and self.entries.restore_end(key):
+            return None   # it ran here: its end is back, and it never runs again
         elif self.claims.may_claim(entry) and self.accepting:
             verdict = self.claims.defer(entry, self.clock(), self.now_ms())
             if verdict == BACKUP:

@@ -9,7 +9,9 @@ entry that breaks a limit is refused: it ends in ``error`` saying why, cut
 to what fits. Runs on the document's sync thread.
 """
 
+import json
 import logging
+from collections import OrderedDict
 from typing import Callable, Dict, Iterable, List, Optional
 
 from pycrdt import Map
@@ -18,6 +20,12 @@ from . import protocol as p
 from .logs import context
 
 log = logging.getLogger(__name__)
+
+# The ends we wrote, kept per document for the last this many runs, each
+# without its rich output past END_DISPLAY_BYTES: enough to put an end back
+# that a browser's older write replaced, bounded whatever the peers write.
+ENDS_KEPT = 256
+END_DISPLAY_BYTES = 64 * 1024
 
 
 class Entries:
@@ -33,6 +41,7 @@ class Entries:
         self.log = context(log, doc=doc_name)
         # Every entry, parsed once per change (remote or ours).
         self.index: Dict[str, p.Entry] = {}
+        self._ends: "OrderedDict[str, dict]" = OrderedDict()
 
     def keys(self) -> List[str]:
         return list(self.map.keys())
@@ -87,7 +96,30 @@ class Entries:
                 "rich output of %s cut: the entry would pass the sync server's message limit",
                 exec_id)
         self._set(exec_id, fitted)
+        if new in p.FINAL:
+            self._keep_end(exec_id, changes)
         return True
+
+    def _keep_end(self, exec_id, changes):
+        if len(json.dumps(changes.get("displayData", []), default=str)) > END_DISPLAY_BYTES:
+            changes = {k: v for k, v in changes.items() if k != "displayData"}
+        self._ends[exec_id] = changes
+        self._ends.move_to_end(exec_id)
+        while len(self._ends) > ENDS_KEPT:
+            self._ends.popitem(last=False)
+
+    def restore_end(self, exec_id: str) -> bool:
+        """Write again the end of a run that ended here, which an entry shows
+        unfinished: a browser's write made offline from its older copy (its
+        ``ready``) can win the conflict over our final status after a
+        reconnect. Never run again what already ran."""
+        changes = self._ends.get(exec_id)
+        if changes is None:
+            return False
+        self.log.bind(exec_id=exec_id).warning(
+            "%s shows %s after it ended here (an older write won): its end is written again",
+            exec_id, self.index[exec_id].status if exec_id in self.index else "?")
+        return self.write(exec_id, changes)
 
     def refuse(self, exec_id: str, problem: str) -> bool:
         """An entry that breaks a limit ends in ``error`` with the reason; it is

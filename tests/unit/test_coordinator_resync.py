@@ -7,6 +7,7 @@ coordinator's index, and a run of ours whose entry is gone must be dropped,
 or each reconnect under load keeps the runs and entries in flight for good
 (a soak of 8 documents stepped up ~6 MB per sync server restart)."""
 
+from mrmd_monitor import messages as m
 from tests.unit.test_coordinator import World
 
 
@@ -55,3 +56,36 @@ def test_many_reconnects_under_load_keep_nothing_of_the_runs_gone():
 
         resync_after_outage(world, delete_round)
     assert len(world.co.runs) == 0 and len(world.co.entries.index) == 0
+
+
+def test_a_browsers_offline_ready_that_wins_over_our_end_never_runs_the_cell_again():
+    """The soak benchmark's double run: the monitor made the block itself, ran
+    the cell and wrote ``completed`` while the browser, cut off, wrote
+    ``ready`` from its stale copy (claimed by us). After the reconnect the
+    browser's write wins the conflict (its client id is larger): the entry
+    shows ``ready`` in our name for a run we no longer hold. It used to be
+    taken over after --orphan-timeout and run a second time; now the end we
+    wrote is put back and nothing runs again."""
+    world = World()
+    world.br_text += "```python\nprint('hi')\n```\n"
+    world.to_monitor()
+    world.request("e1")
+    world.clock.t += 2
+    world.tick()                       # no block from the browser: the monitor makes it
+    world.to_browser()
+    stale = dict(world.br_map["e1"])   # the browser's copy, claimed by us
+    world.co.on_message(m.RunStarted("e1"))
+    world.co.on_message(m.RunFinished("e1", result={"success": True, "executionCount": 1}))
+    assert not world.co.runs and world.pool.names("submit") == ["e1"]
+
+    def browser_writes_ready_offline():
+        world.br_map["e1"] = {**stale, "status": "ready", "outputBlockReady": True}
+
+    resync_after_outage(world, browser_writes_ready_offline)
+    for _ in range(5):                 # well past --orphan-timeout
+        world.clock.t += 30
+        world.tick()
+    entry = world.entry("e1")
+    assert entry["status"] == "completed", entry
+    assert entry["result"] == {"success": True, "executionCount": 1}
+    assert world.pool.names("submit") == ["e1"]
