@@ -98,6 +98,7 @@ class Requester(threading.Thread):
         self.reopened = set()  # seen final, later not: a run that ended twice
         self.errors = []
         self.stop_requests = threading.Event()
+        self.requests_stopped = threading.Event()  # set by the thread: no request is on its way
         self.stop_all = threading.Event()
         self._lock = threading.Lock()
 
@@ -106,8 +107,10 @@ class Requester(threading.Thread):
         next_at = time.monotonic()
         while not self.stop_all.is_set():
             now = time.monotonic()
+            if self.stop_requests.is_set():
+                self.requests_stopped.set()
             try:
-                if not self.stop_requests.is_set() and now >= next_at:
+                if not self.requests_stopped.is_set() and now >= next_at:
                     exec_id = "soak-%s-%05d" % (self.tag, n)
                     n += 1
                     self.peer.request(exec_id, self.code, self.runtime_url, session="soak-" + self.tag)
@@ -202,7 +205,8 @@ def soak(docs, restarts, every, interval, lines, keep, down, logs, drain=60.0, o
             r.stop_requests.set()
 
         def all_final():
-            return all(set(r.snapshot()[0]) <= set(r.snapshot()[1]) for r in requesters)
+            return all(r.requests_stopped.is_set() and set(r.snapshot()[0]) <= set(r.snapshot()[1])
+                       for r in requesters)
 
         try:
             wait_until(all_final, timeout=drain, interval=0.5, message="runs still not final")
