@@ -37,6 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PREFIX = "/mrp/v1"
 MAX_CHUNK = 4096
+LOG_RUNS = False
+LOG_LOCK = threading.Lock()
 
 CAPABILITIES = {
     "runtime": "fake-mrp",
@@ -163,6 +165,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _stream(self, body):
         exec_id = body.get("execId") or "fake"
+        if LOG_RUNS:
+            with LOG_LOCK:   # print() writes the line and its end apart: handler threads interleave
+                sys.stdout.write("run %s\n" % exec_id)
+                sys.stdout.flush()
         try:
             script = Script(body.get("code", ""))
         except (ValueError, TypeError) as exc:
@@ -243,7 +249,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--log-runs", action="store_true",
+                        help="print 'run <execId>' for every execution asked for (counts runs per id)")
     args = parser.parse_args(argv)
+    global LOG_RUNS
+    LOG_RUNS = args.log_runs
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
     host, port = server.server_address[:2]
