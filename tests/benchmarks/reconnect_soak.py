@@ -1,4 +1,4 @@
-"""The monitor's memory across sync server restarts under load (issue 18).
+"""The monitor's memory across sync server restarts under load.
 
     .venv/bin/python tests/benchmarks/reconnect_soak.py [--docs 4] [--restarts 8] [--every 15]
         [--interval 0.5] [--lines 200] [--keep 5] [--down 1] [--json PATH]
@@ -14,7 +14,7 @@ does. Every ``--every`` seconds the server is killed and started again on
 the same port ``--down`` seconds later (its documents are lost; the peers and
 the monitor bring them back). The peers keep requesting and deleting while
 it is down, so each restart leaves entries that were deleted, and runs that
-were in flight, while the monitor was away: the case issue 18 found.
+were in flight, while the monitor was away.
 
 Measured: the monitor's RSS (``VmRSS``) just before each restart, i.e. a
 whole period after the previous one (the first sample, restart 0, is the

@@ -66,7 +66,7 @@ SCENARIOS = ("startup", "idle", "throughput", "latency", "progress", "concurrenc
 RUNTIMES = ("fake", "fake-noacc", "mrmd-python")
 #: fake-noacc: the fake runtime without ``accumulated``, in 4 KiB output events
 #: (like MRP 0.3.0): the stream is only the output, so the monitor's own cost
-#: per output byte shows (issue 13). Throughput only.
+#: per output byte shows. Throughput only.
 THROUGHPUT_ONLY = ("fake-noacc",)
 FINAL = ("completed", "error", "cancelled")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -83,7 +83,7 @@ class Sizes:
         self.lines = 10_000 if quick else 100_000
         # Lines of the large throughput workload per runtime; on the fake
         # runtimes the same workload also runs at marginal_small lines, and the
-        # difference is the marginal cost (issue 13 measured 100,000 -> 1,000,000
+        # difference is the marginal cost (measured 100,000 -> 1,000,000
         # lines without accumulated; with it the stream grows with the square of
         # the output, so 10,000 -> 100,000 lines is already 1.2 GB).
         scale = 10 if quick else 1
@@ -472,7 +472,7 @@ class Bench:
     def run_throughput(self, kind):
         n = self.sizes.throughput_lines[kind]
         target = {"fake": 1.5, "fake-noacc": 1.5}.get(kind, 1.05)
-        # The marginal cost per byte (issue 13): the same workload at two sizes,
+        # The marginal cost per byte: the same workload at two sizes,
         # the fixed costs of a run (claim, block, process start) cancel out.
         small = self.sizes.marginal_small.get(kind)
         marginal = small is not None and not self.args.no_marginal

@@ -1,5 +1,5 @@
 """A notebook run through the monitor looks as if the editor had run it
-(issue 17): plots as image lines after the block with the files under the
+plots as image lines after the block with the files under the
 project root, colours kept, with the real mrmd-python runtime."""
 
 import os

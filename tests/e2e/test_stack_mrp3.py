@@ -1,5 +1,5 @@
 """The MRP 0.3.0 runtime (the vendored mrmd-python with ``protocolVersion``
-0.3.0) behind mrmd-sync, as mrmd users run it (issue 11 items 2 and 3).
+0.3.0) behind mrmd-sync, as mrmd users run it.
 
 The real runtime is used wherever it can show the behaviour: figures as
 assets with an ``id``. Two of its answers cannot be had from it on demand, so

@@ -1,6 +1,6 @@
 """Hostile runtime URLs and hostile runtimes, seen from the document: a real
 sync server, a yjs browser, the monitor process, and scripted runtimes or
-plain local services (issue 10 items 1, 3 and 5; issue 11 item 2).
+plain local services.
 
 Each test states what the user sees (final status, error type and text, the
 block) and that the monitor goes on serving a normal run afterwards."""
@@ -223,7 +223,7 @@ def test_a_result_repeating_ten_megabytes_of_output_completes(sync_server, doc_n
 def test_after_a_cancel_the_next_cell_runs_on_a_runtime_that_stays_busy_when_cut(
         sync_server, doc_name, peer_factory, monitor_factory, faults):
     """MRP 0.3.0 keeps an execution lock until its stream ends normally, and for
-    good when the stream is cut (issue 11: the next cell got 409 five times).
+    good when the stream is cut (the next cell got 409 five times).
     The monitor reads the cancelled stream to its end after the interrupt."""
     faults.capabilities = dict(faults.capabilities, protocolVersion="0.3.0")
     faults.health = True

@@ -1,4 +1,4 @@
-"""Hostile awareness in the control document (issue 13): a peer that announces
+"""Hostile awareness in the control document: a peer that announces
 hundreds of fake monitors must not leave documents unfollowed. Against the
 real npm y-websocket server (a proxy in front of it lists the documents at
 /stats), real monitors and mrmd-python."""

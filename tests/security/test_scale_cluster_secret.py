@@ -1,4 +1,4 @@
-"""Membership is proved, not claimed (issue 18): 63 peers announcing
+"""Membership is proved, not claimed: 63 peers announcing
 themselves as monitors in the control document took every document away
 from a real monitor with --replicas 1. With --cluster-secret, monitors that
 do not prove the secret count for nothing, and two real monitors holding it

@@ -1,4 +1,4 @@
-"""Hostile awareness states (issue 13): any peer of the sync server can
+"""Hostile awareness states: any peer of the sync server can
 publish a state; presence.py takes a member only from a state inside every
 bound, and a flood of members makes it trust none (see also
 test_scale_awareness_flood.py for the same against real processes)."""

@@ -1,5 +1,5 @@
 """Restarts of the sync server under load: every run ends exactly once, and
-the monitor's memory comes back to its level (issue 18).
+the monitor's memory comes back to its level.
 
 Two documents each ask for a run every 0.5 s and delete each entry a few
 seconds after it ended, as the editor does; the server is killed and started

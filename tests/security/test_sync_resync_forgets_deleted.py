@@ -5,7 +5,7 @@ step and looks at the whole map again. It used to look only at the entries
 still there: a run of ours whose entry a peer deleted meanwhile stayed
 "running" for good, holding its worker and its (runtime, session) queue,
 and every such reconnect under load kept the runs and entries in flight
-(issue 18: memory stepped up at each sync server restart). The user sees
+(memory stepped up at each sync server restart). The user sees
 the next cell of that session run."""
 
 import pytest

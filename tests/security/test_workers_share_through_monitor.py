@@ -1,5 +1,5 @@
 """Endless cells on one runtime written under several spellings of its URL
-cannot starve a third document (issue 18): the monitor counts one runtime's
+cannot starve a third document: the monitor counts one runtime's
 share of the workers by its origin, not by how a peer wrote it."""
 
 import pytest

@@ -1,5 +1,5 @@
 """--cluster-secret and --cluster-secret-file: read once, never shown, and
-given to every document's presence (issue 18, "membership is proved")."""
+given to every document's presence."""
 
 import os
 

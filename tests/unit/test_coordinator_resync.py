@@ -1,4 +1,4 @@
-"""What a reconnect must not leave behind (issue 18, memory across reconnects).
+"""What a reconnect must not leave behind.
 
 After a reconnect the sync thread applies the server's state in one step and
 lets the coordinator look at the whole map (Coordinator.on_synced). Entries

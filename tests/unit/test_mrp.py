@@ -308,7 +308,7 @@ def test_client_is_usable_after_close_and_from_many_threads(fake_server):
     assert results == [["start", "mystery", "result"]] * 6
 
 
-# -- hostile runtimes and URLs (issue 10 items 1, 3 and 5; issue 11 items 2 and 3) ----------
+# -- hostile runtimes and URLs ----------
 
 def run_code(client, url, spec, exec_id="exec-1", **kw):
     events = []

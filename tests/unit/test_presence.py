@@ -95,7 +95,7 @@ def test_a_browser_is_no_monitor():
     assert not pr.other_monitors_present(100.0)
 
 
-# -- hostile awareness (issue 18) ----------------------------------------------------
+# -- hostile awareness ----------------------------------------------------
 
 def _member(member_id):
     return {"user": {"name": "m", "color": "#000", "type": "monitor"},
@@ -196,7 +196,7 @@ def test_the_servers_echo_of_our_state_re_encoded_is_neither_applied_nor_answere
     assert not pr.receive(message((ME, clock, None)), 3.0).reassert
 
 
-# -- membership is proved, not claimed (issue 18) --------------------------------------
+# -- membership is proved, not claimed --------------------------------------
 
 SECRET = "s3cret-ü"
 

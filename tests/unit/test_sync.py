@@ -733,7 +733,7 @@ def test_mail_posted_before_a_message_arrives_is_handled_first(make_sync):
 def test_an_awareness_update_for_our_own_client_id_is_answered_with_ours(make_sync):
     """The server relays an update for any client id: a peer speaking for us
     with a higher clock must neither change our members nor stand for long
-    in the others' view (issue 18)."""
+    in the others' view."""
     from tests.unit.test_presence import decode
     connector = Connector()
     sync = make_sync(connector, sync_options={"member_id": "us-1"})

@@ -1,7 +1,7 @@
 """A pycrdt PanicException is a BaseException (NOTES.md): one on a sync thread
 must stay with its document. The thread logs it with the document's name, the
 daemon gives the document a new thread, and the other documents and the
-daemon go on (issue 18)."""
+daemon go on."""
 
 import logging
 import queue

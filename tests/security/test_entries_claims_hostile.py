@@ -1,4 +1,4 @@
-"""Hostile peers, round 2, on the coordinator's side (issue 18): nothing a
+"""Hostile peers on the coordinator's side: nothing a
 peer writes into Y.Map('executions') wedges a document, costs more than its
 size, poisons a delay, blocks a runtime for good, or runs a cell twice.
 
